@@ -1,0 +1,1 @@
+"""CRM module on top of the loyalty core."""

@@ -1,0 +1,1 @@
+"""Loyalty programme management system: the loyalty core."""

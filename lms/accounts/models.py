@@ -1,0 +1,53 @@
+"""Member tables. Attributes that marketers target are plain indexed columns (DESIGN §7)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    String,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from lms.db import Base
+
+
+class Member(Base):
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    card_number: Mapped[str] = mapped_column(String(16), unique=True)
+    account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("accounts.id"), unique=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    phone_region: Mapped[str | None] = mapped_column(String(2))
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    locale: Mapped[str] = mapped_column(String(16), server_default="en")
+    timezone: Mapped[str] = mapped_column(String(64), server_default="UTC")
+    status: Mapped[str] = mapped_column(String(16), server_default="active")
+    tier: Mapped[str] = mapped_column(String(32), server_default="BASIC")
+    joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                server_default=func.now())
+    last_activity_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'locked', 'closed')", name="status"),
+        CheckConstraint("email = lower(email)", name="email_lowercase"),
+        Index("ix_members_phone", "phone"),
+        Index("ix_members_name", "last_name", "first_name"),
+        Index("ix_members_tier", "tier"),
+        Index("ix_members_joined_at", "joined_at"),
+        Index("ix_members_last_activity_at", "last_activity_at"),
+        Index("ix_members_birth_date", "birth_date"),
+    )

@@ -1,0 +1,63 @@
+"""SQL of members and their statements."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lms.accounts.models import Member
+
+STATEMENT = text("""
+SELECT p.id, p.entry_id, e.kind, p.unit, p.amount, p.balance_after, e.description,
+       CASE WHEN e.external_ref IS NULL THEN NULL
+            ELSE e.source || ':' || e.external_ref END AS reference,
+       p.created_at AS at
+FROM postings p JOIN journal_entries e ON e.id = p.entry_id
+WHERE p.account_id = :account_id AND p.unit = :unit AND p.id < :before
+ORDER BY p.id DESC
+LIMIT :limit
+""")
+
+
+class MemberRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def next_card_sequence(self) -> int:
+        value: int = (await self.session.execute(
+            text("SELECT nextval('card_number_seq')"))).scalar_one()
+        return value
+
+    async def email_taken(self, email: str) -> bool:
+        return (await self.session.execute(
+            select(Member.id).where(Member.email == email))).first() is not None
+
+    async def add(self, **values: Any) -> Member:
+        member = Member(**values)
+        self.session.add(member)
+        await self.session.flush()
+        return member
+
+    async def by_id(self, member_id: int) -> Member | None:
+        return await self.session.get(Member, member_id)
+
+    async def by_email(self, email: str) -> Member | None:
+        return (await self.session.execute(
+            select(Member).where(Member.email == email))).scalar_one_or_none()
+
+    async def by_card(self, card_number: str) -> Member | None:
+        return (await self.session.execute(
+            select(Member).where(Member.card_number == card_number))).scalar_one_or_none()
+
+    async def statement(self, account_id: int, unit: str, before: int,
+                        limit: int) -> list[dict[str, Any]]:
+        rows = await self.session.execute(STATEMENT, {
+            "account_id": account_id, "unit": unit, "before": before, "limit": limit})
+        return [dict(r._mapping) for r in rows]
+
+
+def birth_date_plausible(value: date | None, today: date) -> bool:
+    return value is None or (date(1900, 1, 1) <= value <= today)

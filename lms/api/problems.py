@@ -1,0 +1,88 @@
+"""RFC 9457 problem+json for every error, including the framework's own and the unexpected."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.exceptions.http_exceptions import MethodNotAllowedException
+
+from lms.errors import LmsError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://lms.example/problems/"
+
+
+def problem(status: int, code: str, title: str, detail: str | None = None,
+            instance: str | None = None, headers: dict[str, str] | None = None,
+            **extra: Any) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {"type": TYPE_BASE + code, "title": title, "status": status,
+                            "code": code}
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def lms_error_handler(request: Request[Any, Any, Any], exc: LmsError) -> Response[Any]:
+    return problem(exc.status, exc.code, exc.title, exc.detail, request.url.path,
+                   headers=exc.headers or None, **exc.extra)
+
+
+FRAMEWORK_CODES: dict[int, tuple[str, str]] = {
+    400: ("bad_request", "Bad request"),
+    401: ("unauthorized", "Authentication required"),
+    403: ("forbidden", "Not allowed"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    413: ("payload_too_large", "Request body too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+    429: ("too_many_requests", "Too many requests"),
+}
+
+
+def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if isinstance(exc, ValidationException):
+        errors = exc.extra if isinstance(exc.extra, list) else None
+        return problem(422 if exc.status_code == 400 else exc.status_code, "validation_error",
+                       "The request is not valid", exc.detail, request.url.path, errors=errors)
+    status = exc.status_code
+    if isinstance(exc, NotAuthorizedException):
+        status = 401
+    elif isinstance(exc, PermissionDeniedException):
+        status = 403
+    elif isinstance(exc, NotFoundException):
+        status = 404
+    elif isinstance(exc, MethodNotAllowedException):
+        status = 405
+    if status >= 500:
+        log.error("http error %s on %s: %s", status, request.url.path, exc.detail)
+        return problem(status, "internal_error", "Internal error", None, request.url.path)
+    code, title = FRAMEWORK_CODES.get(status, ("http_error", "Request failed"))
+    return problem(status, code, title, exc.detail if exc.detail != title else None,
+                   request.url.path, headers=exc.headers or None)
+
+
+def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(500, "internal_error", "Internal error",
+                   "An unexpected error occurred; it has been logged", request.url.path)
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    LmsError: lms_error_handler,
+    HTTPException: http_exception_handler,
+    Exception: unexpected_error_handler,
+}

@@ -1,0 +1,72 @@
+"""The Litestar application factory: state, middleware, routers and error handlers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Router
+from litestar.config.compression import CompressionConfig
+from litestar.datastructures import State
+from litestar.middleware.base import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+from lms.accounts.routes import MeController, MemberAuthController
+from lms.api.health import HealthController
+from lms.api.problems import EXCEPTION_HANDLERS
+from lms.auth.middleware import BearerTokenMiddleware
+from lms.auth.routes import StaffAuthController
+from lms.db import Database
+from lms.ledger.service import SystemAccounts
+from lms.logging import configure as configure_logging
+from lms.settings import Settings, get_settings
+
+API_VERSION = "0.1.0"
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Loyalty Programme API",
+        version=API_VERSION,
+        description=("Members, partners, airline systems and staff. Every error is "
+                     "application/problem+json with a stable `code`."),
+        components=Components(security_schemes={
+            "bearer": SecurityScheme(type="http", scheme="bearer",
+                                     description="Access token from a /token endpoint"),
+        }),
+        security=[{"bearer": []}],
+        path="/schema",
+    )
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> Litestar:
+    settings = settings or get_settings()
+    owns_db = db is None
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if app.state.get("db") is None:
+            app.state.db = Database.from_settings(settings)
+        try:
+            yield
+        finally:
+            if owns_db:
+                await app.state.db.dispose()
+
+    configure_logging(settings.log_level, settings.log_json)
+    v1 = Router(path="/v1", route_handlers=[MemberAuthController, MeController,
+                                            StaffAuthController])
+    return Litestar(
+        route_handlers=[HealthController, v1],
+        state=State({"settings": settings, "db": db,
+                     "system_accounts": SystemAccounts(settings.system_account_shards)}),
+        lifespan=[lifespan],
+        middleware=[DefineMiddleware(BearerTokenMiddleware,
+                                     exclude=["^/health$", "^/ready$", "^/schema"])],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=openapi_config(),
+        compression_config=CompressionConfig(backend="gzip", minimum_size=2048),
+        request_max_body_size=2 * 1024 * 1024,
+        debug=False,
+    )

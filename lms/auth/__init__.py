@@ -1,0 +1,1 @@
+"""Authentication of members and staff: passwords, tokens, throttling, guards."""

@@ -1,0 +1,37 @@
+"""Route guards: every endpoint states which principals may call it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from lms.auth.principal import Principal, Role
+from lms.errors import Forbidden, Unauthorized
+
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+
+
+def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    user = connection.scope.get("user")
+    if not isinstance(user, Principal):
+        raise Unauthorized("Send a valid bearer token in the Authorization header")
+    return user
+
+
+def requires(*roles: Role) -> Guard:
+    allowed = frozenset(roles)
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if current_principal(connection).role not in allowed:
+            raise Forbidden("Your role may not call this endpoint")
+
+    guard.__name__ = "requires_" + "_or_".join(sorted(str(r) for r in roles))
+    return guard
+
+
+member_only = requires(Role.MEMBER)
+staff_any = requires(Role.AGENT, Role.SUPERVISOR, Role.MARKETER, Role.ADMIN)
+admin_only = requires(Role.ADMIN)

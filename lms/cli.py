@@ -1,0 +1,165 @@
+"""The ``lms`` command: serve, worker, db upgrade, ledger verify, openapi export, staff, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lms.settings import PROJECT_ROOT, get_settings
+
+
+def resolved_url() -> str:
+    from lms.db import database_url
+
+    return database_url(get_settings())
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from lms import migrate
+    from lms.db import embedded_postgres_url
+
+    settings = get_settings()
+    if not settings.database_url:
+        # Resolve the embedded server once here so that every worker process joins it.
+        settings.database_url = embedded_postgres_url(settings.data_dir)
+    if args.migrate:
+        migrate.upgrade(settings.database_url)
+    uvicorn.run("lms.app:create_app", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level=settings.log_level.lower(),
+                proxy_headers=True)
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from lms import migrate
+    from lms.db import Database
+    from lms.ledger.repository import LedgerRepository
+    from lms.ledger.service import SystemAccounts
+
+    url = resolved_url()
+    migrate.upgrade(url, args.revision)
+
+    async def ensure_system_accounts() -> None:
+        from lms.db import raw_connection
+
+        db = Database(url)
+        try:
+            async def work(session: Any) -> None:
+                repo = LedgerRepository(await raw_connection(session))
+                await SystemAccounts(get_settings().system_account_shards).ensure(repo)
+            await db.transaction(work)
+        finally:
+            await db.dispose()
+
+    asyncio.run(ensure_system_accounts())
+    print(f"database at {migrate.current_revision(url)}")
+    return 0
+
+
+def cmd_ledger_verify(args: argparse.Namespace) -> int:
+    from lms.db import Database
+    from lms.ledger.verify import INVARIANTS, verify
+
+    async def run() -> int:
+        db = Database(resolved_url())
+        try:
+            async with db.engine.connect() as conn:
+                violations = await verify(conn, limit=args.limit)
+        finally:
+            await db.dispose()
+        for v in violations:
+            print(v)
+        broken = {v.invariant.number for v in violations}
+        for inv in INVARIANTS:
+            mark = "FAIL" if inv.number in broken else "ok"
+            print(f"[{mark:>4}] {inv.number}. {inv.name}", file=sys.stderr)
+        return 1 if violations else 0
+
+    return asyncio.run(run())
+
+
+def cmd_openapi_export(args: argparse.Namespace) -> int:
+    from lms.openapi_export import export
+
+    path = Path(args.output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(export())
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_staff_create(args: argparse.Namespace) -> int:
+    from lms.auth.service import AuthService
+    from lms.db import Database
+
+    async def run() -> int:
+        db = Database(resolved_url())
+        try:
+            staff_id = await db.transaction(lambda s: AuthService(s, get_settings()).create_staff(
+                email=args.email, name=args.name, role=args.role, password=args.password))
+        finally:
+            await db.dispose()
+        print(json.dumps({"id": staff_id, "email": args.email, "role": args.role}))
+        return 0
+
+    return asyncio.run(run())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lms", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str,
+            parent: Any = sub) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help_)
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("serve", cmd_serve, "run the API and web pages")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--no-migrate", dest="migrate", action="store_false",
+                   help="do not apply migrations before serving")
+
+    db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
+    p = add("upgrade", cmd_db_upgrade, "apply migrations and create system accounts", db)
+    p.add_argument("revision", nargs="?", default="head")
+
+    ledger = sub.add_parser("ledger", help="ledger").add_subparsers(dest="ledger_command",
+                                                                    required=True)
+    p = add("verify", cmd_ledger_verify, "check the ledger invariants; exit 1 on violation",
+            ledger)
+    p.add_argument("--limit", type=int, default=100, help="violations shown per invariant")
+
+    openapi = sub.add_parser("openapi", help="OpenAPI").add_subparsers(dest="oa_command",
+                                                                       required=True)
+    p = add("export", cmd_openapi_export, "write the OpenAPI document", openapi)
+    p.add_argument("--output", default=str(PROJECT_ROOT / "openapi" / "openapi.json"))
+
+    staff = sub.add_parser("staff", help="staff users").add_subparsers(dest="staff_command",
+                                                                       required=True)
+    p = add("create", cmd_staff_create, "create a staff user", staff)
+    p.add_argument("--email", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--role", required=True,
+                   choices=["agent", "supervisor", "marketer", "admin"])
+    p.add_argument("--password", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.fn(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Database engine, the unit-of-work boundary with bounded retry, and the embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import asyncpg
+from sqlalchemy import MetaData
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+
+from lms.errors import ServiceUnavailable
+from lms.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+# SQLSTATEs after which the whole unit of work is safe to run again from the start.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+# Connection-level failures: the database is restarting or unreachable.
+UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "08000", "08003", "08006", "08001"})
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", exc)
+    for candidate in (orig, getattr(orig, "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    return sqlstate(exc) in RETRYABLE_SQLSTATES
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, OSError | asyncpg.exceptions.ConnectionDoesNotExistError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, InterfaceError | OperationalError) and sqlstate(exc) is None:
+        return True
+    return sqlstate(exc) in UNAVAILABLE_SQLSTATES
+
+
+def to_async_url(url: str) -> str:
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
+
+
+def to_sync_url(url: str) -> str:
+    """The same database for psycopg (Alembic, CLI bulk work)."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def embedded_postgres_url(data_dir: Path) -> str:
+    """Start (or join) the project-local embedded PostgreSQL and return its URL.
+
+    pgserver keeps one server per data directory and reference-counts the processes that use
+    it, so ``lms serve`` and ``lms worker`` share one instance.
+    """
+    import pgserver  # imported lazily: only the embedded mode needs its binaries
+
+    pgdata = data_dir / "pgdata"
+    pgdata.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(str(pgdata), cleanup_mode=None)
+    uri: str = server.get_uri()
+    # pgserver answers postgresql://postgres:@/postgres?host=/socket/dir
+    database = "lms"
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+    if "(1 row)" not in exists:
+        server.psql(f"CREATE DATABASE {database};")
+    socket_dir = uri.split("host=", 1)[1].split("&", 1)[0]
+    return f"postgresql+asyncpg://postgres@/{database}?host={quote(socket_dir)}"
+
+
+def database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return to_async_url(settings.database_url)
+    return embedded_postgres_url(settings.data_dir)
+
+
+class Database:
+    """Owns the engine; ``transaction`` is the single commit point of every unit of work."""
+
+    def __init__(self, url: str, *, pool_size: int = 20, max_overflow: int = 20,
+                 retry_attempts: int = 5) -> None:
+        self.url = to_async_url(url)
+        self.engine: AsyncEngine = create_async_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_pre_ping=False,
+            connect_args={"server_settings": {"application_name": "lms"}},
+        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False,
+                                           autoflush=False)
+        self.retry_attempts = retry_attempts
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(database_url(settings), pool_size=settings.db_pool_size,
+                   max_overflow=settings.db_max_overflow,
+                   retry_attempts=settings.db_retry_attempts)
+
+    async def transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run ``work`` in one transaction and commit; rerun it on serialization failure or
+        deadlock, a bounded number of times. ``work`` must not have side effects outside the
+        database (enqueue through the outbox instead)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self.sessions() as session:
+                    async with session.begin():
+                        result = await work(session)
+                    return result
+            except (DBAPIError, OSError, asyncpg.PostgresError) as exc:
+                if is_retryable(exc) and attempt < self.retry_attempts:
+                    await asyncio.sleep(0.002 * (2**attempt))
+                    continue
+                if is_retryable(exc):
+                    raise ServiceUnavailable("The operation conflicted with concurrent "
+                                             "operations; try again") from exc
+                if is_unavailable(exc):
+                    raise ServiceUnavailable("The database is unavailable; try again") from exc
+                raise
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+async def raw_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under a session's current transaction.
+
+    The ledger's hot path talks to asyncpg directly (prepared statements, array parameters)
+    while staying inside the session's unit of work.
+    """
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    adapter: Any = raw.dbapi_connection
+    # SQLAlchemy's asyncpg adapter sends BEGIN lazily, on its own first statement; start the
+    # transaction here so that statements sent straight to asyncpg are inside it.
+    if adapter._transaction is None and adapter.isolation_level != "autocommit":
+        await adapter._start_transaction()
+    return raw.driver_connection

@@ -1,0 +1,1 @@
+"""Idempotency of mutating API calls (DESIGN §3)."""

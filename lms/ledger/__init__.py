@@ -1,0 +1,1 @@
+"""The double-entry miles ledger: accounts, journal, balances, holds and lots."""

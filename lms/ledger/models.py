@@ -1,0 +1,172 @@
+"""Ledger tables. Journal entries and postings are insert-only, enforced by triggers
+(see the migration); balances, lots and holds are the mutable projections kept in step with
+them inside the same transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from lms.db import Base
+
+# Tables whose rows are never updated or deleted; triggers in the database refuse it.
+APPEND_ONLY_TABLES = ("journal_entries", "postings", "audit_log")
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    # System accounts: code + shard ("issuance", 3). Member/pool accounts: no code.
+    code: Mapped[str | None] = mapped_column(String(64))
+    shard: Mapped[int | None] = mapped_column(Integer)
+    allow_negative: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), server_default="open")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+
+    __table_args__ = (
+        UniqueConstraint("code", "shard", name="uq_accounts_code_shard"),
+        CheckConstraint("kind IN ('member', 'pool', 'system')", name="kind"),
+        CheckConstraint("(kind = 'system') = (code IS NOT NULL)", name="system_has_code"),
+        CheckConstraint("allow_negative = (kind = 'system')", name="only_system_negative"),
+    )
+
+
+class Balance(Base):
+    __tablename__ = "balances"
+
+    account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("accounts.id"))
+    unit: Mapped[str] = mapped_column(String(16))
+    posted: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    held: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # Copied from the account so the check below needs no join.
+    allow_negative: Mapped[bool] = mapped_column(Boolean)
+
+    __table_args__ = (
+        PrimaryKeyConstraint("account_id", "unit", name="pk_balances"),
+        CheckConstraint("held >= 0", name="held_not_negative"),
+        CheckConstraint("allow_negative OR posted - held >= 0", name="available_not_negative"),
+        CheckConstraint("unit IN ('MILES', 'STATUS_MILES', 'SEGMENTS')", name="unit"),
+    )
+
+
+class JournalEntry(Base):
+    __tablename__ = "journal_entries"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    actor_type: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    # (source, external_ref) identifies the outside fact an entry records, e.g. a ticket coupon.
+    source: Mapped[str | None] = mapped_column(String(64))
+    external_ref: Mapped[str | None] = mapped_column(String(200))
+    reverses_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("journal_entries.id"))
+    hold_id: Mapped[int | None] = mapped_column(BigInteger)
+    effective_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+    __table_args__ = (
+        Index("uq_journal_entries_source_ref", "source", "external_ref", unique=True,
+              postgresql_where=text("external_ref IS NOT NULL")),
+        Index("uq_journal_entries_reverses_id", "reverses_id", unique=True,
+              postgresql_where=text("reverses_id IS NOT NULL")),
+        Index("ix_journal_entries_hold_id", "hold_id",
+              postgresql_where=text("hold_id IS NOT NULL")),
+    )
+
+
+class Posting(Base):
+    __tablename__ = "postings"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    entry_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("journal_entries.id"))
+    account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("accounts.id"))
+    unit: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    # The account's posted balance in this unit right after this posting: statements read it
+    # instead of summing history.
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="amount_not_zero"),
+        Index("ix_postings_entry_id", "entry_id"),
+        Index("ix_postings_account_unit_id", "account_id", "unit", "id"),
+    )
+
+
+class Lot(Base):
+    """A credit of MILES to a member or pool account, consumed oldest-expiry first."""
+
+    __tablename__ = "lots"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("accounts.id"))
+    entry_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("journal_entries.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining_range"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index("ix_lots_open_by_account", "account_id", "expires_at", "id",
+              postgresql_where=text("remaining > 0")),
+        Index("ix_lots_open_by_expiry", "expires_at", postgresql_where=text("remaining > 0")),
+    )
+
+
+class Hold(Base):
+    """Miles reserved on an account until captured, voided or expired."""
+
+    __tablename__ = "holds"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("accounts.id"))
+    unit: Mapped[str] = mapped_column(String(16), server_default="MILES")
+    amount: Mapped[int] = mapped_column(BigInteger)
+    captured: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    actor_type: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    reference: Mapped[str | None] = mapped_column(String(200))
+    entry_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("journal_entries.id"))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("captured >= 0 AND captured <= amount", name="captured_range"),
+        CheckConstraint("status IN ('pending', 'captured', 'voided', 'expired')", name="status"),
+        Index("ix_holds_pending_expiry", "expires_at", postgresql_where=text("status = 'pending'")),
+        Index("ix_holds_account_id", "account_id"),
+    )

@@ -1,0 +1,301 @@
+"""All SQL of the ledger, spoken to asyncpg directly.
+
+The ledger is the hot path of the whole system, so its statements are fixed texts with array
+parameters: asyncpg prepares each once per connection and every posting, whatever its number of
+legs, is a lock statement plus one write statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from lms.ledger.types import HoldStatus, HoldView, Unit
+
+# Locks the balance rows of an entry in one fixed order (account, unit), so concurrent
+# entries touching the same accounts queue instead of deadlocking.
+LOCK_BALANCES = """
+SELECT b.account_id, b.unit, b.posted, b.held, b.allow_negative, a.kind, a.status
+FROM balances b
+JOIN accounts a ON a.id = b.account_id
+JOIN unnest($1::bigint[], $2::text[]) AS k(account_id, unit)
+  ON b.account_id = k.account_id AND b.unit = k.unit
+ORDER BY b.account_id, b.unit
+FOR UPDATE OF b
+"""
+
+# One statement writes the entry, its postings, the balances and the lots. The balance rows
+# are already locked by LOCK_BALANCES, so the order in which PostgreSQL runs these parts
+# does not matter.
+WRITE_ENTRY = """
+WITH entry AS (
+  INSERT INTO journal_entries (kind, actor_type, actor_id, description, source, external_ref,
+                               reverses_id, hold_id, effective_at, details)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($9, now()), $10::jsonb)
+  RETURNING id, created_at
+),
+posting AS (
+  INSERT INTO postings (entry_id, account_id, unit, amount, balance_after, created_at)
+  SELECT entry.id, p.account_id, p.unit, p.amount, p.balance_after, entry.created_at
+  FROM entry, unnest($11::bigint[], $12::text[], $13::bigint[], $14::bigint[])
+       AS p(account_id, unit, amount, balance_after)
+),
+balance AS (
+  UPDATE balances b
+  SET posted = b.posted + d.amount, held = b.held - d.release
+  FROM unnest($15::bigint[], $16::text[], $17::bigint[], $18::bigint[])
+       AS d(account_id, unit, amount, release)
+  WHERE b.account_id = d.account_id AND b.unit = d.unit
+),
+debit AS (
+  SELECT * FROM unnest($19::bigint[], $20::bigint[]) AS d(account_id, amount)
+),
+candidate AS (
+  SELECT l.id, l.remaining, debit.amount,
+         sum(l.remaining) OVER (PARTITION BY l.account_id
+                                ORDER BY l.expires_at, l.id) AS running
+  FROM lots l JOIN debit ON debit.account_id = l.account_id
+  WHERE l.remaining > 0
+),
+consumed AS (
+  UPDATE lots
+  SET remaining = lots.remaining - LEAST(c.remaining, c.amount - (c.running - c.remaining))
+  FROM candidate c
+  WHERE lots.id = c.id AND c.running - c.remaining < c.amount
+),
+opened AS (
+  INSERT INTO lots (account_id, entry_id, amount, remaining, expires_at, created_at)
+  SELECT o.account_id, entry.id, o.amount, o.amount, o.expires_at, entry.created_at
+  FROM entry, unnest($21::bigint[], $22::bigint[], $23::timestamptz[])
+       AS o(account_id, amount, expires_at)
+)
+SELECT id, created_at FROM entry
+"""
+
+INSERT_OUTBOX = """
+INSERT INTO outbox_events (topic, payload)
+SELECT t, p::jsonb FROM unnest($1::text[], $2::text[]) AS e(t, p)
+"""
+
+# Debits may only take miles that are not held: the WHERE re-checks on the newest row version
+# when another transaction updated it first, so two holds can never overdraw together.
+CREATE_HOLD = """
+WITH reserved AS (
+  UPDATE balances SET held = held + $2
+  WHERE account_id = $1 AND unit = $3 AND (allow_negative OR posted - held >= $2)
+  RETURNING account_id
+)
+INSERT INTO holds (account_id, unit, amount, actor_type, actor_id, reference, expires_at)
+SELECT account_id, $3, $2, $4, $5, $6, $7 FROM reserved
+RETURNING id, account_id, amount, captured, status, expires_at, created_at, closed_at,
+          reference, entry_id
+"""
+
+HOLD_COLUMNS = ("id, account_id, amount, captured, status, expires_at, created_at, closed_at, "
+                "reference, entry_id")
+
+LOCK_HOLD = f"SELECT {HOLD_COLUMNS}, now() AS now FROM holds WHERE id = $1 FOR UPDATE"
+
+GET_HOLD = f"SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1"
+
+CLOSE_HOLD = f"""
+UPDATE holds SET status = $2, captured = $3, entry_id = $4, closed_at = now() WHERE id = $1
+RETURNING {HOLD_COLUMNS}
+"""
+
+RELEASE_HELD = """
+UPDATE balances SET held = held - d.amount
+FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS d(account_id, unit, amount)
+WHERE balances.account_id = d.account_id AND balances.unit = d.unit
+"""
+
+# Claims due holds without waiting on holds another worker or a capture is handling.
+CLAIM_EXPIRED_HOLDS = f"""
+UPDATE holds SET status = 'expired', closed_at = now()
+WHERE id IN (
+  SELECT id FROM holds
+  WHERE status = 'pending' AND expires_at <= $1
+  ORDER BY expires_at, id
+  LIMIT $2
+  FOR UPDATE SKIP LOCKED
+)
+RETURNING {HOLD_COLUMNS}, unit
+"""
+
+LOCK_BALANCE_ROWS_ONLY = """
+SELECT 1 FROM balances b
+JOIN unnest($1::bigint[], $2::text[]) AS k(account_id, unit)
+  ON b.account_id = k.account_id AND b.unit = k.unit
+ORDER BY b.account_id, b.unit
+FOR UPDATE OF b
+"""
+
+GET_BALANCES = """
+SELECT account_id, unit, posted, held FROM balances WHERE account_id = $1 ORDER BY unit
+"""
+
+OPEN_LOTS = """
+SELECT id, amount, remaining, expires_at, created_at FROM lots
+WHERE account_id = $1 AND remaining > 0 ORDER BY expires_at, id LIMIT $2
+"""
+
+EXPIRING_SUM = """
+SELECT COALESCE(sum(remaining), 0)::bigint FROM lots
+WHERE account_id = $1 AND remaining > 0 AND expires_at <= $2
+"""
+
+ENTRY_POSTINGS = """
+SELECT e.id, e.kind, e.reverses_id, p.account_id, p.unit, p.amount, a.kind AS account_kind
+FROM journal_entries e JOIN postings p ON p.entry_id = e.id JOIN accounts a ON a.id = p.account_id
+WHERE e.id = $1 ORDER BY p.id
+"""
+
+IS_REVERSED = "SELECT 1 FROM journal_entries WHERE reverses_id = $1"
+
+ACCOUNTS_WITH_DUE_LOTS = """
+SELECT DISTINCT account_id FROM lots WHERE remaining > 0 AND expires_at <= $1 LIMIT $2
+"""
+
+DUE_LOTS = """
+SELECT COALESCE(sum(remaining), 0)::bigint FROM lots
+WHERE account_id = $1 AND remaining > 0 AND expires_at <= $2
+"""
+
+INSERT_ACCOUNT = """
+WITH account AS (
+  INSERT INTO accounts (kind, code, shard, allow_negative) VALUES ($1, $2, $3, $4) RETURNING id
+), balance AS (
+  INSERT INTO balances (account_id, unit, allow_negative)
+  SELECT account.id, u, $4 FROM account, unnest($5::text[]) AS u
+)
+SELECT id FROM account
+"""
+
+SYSTEM_ACCOUNTS = "SELECT code, shard, id FROM accounts WHERE kind = 'system' ORDER BY code, shard"
+
+ENSURE_SYSTEM_ACCOUNT = """
+WITH account AS (
+  INSERT INTO accounts (kind, code, shard, allow_negative) VALUES ('system', $1, $2, true)
+  ON CONFLICT (code, shard) DO NOTHING RETURNING id
+), balance AS (
+  INSERT INTO balances (account_id, unit, allow_negative)
+  SELECT account.id, u, true FROM account, unnest($3::text[]) AS u
+)
+SELECT id FROM account
+"""
+
+ACCOUNT_STATUS = "UPDATE accounts SET status = $2 WHERE id = $1 RETURNING id"
+
+
+def hold_from_row(row: asyncpg.Record) -> HoldView:
+    return HoldView(
+        id=row["id"], account_id=row["account_id"], amount=row["amount"],
+        captured=row["captured"], status=HoldStatus(row["status"]),
+        expires_at=row["expires_at"], created_at=row["created_at"],
+        closed_at=row["closed_at"], reference=row["reference"], entry_id=row["entry_id"],
+    )
+
+
+class LedgerRepository:
+    """Thin wrapper over one asyncpg connection inside the caller's transaction."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def lock_balances(self, keys: Sequence[tuple[int, Unit]]) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self.conn.fetch(
+            LOCK_BALANCES, [k[0] for k in keys], [str(k[1]) for k in keys])
+        return rows
+
+    async def lock_balance_rows(self, keys: Sequence[tuple[int, str]]) -> None:
+        await self.conn.fetch(LOCK_BALANCE_ROWS_ONLY, [k[0] for k in keys], [k[1] for k in keys])
+
+    async def write_entry(self, *, header: Sequence[Any], postings: Sequence[Sequence[Any]],
+                          balance_deltas: Sequence[Sequence[Any]],
+                          lot_debits: Sequence[Sequence[Any]],
+                          lot_credits: Sequence[Sequence[Any]]) -> asyncpg.Record:
+        def cols(rows: Sequence[Sequence[Any]], n: int) -> list[list[Any]]:
+            return [[r[i] for r in rows] for i in range(n)]
+
+        row: asyncpg.Record = await self.conn.fetchrow(
+            WRITE_ENTRY, *header, *cols(postings, 4), *cols(balance_deltas, 4),
+            *cols(lot_debits, 2), *cols(lot_credits, 3))
+        return row
+
+    async def add_events(self, events: Sequence[tuple[str, str]]) -> None:
+        if events:
+            await self.conn.execute(INSERT_OUTBOX, [e[0] for e in events],
+                                    [e[1] for e in events])
+
+    async def create_hold(self, *, account_id: int, amount: int, unit: Unit, actor_type: str,
+                          actor_id: str | None, reference: str | None,
+                          expires_at: datetime) -> HoldView | None:
+        row = await self.conn.fetchrow(CREATE_HOLD, account_id, amount, str(unit), actor_type,
+                                       actor_id, reference, expires_at)
+        return hold_from_row(row) if row else None
+
+    async def lock_hold(self, hold_id: int) -> tuple[HoldView, datetime] | None:
+        row = await self.conn.fetchrow(LOCK_HOLD, hold_id)
+        return (hold_from_row(row), row["now"]) if row else None
+
+    async def get_hold(self, hold_id: int) -> HoldView | None:
+        row = await self.conn.fetchrow(GET_HOLD, hold_id)
+        return hold_from_row(row) if row else None
+
+    async def close_hold(self, hold_id: int, status: HoldStatus, captured: int,
+                         entry_id: int | None) -> HoldView:
+        row = await self.conn.fetchrow(CLOSE_HOLD, hold_id, str(status), captured, entry_id)
+        return hold_from_row(row)
+
+    async def release_held(self, releases: Sequence[tuple[int, str, int]]) -> None:
+        await self.conn.execute(RELEASE_HELD, [r[0] for r in releases],
+                                [r[1] for r in releases], [r[2] for r in releases])
+
+    async def claim_expired_holds(self, now: datetime, limit: int) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self.conn.fetch(CLAIM_EXPIRED_HOLDS, now, limit)
+        return rows
+
+    async def balances(self, account_id: int) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self.conn.fetch(GET_BALANCES, account_id)
+        return rows
+
+    async def open_lots(self, account_id: int, limit: int) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self.conn.fetch(OPEN_LOTS, account_id, limit)
+        return rows
+
+    async def expiring_sum(self, account_id: int, until: datetime) -> int:
+        value: int = await self.conn.fetchval(EXPIRING_SUM, account_id, until)
+        return value
+
+    async def entry_postings(self, entry_id: int) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self.conn.fetch(ENTRY_POSTINGS, entry_id)
+        return rows
+
+    async def is_reversed(self, entry_id: int) -> bool:
+        return await self.conn.fetchval(IS_REVERSED, entry_id) is not None
+
+    async def accounts_with_due_lots(self, now: datetime, limit: int) -> list[int]:
+        rows = await self.conn.fetch(ACCOUNTS_WITH_DUE_LOTS, now, limit)
+        return [r["account_id"] for r in rows]
+
+    async def due_lots(self, account_id: int, now: datetime) -> int:
+        value: int = await self.conn.fetchval(DUE_LOTS, account_id, now)
+        return value
+
+    async def insert_account(self, kind: str, units: Sequence[Unit]) -> int:
+        account_id: int = await self.conn.fetchval(
+            INSERT_ACCOUNT, kind, None, None, False, [str(u) for u in units])
+        return account_id
+
+    async def set_account_status(self, account_id: int, status: str) -> bool:
+        return await self.conn.fetchval(ACCOUNT_STATUS, account_id, status) is not None
+
+    async def system_accounts(self) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self.conn.fetch(SYSTEM_ACCOUNTS)
+        return rows
+
+    async def ensure_system_account(self, code: str, shard: int, units: Sequence[Unit]) -> None:
+        await self.conn.fetchval(ENSURE_SYSTEM_ACCOUNT, code, shard, [str(u) for u in units])

@@ -1,0 +1,461 @@
+"""The ledger's operations: the only code that changes balances, lots and holds.
+
+Every write follows one path: lock the balance rows in (account, unit) order, check the rules,
+append the entry and its postings, move the balances and lots, record the domain events, all
+inside the caller's transaction. The caller's boundary (``Database.transaction``) commits and
+reruns the whole unit of work on a serialization failure or deadlock.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lms.db import raw_connection
+from lms.ledger.errors import (
+    AccountClosed,
+    AccountNotFound,
+    AlreadyReversed,
+    CaptureExceedsHold,
+    DuplicateExternalReference,
+    EntryNotFound,
+    HoldExpired,
+    HoldNotFound,
+    HoldNotPending,
+    InsufficientMiles,
+    InvalidAmount,
+    NotReversible,
+    UnbalancedEntry,
+)
+from lms.ledger.repository import LedgerRepository
+from lms.ledger.types import (
+    AccountKind,
+    Actor,
+    BalanceView,
+    EntryKind,
+    HoldStatus,
+    HoldView,
+    Leg,
+    PostedEntry,
+    SystemAccount,
+    Unit,
+)
+
+ALL_UNITS = (Unit.MILES, Unit.STATUS_MILES, Unit.SEGMENTS)
+EXTERNAL_REF_INDEX = "uq_journal_entries_source_ref"
+REVERSAL_INDEX = "uq_journal_entries_reverses_id"
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    for day in range(moment.day, 27, -1):
+        try:
+            return moment.replace(year=year, month=month, day=day)
+        except ValueError:
+            continue
+    return moment.replace(year=year, month=month, day=min(moment.day, 28))
+
+
+class SystemAccounts:
+    """Ids of the programme's own accounts, loaded once per process.
+
+    A hot system account is split into shards; each posting picks one at random, so thousands
+    of concurrent credits spread over several balance rows instead of queueing on one.
+    """
+
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+        self._ids: dict[str, list[int]] = {}
+
+    async def ensure(self, repo: LedgerRepository) -> None:
+        for code in SystemAccount:
+            for shard in range(self.shards):
+                await repo.ensure_system_account(str(code), shard, ALL_UNITS)
+        await self.load(repo)
+
+    async def load(self, repo: LedgerRepository) -> None:
+        ids: dict[str, list[int]] = defaultdict(list)
+        for row in await repo.system_accounts():
+            ids[row["code"]].append(row["id"])
+        self._ids = dict(ids)
+
+    def loaded(self) -> bool:
+        return bool(self._ids)
+
+    def pick(self, code: SystemAccount | str) -> int:
+        shards = self._ids.get(str(code))
+        if not shards:
+            raise AccountNotFound(f"System account {code} does not exist; run `lms db upgrade`")
+        return random.choice(shards)  # noqa: S311 - load spreading, not security
+
+    def all(self, code: SystemAccount | str) -> list[int]:
+        return list(self._ids.get(str(code), []))
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerConfig:
+    lot_validity_months: int = 36
+    hold_max_ttl: timedelta = timedelta(days=7)
+
+
+class Ledger:
+    """Operations on the journal within one unit of work (one ``AsyncSession``)."""
+
+    def __init__(self, session: AsyncSession, system: SystemAccounts,
+                 config: LedgerConfig | None = None) -> None:
+        self.session = session
+        self.system = system
+        self.config = config or LedgerConfig()
+        self._repo: LedgerRepository | None = None
+
+    async def repo(self) -> LedgerRepository:
+        if self._repo is None:
+            self._repo = LedgerRepository(await raw_connection(self.session))
+            if not self.system.loaded():
+                await self.system.load(self._repo)
+        return self._repo
+
+    # -- accounts ------------------------------------------------------------------------
+
+    async def open_account(self, kind: AccountKind) -> int:
+        if kind is AccountKind.SYSTEM:
+            raise ValueError("system accounts are created by SystemAccounts.ensure")
+        return await (await self.repo()).insert_account(str(kind), ALL_UNITS)
+
+    async def set_account_status(self, account_id: int, status: str) -> None:
+        if not await (await self.repo()).set_account_status(account_id, status):
+            raise AccountNotFound()
+
+    async def balances(self, account_id: int) -> list[BalanceView]:
+        rows = await (await self.repo()).balances(account_id)
+        if not rows:
+            raise AccountNotFound()
+        return [BalanceView(r["account_id"], Unit(r["unit"]), r["posted"], r["held"])
+                for r in rows]
+
+    async def open_lots(self, account_id: int, limit: int = 10) -> list[asyncpg.Record]:
+        return await (await self.repo()).open_lots(account_id, limit)
+
+    async def expiring_between_now_and(self, account_id: int, until: datetime) -> int:
+        return await (await self.repo()).expiring_sum(account_id, until)
+
+    # -- the one write path ----------------------------------------------------------------
+
+    async def post(
+        self,
+        *,
+        kind: EntryKind,
+        legs: Sequence[Leg],
+        actor: Actor,
+        description: str = "",
+        source: str | None = None,
+        external_ref: str | None = None,
+        effective_at: datetime | None = None,
+        lot_expires_at: datetime | None = None,
+        reverses_id: int | None = None,
+        hold: HoldView | None = None,
+        details: dict[str, Any] | None = None,
+        events: Iterable[tuple[str, dict[str, Any]]] = (),
+    ) -> PostedEntry:
+        """Append one balanced entry. Raises ``InsufficientMiles`` if a member or pool
+        account would go below zero available, ``DuplicateExternalReference`` if
+        (source, external_ref) was applied before. ``hold`` releases that hold's reservation
+        in the same entry (a capture)."""
+        validate_legs(legs)
+        repo = await self.repo()
+
+        delta: dict[tuple[int, Unit], int] = defaultdict(int)
+        for leg in legs:
+            delta[(leg.account_id, leg.unit)] += leg.amount
+        release: dict[tuple[int, Unit], int] = {}
+        if hold is not None:
+            release[(hold.account_id, Unit.MILES)] = hold.amount
+            delta.setdefault((hold.account_id, Unit.MILES), 0)
+        keys = sorted(delta, key=lambda k: (k[0], str(k[1])))
+
+        locked = {(r["account_id"], Unit(r["unit"])): r for r in await repo.lock_balances(keys)}
+        if len(locked) != len(keys):
+            missing = sorted({k[0] for k in keys if k not in locked})
+            raise AccountNotFound(f"No such account(s): {missing}")
+
+        running: dict[tuple[int, Unit], int] = {}
+        for key in keys:
+            row = locked[key]
+            if row["status"] != "open" and delta[key] != 0:
+                raise AccountClosed(f"Account {key[0]} is {row['status']}")
+            posted_after = row["posted"] + delta[key]
+            held_after = row["held"] - release.get(key, 0)
+            if not row["allow_negative"] and posted_after - held_after < 0:
+                raise InsufficientMiles(
+                    f"Account {key[0]} has {row['posted'] - row['held']} {key[1]} available, "
+                    f"{-delta[key]} needed",
+                    available=row["posted"] - row["held"], requested=-delta[key])
+            running[key] = row["posted"]
+
+        postings = []
+        for leg in legs:
+            key = (leg.account_id, leg.unit)
+            running[key] += leg.amount
+            postings.append((leg.account_id, str(leg.unit), leg.amount, running[key]))
+
+        lot_accounts = {k[0] for k in keys if k[1] is Unit.MILES
+                        and locked[k]["kind"] != str(AccountKind.SYSTEM)}
+        expires = lot_expires_at or add_months(effective_at or utcnow(),
+                                               self.config.lot_validity_months)
+        lot_debits = [(a, -delta[(a, Unit.MILES)]) for a in sorted(lot_accounts)
+                      if delta[(a, Unit.MILES)] < 0]
+        lot_credits = [(a, delta[(a, Unit.MILES)], expires) for a in sorted(lot_accounts)
+                       if delta[(a, Unit.MILES)] > 0]
+        balance_deltas = [(k[0], str(k[1]), delta[k], release.get(k, 0)) for k in keys
+                          if delta[k] or release.get(k, 0)]
+
+        header = (str(kind), actor.type, actor.id, description, source, external_ref,
+                  reverses_id, hold.id if hold else None, effective_at,
+                  json.dumps(details) if details else None)
+        try:
+            row = await repo.write_entry(header=header, postings=postings,
+                                         balance_deltas=balance_deltas, lot_debits=lot_debits,
+                                         lot_credits=lot_credits)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == EXTERNAL_REF_INDEX:
+                raise DuplicateExternalReference(
+                    f"{source}:{external_ref} was already applied") from exc
+            if exc.constraint_name == REVERSAL_INDEX:
+                raise AlreadyReversed() from exc
+            raise
+
+        entry_id = row["id"]
+        await repo.add_events([*self._mile_events(entry_id, kind, legs, locked, running),
+                               *((topic, json.dumps(payload)) for topic, payload in events)])
+        return PostedEntry(id=entry_id, created_at=row["created_at"],
+                           balances={k: running[k] for k in keys})
+
+    def _mile_events(self, entry_id: int, kind: EntryKind, legs: Sequence[Leg],
+                     locked: dict[tuple[int, Unit], Any],
+                     after: dict[tuple[int, Unit], int]) -> list[tuple[str, str]]:
+        """``miles.credited`` / ``miles.debited`` for each member or pool account touched."""
+        events = []
+        for leg in legs:
+            key = (leg.account_id, leg.unit)
+            if locked[key]["kind"] == str(AccountKind.SYSTEM):
+                continue
+            topic = "miles.credited" if leg.amount > 0 else "miles.debited"
+            events.append((topic, json.dumps({
+                "entryId": entry_id, "accountId": leg.account_id, "unit": str(leg.unit),
+                "amount": leg.amount, "kind": str(kind), "balanceAfter": after[key]})))
+        return events
+
+    # -- common shapes of entries ------------------------------------------------------------
+
+    async def credit(self, account_id: int, amount: int, *, kind: EntryKind, actor: Actor,
+                     from_system: SystemAccount = SystemAccount.ISSUANCE,
+                     unit: Unit = Unit.MILES, **kwargs: Any) -> PostedEntry:
+        require_positive(amount)
+        return await self.post(kind=kind, actor=actor, legs=[
+            Leg(self.system.pick(from_system), unit, -amount),
+            Leg(account_id, unit, amount)], **kwargs)
+
+    async def debit(self, account_id: int, amount: int, *, kind: EntryKind, actor: Actor,
+                    to_system: SystemAccount = SystemAccount.REDEMPTIONS,
+                    unit: Unit = Unit.MILES, **kwargs: Any) -> PostedEntry:
+        require_positive(amount)
+        return await self.post(kind=kind, actor=actor, legs=[
+            Leg(account_id, unit, -amount),
+            Leg(self.system.pick(to_system), unit, amount)], **kwargs)
+
+    async def transfer(self, from_account: int, to_account: int, amount: int, *,
+                       kind: EntryKind = EntryKind.TRANSFER, actor: Actor,
+                       unit: Unit = Unit.MILES, **kwargs: Any) -> PostedEntry:
+        require_positive(amount)
+        if from_account == to_account:
+            raise InvalidAmount("Cannot transfer to the same account")
+        return await self.post(kind=kind, actor=actor, legs=[
+            Leg(from_account, unit, -amount), Leg(to_account, unit, amount)], **kwargs)
+
+    # -- reversals ---------------------------------------------------------------------------
+
+    async def reverse(self, entry_id: int, *, actor: Actor, reason: str,
+                      lot_expires_at: datetime | None = None) -> PostedEntry:
+        """A new entry with every posting negated. An entry is reversed at most once and a
+        reversal is not itself reversible (post a new entry instead)."""
+        repo = await self.repo()
+        rows = await repo.entry_postings(entry_id)
+        if not rows:
+            raise EntryNotFound()
+        if rows[0]["reverses_id"] is not None:
+            raise NotReversible("A reversal cannot be reversed")
+        if await repo.is_reversed(entry_id):
+            raise AlreadyReversed()
+        legs = [Leg(r["account_id"], Unit(r["unit"]), -r["amount"]) for r in rows]
+        return await self.post(kind=EntryKind.REVERSAL, legs=legs, actor=actor,
+                               description=reason, reverses_id=entry_id,
+                               lot_expires_at=lot_expires_at,
+                               details={"reversedKind": rows[0]["kind"]})
+
+    # -- holds -------------------------------------------------------------------------------
+
+    async def create_hold(self, account_id: int, amount: int, *, actor: Actor,
+                          expires_at: datetime, reference: str | None = None) -> HoldView:
+        require_positive(amount)
+        repo = await self.repo()
+        hold = await repo.create_hold(account_id=account_id, amount=amount, unit=Unit.MILES,
+                                      actor_type=actor.type, actor_id=actor.id,
+                                      reference=reference, expires_at=expires_at)
+        if hold is None:
+            balances = {b.unit: b for b in await self.balances(account_id)}
+            available = balances[Unit.MILES].available
+            raise InsufficientMiles(f"{available} miles available, {amount} needed",
+                                    available=available, requested=amount)
+        await repo.add_events([("hold.created", json.dumps({
+            "holdId": hold.id, "accountId": account_id, "amount": amount,
+            "expiresAt": hold.expires_at.isoformat()}))])
+        return hold
+
+    async def get_hold(self, hold_id: int) -> HoldView:
+        """A hold as it is now; a pending hold past its expiry is expired on read."""
+        repo = await self.repo()
+        hold = await repo.get_hold(hold_id)
+        if hold is None:
+            raise HoldNotFound()
+        if hold.status is HoldStatus.PENDING and hold.expires_at <= utcnow():
+            locked = await repo.lock_hold(hold_id)
+            assert locked is not None
+            hold, now = locked
+            if hold.status is HoldStatus.PENDING and hold.expires_at <= now:
+                return await self._expire(hold)
+        return hold
+
+    async def _lock_pending(self, hold_id: int) -> HoldView:
+        """Lock a hold that must still be pending and not yet due."""
+        locked = await (await self.repo()).lock_hold(hold_id)
+        if locked is None:
+            raise HoldNotFound()
+        hold, now = locked
+        if hold.status is not HoldStatus.PENDING:
+            raise HoldNotPending(f"The hold is {hold.status}")
+        if hold.expires_at <= now:
+            # Left for the expiry job (or the next read) to release: this unit of work is
+            # about to roll back with the error.
+            raise HoldExpired()
+        return hold
+
+    async def _expire(self, hold: HoldView) -> HoldView:
+        repo = await self.repo()
+        await repo.lock_balance_rows([(hold.account_id, str(Unit.MILES))])
+        await repo.release_held([(hold.account_id, str(Unit.MILES), hold.amount)])
+        expired = await repo.close_hold(hold.id, HoldStatus.EXPIRED, 0, None)
+        await repo.add_events([("hold.expired", json.dumps(hold_event(expired)))])
+        return expired
+
+    async def capture(self, hold_id: int, amount: int | None = None, *, actor: Actor,
+                      to_system: SystemAccount | int = SystemAccount.REDEMPTIONS,
+                      description: str = "", details: dict[str, Any] | None = None
+                      ) -> tuple[HoldView, PostedEntry]:
+        """Capture all (``amount`` None) or part of a pending hold; the rest is released."""
+        hold = await self._lock_pending(hold_id)
+        take = hold.amount if amount is None else amount
+        require_positive(take)
+        if take > hold.amount:
+            raise CaptureExceedsHold(f"{take} requested, {hold.amount} held")
+        counter = to_system if isinstance(to_system, int) else self.system.pick(to_system)
+        entry = await self.post(
+            kind=EntryKind.CAPTURE, actor=actor, description=description, hold=hold,
+            details=details, legs=[Leg(hold.account_id, Unit.MILES, -take),
+                                   Leg(counter, Unit.MILES, take)])
+        captured = await (await self.repo()).close_hold(hold.id, HoldStatus.CAPTURED, take,
+                                                        entry.id)
+        await (await self.repo()).add_events([("redemption.captured", json.dumps(
+            hold_event(captured)))])
+        return captured, entry
+
+    async def void(self, hold_id: int, *, actor: Actor) -> HoldView:
+        hold = await self._lock_pending(hold_id)
+        repo = await self.repo()
+        await repo.lock_balance_rows([(hold.account_id, str(Unit.MILES))])
+        await repo.release_held([(hold.account_id, str(Unit.MILES), hold.amount)])
+        voided = await repo.close_hold(hold.id, HoldStatus.VOIDED, 0, None)
+        await repo.add_events([("hold.voided", json.dumps(
+            hold_event(voided) | {"actor": actor.type}))])
+        return voided
+
+    async def expire_holds(self, *, now: datetime | None = None, limit: int = 1000) -> int:
+        """Expire up to ``limit`` due holds in one set-based pass; returns how many."""
+        repo = await self.repo()
+        rows = await repo.claim_expired_holds(now or utcnow(), limit)
+        if not rows:
+            return 0
+        per_account: dict[tuple[int, str], int] = defaultdict(int)
+        for r in rows:
+            per_account[(r["account_id"], r["unit"])] += r["amount"]
+        keys = sorted(per_account)
+        await repo.lock_balance_rows(keys)
+        await repo.release_held([(k[0], k[1], per_account[k]) for k in keys])
+        await repo.add_events([("hold.expired", json.dumps(hold_event(
+            HoldView(id=r["id"], account_id=r["account_id"], amount=r["amount"],
+                     captured=0, status=HoldStatus.EXPIRED, expires_at=r["expires_at"],
+                     created_at=r["created_at"], closed_at=r["closed_at"],
+                     reference=r["reference"], entry_id=None)))) for r in rows])
+        return len(rows)
+
+    # -- lot expiry --------------------------------------------------------------------------
+
+    async def expire_lots(self, account_id: int, *, now: datetime | None = None
+                          ) -> PostedEntry | None:
+        """Move what is left of this account's due lots to breakage, sparing held miles:
+        miles already promised to a partner are not taken from under the hold."""
+        now = now or utcnow()
+        repo = await self.repo()
+        locked = await repo.lock_balances([(account_id, Unit.MILES)])
+        if not locked:
+            raise AccountNotFound()
+        available = locked[0]["posted"] - locked[0]["held"]
+        due = min(await repo.due_lots(account_id, now), available)
+        if due <= 0:
+            return None
+        return await self.post(
+            kind=EntryKind.EXPIRY, actor=Actor.system("expiry"),
+            description="Miles expired", effective_at=now,
+            legs=[Leg(account_id, Unit.MILES, -due),
+                  Leg(self.system.pick(SystemAccount.BREAKAGE), Unit.MILES, due)],
+            events=[("miles.expired", {"accountId": account_id, "amount": due})])
+
+    async def accounts_with_due_lots(self, *, now: datetime | None = None,
+                                     limit: int = 1000) -> list[int]:
+        return await (await self.repo()).accounts_with_due_lots(now or utcnow(), limit)
+
+
+def hold_event(hold: HoldView) -> dict[str, Any]:
+    return {"holdId": hold.id, "accountId": hold.account_id, "amount": hold.amount,
+            "captured": hold.captured, "status": str(hold.status),
+            "reference": hold.reference}
+
+
+def require_positive(amount: int) -> None:
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidAmount(f"Amount must be a positive whole number, got {amount!r}")
+
+
+def validate_legs(legs: Sequence[Leg]) -> None:
+    if len(legs) < 2:
+        raise UnbalancedEntry("An entry needs at least two postings")
+    totals: dict[Unit, int] = defaultdict(int)
+    for leg in legs:
+        if isinstance(leg.amount, bool) or not isinstance(leg.amount, int) or leg.amount == 0:
+            raise InvalidAmount(f"Posting amounts must be non-zero integers, got {leg.amount!r}")
+        totals[leg.unit] += leg.amount
+    unbalanced = {str(u): t for u, t in totals.items() if t != 0}
+    if unbalanced:
+        raise UnbalancedEntry(f"Postings do not sum to zero: {unbalanced}")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,1 @@
+"""Domain events: written in the transaction that caused them, relayed after commit."""

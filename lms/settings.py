@@ -1,0 +1,46 @@
+"""Configuration read from the environment (prefix ``LMS_``) with embedded defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LMS_", extra="ignore")
+
+    # Unset means "start the embedded PostgreSQL under data_dir" (see lms.db).
+    database_url: str | None = None
+    # Unset means kombu's filesystem transport under data_dir (see lms.worker).
+    broker_url: str | None = None
+    data_dir: Path = PROJECT_ROOT / ".lms-data"
+
+    environment: str = "development"
+    log_level: str = "INFO"
+    log_json: bool = False
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    db_pool_size: int = 20
+    db_max_overflow: int = 20
+    # Bounded retry of a whole unit of work on serialization failure or deadlock.
+    db_retry_attempts: int = 5
+
+    access_token_ttl_seconds: int = 8 * 3600
+    login_max_failures: int = 5
+    login_lockout_seconds: int = 15 * 60
+
+    # Hot system accounts (issuance, breakage, ...) are split into this many sub-accounts so
+    # that concurrent credits do not queue on one balance row.
+    system_account_shards: int = 16
+    lot_validity_months: int = 36
+    hold_max_ttl_seconds: int = 7 * 24 * 3600
+    card_number_prefix: str = "7"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
