@@ -60,10 +60,18 @@ def migrated_database(name: str) -> str:
     return url
 
 
+def drop_database(url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(plain(with_database(url, "postgres")), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
-def database_url() -> str:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    return migrated_database(f"lms_test_{worker}")
+def database_url() -> Iterator[str]:
+    # One database per pytest process, so that runs side by side never share one.
+    url = migrated_database(f"lms_test_{os.getpid()}")
+    yield url
+    drop_database(url)
 
 
 @pytest.fixture(scope="session")
@@ -137,7 +145,6 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
 @pytest.fixture
 def scratch_database_url() -> Iterator[str]:
     """A database of its own, for tests that break the ledger on purpose."""
-    url = migrated_database("lms_test_scratch")
+    url = migrated_database(f"lms_test_{os.getpid()}_scratch")
     yield url
-    with psycopg.connect(plain(with_database(url, "postgres")), autocommit=True) as conn:
-        conn.execute('DROP DATABASE IF EXISTS "lms_test_scratch" WITH (FORCE)')
+    drop_database(url)
