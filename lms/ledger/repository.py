@@ -71,6 +71,11 @@ opened AS (
   SELECT o.account_id, entry.id, o.amount, o.amount, o.expires_at, entry.created_at
   FROM entry, unnest($21::bigint[], $22::bigint[], $23::timestamptz[])
        AS o(account_id, amount, expires_at)
+),
+event AS (
+  INSERT INTO outbox_events (topic, payload, created_at)
+  SELECT e.topic, e.payload::jsonb || jsonb_build_object('entryId', entry.id), entry.created_at
+  FROM entry, unnest($24::text[], $25::text[]) AS e(topic, payload)
 )
 SELECT id, created_at FROM entry
 """
@@ -216,13 +221,14 @@ class LedgerRepository:
     async def write_entry(self, *, header: Sequence[Any], postings: Sequence[Sequence[Any]],
                           balance_deltas: Sequence[Sequence[Any]],
                           lot_debits: Sequence[Sequence[Any]],
-                          lot_credits: Sequence[Sequence[Any]]) -> asyncpg.Record:
+                          lot_credits: Sequence[Sequence[Any]],
+                          events: Sequence[tuple[str, str]]) -> asyncpg.Record:
         def cols(rows: Sequence[Sequence[Any]], n: int) -> list[list[Any]]:
             return [[r[i] for r in rows] for i in range(n)]
 
         row: asyncpg.Record = await self.conn.fetchrow(
             WRITE_ENTRY, *header, *cols(postings, 4), *cols(balance_deltas, 4),
-            *cols(lot_debits, 2), *cols(lot_credits, 3))
+            *cols(lot_debits, 2), *cols(lot_credits, 3), *cols(events, 2))
         return row
 
     async def add_events(self, events: Sequence[tuple[str, str]]) -> None:

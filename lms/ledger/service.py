@@ -110,8 +110,10 @@ class LedgerConfig:
 class Ledger:
     """Operations on the journal within one unit of work (one ``AsyncSession``)."""
 
-    def __init__(self, session: AsyncSession, system: SystemAccounts,
+    def __init__(self, session: AsyncSession | asyncpg.Connection, system: SystemAccounts,
                  config: LedgerConfig | None = None) -> None:
+        # Either a SQLAlchemy session (joined through its asyncpg connection) or an asyncpg
+        # connection already inside a transaction (Database.raw_transaction, the fast path).
         self.session = session
         self.system = system
         self.config = config or LedgerConfig()
@@ -119,7 +121,9 @@ class Ledger:
 
     async def repo(self) -> LedgerRepository:
         if self._repo is None:
-            self._repo = LedgerRepository(await raw_connection(self.session))
+            conn = (await raw_connection(self.session)
+                    if isinstance(self.session, AsyncSession) else self.session)
+            self._repo = LedgerRepository(conn)
             if not self.system.loaded():
                 await self.system.load(self._repo)
         return self._repo
@@ -221,10 +225,13 @@ class Ledger:
         header = (str(kind), actor.type, actor.id, description, source, external_ref,
                   reverses_id, hold.id if hold else None, effective_at,
                   json.dumps(details) if details else None)
+        # Events go out in the same statement as the entry (their payload gets entryId there).
+        outbox = [*self._mile_events(kind, legs, locked, running),
+                  *((topic, json.dumps(payload)) for topic, payload in events)]
         try:
             row = await repo.write_entry(header=header, postings=postings,
                                          balance_deltas=balance_deltas, lot_debits=lot_debits,
-                                         lot_credits=lot_credits)
+                                         lot_credits=lot_credits, events=outbox)
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == EXTERNAL_REF_INDEX:
                 raise DuplicateExternalReference(
@@ -232,14 +239,10 @@ class Ledger:
             if exc.constraint_name == REVERSAL_INDEX:
                 raise AlreadyReversed() from exc
             raise
-
-        entry_id = row["id"]
-        await repo.add_events([*self._mile_events(entry_id, kind, legs, locked, running),
-                               *((topic, json.dumps(payload)) for topic, payload in events)])
-        return PostedEntry(id=entry_id, created_at=row["created_at"],
+        return PostedEntry(id=row["id"], created_at=row["created_at"],
                            balances={k: running[k] for k in keys})
 
-    def _mile_events(self, entry_id: int, kind: EntryKind, legs: Sequence[Leg],
+    def _mile_events(self, kind: EntryKind, legs: Sequence[Leg],
                      locked: dict[tuple[int, Unit], Any],
                      after: dict[tuple[int, Unit], int]) -> list[tuple[str, str]]:
         """``miles.credited`` / ``miles.debited`` for each member or pool account touched."""
@@ -250,7 +253,7 @@ class Ledger:
                 continue
             topic = "miles.credited" if leg.amount > 0 else "miles.debited"
             events.append((topic, json.dumps({
-                "entryId": entry_id, "accountId": leg.account_id, "unit": str(leg.unit),
+                "accountId": leg.account_id, "unit": str(leg.unit),
                 "amount": leg.amount, "kind": str(kind), "balanceAfter": after[key]})))
         return events
 

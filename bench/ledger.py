@@ -1,0 +1,202 @@
+"""Ledger throughput beside pgbench, on the same PostgreSQL in the same run.
+
+    uv run python bench/ledger.py [--seconds 20] [--tasks 32] [--members 10000]
+
+Single transfers member -> member through the service layer (``Database.transaction`` +
+``Ledger.transfer``: lock, check, entry, postings, balances, lot consumption and a new lot, the
+outbox events, commit), 32 concurrent asyncio tasks, one transaction per transfer. The baseline
+is pgbench's built-in TPC-B-like script with as many clients, run before and after ours; the
+ratio is against their mean. The last line is ``ratio <x>``.
+
+The server is LMS_BENCH_DATABASE_URL, else LMS_TEST_DATABASE_URL, else the embedded PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncSession  # noqa: E402
+
+from lms import migrate  # noqa: E402
+from lms.db import Database, embedded_postgres_url, raw_connection, to_sync_url  # noqa: E402
+from lms.ledger.errors import InsufficientMiles  # noqa: E402
+from lms.ledger.repository import LedgerRepository  # noqa: E402
+from lms.ledger.service import Ledger, SystemAccounts  # noqa: E402
+from lms.ledger.types import AccountKind, Actor, EntryKind  # noqa: E402
+from lms.ledger.verify import verify  # noqa: E402
+from lms.settings import PROJECT_ROOT  # noqa: E402
+
+ACTOR = Actor("system", "bench")
+SHARDS = 16
+
+
+def server_url() -> str:
+    url = os.environ.get("LMS_BENCH_DATABASE_URL") or os.environ.get("LMS_TEST_DATABASE_URL")
+    return url or embedded_postgres_url(PROJECT_ROOT / ".lms-data" / "bench")
+
+
+def plain(url: str) -> str:
+    return to_sync_url(url).replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def database(url: str, name: str) -> str:
+    return plain(url).rsplit("/", 1)[0].split("?")[0] + "/" + name + (
+        "?" + plain(url).split("?", 1)[1] if "?" in plain(url) else "")
+
+
+def recreate(url: str, name: str) -> str:
+    with psycopg.connect(database(url, "postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return database(url, name)
+
+
+def pgbench_args(url: str) -> list[str]:
+    parts = urlsplit(plain(url))
+    host = parts.hostname or dict(
+        p.split("=", 1) for p in parts.query.split("&") if "=" in p).get("host", "")
+    args = ["-h", host, "-U", parts.username or "postgres"]
+    if parts.port:
+        args += ["-p", str(parts.port)]
+    return args
+
+
+def pgbench_binary() -> str:
+    found = shutil.which("pgbench")
+    if found:
+        return found
+    import pgserver  # the embedded server ships its own binaries
+
+    candidate = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pgbench"
+    if candidate.exists():
+        return str(candidate)
+    raise SystemExit("pgbench not found")
+
+
+def run_pgbench(url: str, clients: int, seconds: int, scale: int) -> float:
+    name = "lms_bench_pgbench"
+    recreate(url, name)
+    args = pgbench_args(url)
+    subprocess.run([pgbench_binary(), *args, "-i", "-q", "-s", str(scale), name], check=True,
+                   capture_output=True)
+    out = subprocess.run(
+        [pgbench_binary(), *args, "-c", str(clients), "-j", "2", "-T", str(seconds), name],
+        check=True, capture_output=True, text=True).stdout
+    match = re.search(r"tps = ([\d.]+)", out)
+    if not match:
+        raise SystemExit("could not read pgbench output:\n" + out)
+    return float(match.group(1))
+
+
+async def setup(db: Database, members: int, miles: int) -> tuple[SystemAccounts, list[int]]:
+    system = SystemAccounts(SHARDS)
+
+    async def ensure(session: AsyncSession) -> None:
+        await system.ensure(LedgerRepository(await raw_connection(session)))
+
+    await db.transaction(ensure)
+    accounts: list[int] = []
+
+    async def open_batch(session: AsyncSession) -> list[int]:
+        ledger = Ledger(session, system)
+        ids = []
+        for _ in range(500):
+            account = await ledger.open_account(AccountKind.MEMBER)
+            await ledger.credit(account, miles, kind=EntryKind.ACCRUAL, actor=ACTOR)
+            ids.append(account)
+        return ids
+
+    while len(accounts) < members:
+        accounts.extend(await db.transaction(open_batch))
+    return system, accounts
+
+
+async def run_transfers(db: Database, system: SystemAccounts, accounts: list[int],
+                        tasks: int, seconds: float) -> tuple[int, list[float], int]:
+    latencies: list[float] = []
+    refused = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker(seed: int) -> None:
+        nonlocal refused
+        rng = random.Random(seed)
+        while time.perf_counter() < deadline:
+            a, b = rng.sample(accounts, 2)
+            amount = rng.randint(1, 100)
+            start = time.perf_counter()
+            try:
+                await db.raw_transaction(lambda c: Ledger(c, system).transfer(
+                    a, b, amount, actor=ACTOR))
+            except InsufficientMiles:
+                refused += 1
+            latencies.append(time.perf_counter() - start)
+
+    await asyncio.gather(*(worker(i) for i in range(tasks)))
+    return len(latencies), latencies, refused
+
+
+async def bench(args: argparse.Namespace) -> None:
+    base = server_url()
+    url = recreate(base, "lms_bench")
+    migrate.upgrade(url)
+    db = Database(url, pool_size=args.tasks, max_overflow=0)
+    try:
+        print(f"setting up {args.members} funded member accounts ...", flush=True)
+        system, accounts = await setup(db, args.members, 1_000_000)
+        print(f"pgbench (before): {args.tasks} clients, {args.seconds}s, scale {args.scale}",
+              flush=True)
+        tps_before = await asyncio.to_thread(run_pgbench, base, args.tasks, args.seconds,
+                                             args.scale)
+        print(f"  tps {tps_before:.0f}", flush=True)
+        # warm-up: fill asyncpg statement caches and the pool
+        await run_transfers(db, system, accounts, args.tasks, 2)
+        count, latencies, refused = await run_transfers(db, system, accounts, args.tasks,
+                                                         args.seconds)
+        tps_after = await asyncio.to_thread(run_pgbench, base, args.tasks, args.seconds,
+                                            args.scale)
+        print(f"pgbench (after): tps {tps_after:.0f}", flush=True)
+        async with db.engine.connect() as conn:
+            problems = await verify(conn)
+    finally:
+        await db.dispose()
+
+    latencies.sort()
+    rate = count / args.seconds
+    baseline = (tps_before + tps_after) / 2
+    p50 = statistics.median(latencies) * 1000
+    p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
+    print(f"ledger transfers: {count} in {args.seconds}s with {args.tasks} tasks "
+          f"({refused} refused for insufficient miles)")
+    print(f"transfers/s {rate:.0f}  p50 {p50:.1f} ms  p99 {p99:.1f} ms")
+    print(f"pgbench tpc-b tps {baseline:.0f} (mean of {tps_before:.0f} and {tps_after:.0f})")
+    print(f"ledger verify: {'clean' if not problems else f'{len(problems)} violations'}")
+    print(f"ratio {rate / baseline:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--tasks", type=int, default=32)
+    parser.add_argument("--members", type=int, default=10_000)
+    parser.add_argument("--scale", type=int, default=32,
+                        help="pgbench scale factor (>= clients, as pgbench advises)")
+    asyncio.run(bench(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
