@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,21 +20,93 @@ def resolved_url() -> str:
     return database_url(get_settings())
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+def pin_database_url() -> str:
+    """Resolve the database once, for this process and every process it starts.
 
-    from lms import migrate
+    Without ``LMS_DATABASE_URL`` this starts (or joins) the embedded PostgreSQL; the URL is
+    put back into the settings and the environment so that uvicorn's and Celery's child
+    processes use that same server instead of each resolving it again.
+    """
     from lms.db import embedded_postgres_url
 
     settings = get_settings()
     if not settings.database_url:
-        # Resolve the embedded server once here so that every worker process joins it.
         settings.database_url = embedded_postgres_url(settings.data_dir)
+    os.environ["LMS_DATABASE_URL"] = settings.database_url
+    return settings.database_url
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from lms import migrate
+
+    settings = get_settings()
+    url = pin_database_url()
     if args.migrate:
-        migrate.upgrade(settings.database_url)
+        migrate.upgrade(url)
     uvicorn.run("lms.app:create_app", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level=settings.log_level.lower(),
                 proxy_headers=True)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    pin_database_url()
+    from lms.worker import app
+
+    argv = ["worker", f"--concurrency={args.concurrency}",
+            f"--loglevel={args.loglevel or settings.log_level}"]
+    if args.beat:
+        argv += ["--beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"]
+    if args.queues:
+        argv += [f"--queues={args.queues}"]
+    if args.hostname:
+        argv += [f"--hostname={args.hostname}"]
+    app.worker_main(argv)
+
+
+def cmd_db_stop_embedded(args: argparse.Namespace) -> int:
+    import subprocess
+
+    import pgserver
+
+    pgdata = get_settings().data_dir / "pgdata"
+    # pgserver runs the server as its own "pgserver" user when started by root, and pg_ctl
+    # must run as the server's owner.
+    user = "pgserver" if os.geteuid() == 0 else None
+    try:
+        # pgserver generates its command wrappers at import, out of mypy's sight.
+        commands: Any = pgserver
+        commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+        stopped = True
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        stopped = False
+    print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+    return 0
+
+
+def cmd_demo_load(args: argparse.Namespace) -> int:
+    from lms import demo
+    from lms.db import Database
+
+    settings = get_settings()
+
+    async def run() -> demo.DemoReport:
+        db = Database(resolved_url())
+        try:
+            return await demo.load(db, settings)
+        finally:
+            await db.dispose()
+
+    report = asyncio.run(run())
+    print(f"demo programme: {len(report.created)} items created, "
+          f"{len(report.skipped)} already there")
+    for item in report.created:
+        print(f"  + {item}")
+    print()
+    print(demo.credentials(settings))
     return 0
 
 
@@ -129,9 +202,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-migrate", dest="migrate", action="store_false",
                    help="do not apply migrations before serving")
 
+    p = add("worker", cmd_worker, "run Celery: a worker, with the beat scheduler unless "
+            "--no-beat (run exactly one beat per deployment)")
+    p.add_argument("--concurrency", type=int, default=2, help="worker processes")
+    p.add_argument("--no-beat", dest="beat", action="store_false",
+                   help="do not run the periodic scheduler in this worker")
+    p.add_argument("--queues", default=None, help="comma-separated queues to consume")
+    p.add_argument("--hostname", default=None, help="Celery node name (default celery@host)")
+    p.add_argument("--loglevel", default=None, help="default: LMS_LOG_LEVEL")
+
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
     p = add("upgrade", cmd_db_upgrade, "apply migrations and create system accounts", db)
     p.add_argument("revision", nargs="?", default="head")
+    add("stop-embedded", cmd_db_stop_embedded,
+        "stop the embedded PostgreSQL under LMS_DATA_DIR (when LMS_DATABASE_URL is unset)", db)
+
+    demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="demo_command",
+                                                                   required=True)
+    add("load", cmd_demo_load, "load the demo programme (idempotent) and print its sign-ins",
+        demo)
 
     ledger = sub.add_parser("ledger", help="ledger").add_subparsers(dest="ledger_command",
                                                                     required=True)

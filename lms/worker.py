@@ -1,0 +1,99 @@
+"""The Celery application: which broker, which task modules, and the beat schedule.
+
+``lms worker`` runs it (see lms.cli). Tasks live in each domain's ``tasks.py``, are named
+``domain.verb``, take ids and limits, and open their own database through ``run_in_database``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from celery import Celery
+
+from lms.db import Database
+from lms.settings import Settings, get_settings
+
+T = TypeVar("T")
+
+TASK_MODULES = ("lms.outbox.tasks", "lms.ledger.tasks")
+
+RELAY_EVERY_SECONDS = 5.0
+
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "outbox-relay": {
+        "task": "outbox.relay",
+        "schedule": RELAY_EVERY_SECONDS,
+        # A relay that waited longer than this is superseded by the next one; without the
+        # expiry a stopped worker would come back to a pile of identical relays.
+        "options": {"expires": RELAY_EVERY_SECONDS * 2},
+    },
+    "ledger-expire-holds": {
+        "task": "ledger.expire_holds",
+        "schedule": 30.0,
+        "options": {"expires": 60.0},
+    },
+    "ledger-expire-lots": {
+        "task": "ledger.expire_lots",
+        "schedule": 3600.0,
+        "options": {"expires": 1800.0},
+    },
+}
+
+
+def broker(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """The broker URL and its transport options: ``LMS_BROKER_URL``, or a directory broker
+    under the data directory so that a fresh machine needs no RabbitMQ or Redis."""
+    if settings.broker_url:
+        return settings.broker_url, {}
+    root = settings.data_dir / "broker"
+    # Producers write where consumers read: one directory serves as both ends of the queue.
+    folders = {"data_folder_in": root / "queue", "data_folder_out": root / "queue",
+               "data_folder_processed": root / "processed", "control_folder": root / "control"}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    return "filesystem://localhost/", {key: str(path) for key, path in folders.items()} | {
+        "store_processed": False}
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    url, transport_options = broker(settings)
+    app = Celery("lms", broker=url, include=list(TASK_MODULES))
+    app.conf.update(
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        # Every task is safe to run twice, so a task whose worker died mid-way is redelivered
+        # rather than lost.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        timezone="UTC",
+        beat_schedule=BEAT_SCHEDULE,
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+    )
+    return app
+
+
+def run_in_database(work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run ``work`` with a database of its own on a fresh event loop.
+
+    A task gets its own loop (``asyncio.run``), and asyncpg connections belong to the loop
+    that opened them, so the engine is made and disposed of here, per task run.
+    """
+
+    async def main() -> T:
+        db = Database.from_settings(get_settings())
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(main())
+
+
+app = create_celery()
