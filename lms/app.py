@@ -16,7 +16,7 @@ from lms.accounts.routes import MeController, MemberAuthController
 from lms.api.health import HealthController
 from lms.api.problems import EXCEPTION_HANDLERS
 from lms.auth.middleware import BearerTokenMiddleware
-from lms.auth.routes import StaffAuthController
+from lms.auth.routes import SessionController, StaffAuthController, StaffMeController
 from lms.db import Database
 from lms.ledger.service import SystemAccounts
 from lms.logging import configure as configure_logging
@@ -55,8 +55,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                 await app.state.db.dispose()
 
     configure_logging(settings.log_level, settings.log_json)
-    v1 = Router(path="/v1", route_handlers=[MemberAuthController, MeController,
-                                            StaffAuthController])
+    v1 = Router(path="/v1", route_handlers=[MemberAuthController, SessionController,
+                                            MeController, StaffAuthController,
+                                            StaffMeController])
     return Litestar(
         route_handlers=[HealthController, v1],
         state=State({"settings": settings, "db": db,

@@ -6,7 +6,7 @@ import itertools
 import uuid
 from typing import Any
 
-from litestar.testing import AsyncTestClient
+import httpx
 
 from lms.ledger.service import Ledger
 from lms.ledger.types import AccountKind, Actor, EntryKind
@@ -26,15 +26,23 @@ def unique_email(prefix: str = "member") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
 
 
-async def register_member(client: AsyncTestClient[Any], **overrides: Any) -> dict[str, Any]:
-    body = {"email": unique_email(), "password": "correct horse battery",
+def registration(**overrides: Any) -> dict[str, Any]:
+    """A valid body for POST /v1/auth/register."""
+    return {"email": unique_email(), "password": "correct horse battery",
             "firstName": "Ada", "lastName": "Lovelace", "birthDate": "1990-05-17",
             "locale": "en", "phone": "+44 20 7946 0958"} | overrides
+
+
+async def register_member(client: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
+    """Enrol and sign in: {"member": ..., "accessToken": ..., "password": ...}."""
+    body = registration(**overrides)
     response = await client.post("/v1/auth/register", json=body)
     assert response.status_code == 201, response.text
-    data: dict[str, Any] = response.json()
-    data["password"] = body["password"]
-    return data
+    token = await client.post("/v1/auth/token",
+                              json={"email": body["email"], "password": body["password"]})
+    assert token.status_code == 200, token.text
+    return {"member": response.json(), "accessToken": token.json()["accessToken"],
+            "password": body["password"]}
 
 
 def bearer(token: str) -> dict[str, str]:

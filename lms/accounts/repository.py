@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from sqlalchemy import select, text
@@ -58,6 +57,3 @@ class MemberRepository:
             "account_id": account_id, "unit": unit, "before": before, "limit": limit})
         return [dict(r._mapping) for r in rows]
 
-
-def birth_date_plausible(value: date | None, today: date) -> bool:
-    return value is None or (date(1900, 1, 1) <= value <= today)

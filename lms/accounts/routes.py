@@ -4,32 +4,50 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import JSONBody, QueryParameter
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from lms.accounts.errors import (
+    EmailTaken,
+    InvalidBirthDate,
+    InvalidCursor,
+    InvalidEmail,
+    InvalidName,
+    InvalidPhone,
+    InvalidTimezone,
+    MemberNotFound,
+    WeakPassword,
+)
+from lms.accounts.models import Member
 from lms.accounts.schemas import (
     BalanceResponse,
     MemberOut,
     RegisterRequest,
-    RegisterResponse,
     StatementPage,
-    TokenRequest,
-    TokenResponse,
 )
-from lms.accounts.service import EmailTaken, MemberNotFound, MemberService
+from lms.accounts.service import MemberService
+from lms.api.idempotency import (
+    IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENCY_PROBLEMS,
+    REPLAYED_HEADER,
+    idempotent,
+)
 from lms.api.openapi import problems
 from lms.auth.guards import current_principal, member_only
-from lms.auth.service import InvalidCredentials, SignInThrottled
-from lms.errors import Unauthorized, ValidationFailed
+from lms.auth.routes import token_response
+from lms.auth.schemas import TokenRequest, TokenResponse
+from lms.auth.service import AccountDisabled, InvalidCredentials, SignInThrottled
+from lms.errors import Forbidden, Unauthorized, ValidationFailed
 from lms.ledger.types import Unit
 
 
-def member_service(session: Any, state: State) -> MemberService:
+def member_service(session: AsyncSession, state: State) -> MemberService:
     return MemberService(session, state.settings, state.system_accounts)
 
 
-def member_out(m: Any) -> MemberOut:
+def member_out(m: Member) -> MemberOut:
     return MemberOut(id=m.id, card_number=m.card_number, email=m.email,
                      first_name=m.first_name, last_name=m.last_name, phone=m.phone,
                      birth_date=m.birth_date, locale=m.locale, timezone=m.timezone,
@@ -42,34 +60,31 @@ class MemberAuthController(Controller):
     security = [{}]
 
     @post("/register", operation_id="registerMember", status_code=201,
-          summary="Enrol a new member; answers with the member and an access token",
-          responses=problems(ValidationFailed, EmailTaken))
-    async def register(self, data: RegisterRequest, state: State) -> RegisterResponse:
-        enrolment = await state.db.transaction(
-            lambda s: member_service(s, state).register(data))
-        return RegisterResponse(member=member_out(enrolment.member),
-                                access_token=enrolment.token, expires_at=enrolment.expires_at)
+          summary="Enrol a new member",
+          description=("Answers with the new member; sign in with `POST /v1/auth/token` "
+                       "for an access token. The answer holds no secret, so a retry with "
+                       "the same Idempotency-Key can safely replay it."),
+          parameters=IDEMPOTENCY_KEY_HEADER, response_headers=REPLAYED_HEADER,
+          responses=problems(ValidationFailed, InvalidEmail, WeakPassword, InvalidName,
+                             InvalidPhone, InvalidBirthDate, InvalidTimezone, EmailTaken,
+                             *IDEMPOTENCY_PROBLEMS))
+    async def register(self, request: Request[Any, Any, Any], data: JSONBody[RegisterRequest],
+                       state: State) -> Response[MemberOut]:
+        async def enrol(session: AsyncSession) -> MemberOut:
+            return member_out((await member_service(session, state).register(data)).member)
+
+        return await idempotent(request, None, state.db, enrol, secret_fields={"password"})
 
     @post("/token", operation_id="memberToken", status_code=200,
           summary="Sign a member in with e-mail and password",
-          responses=problems(InvalidCredentials, SignInThrottled, ValidationFailed))
-    async def token(self, data: TokenRequest, state: State) -> TokenResponse:
-        # A failed attempt must be recorded even though the request fails, so the failure
-        # is committed by the unit of work before the error is raised to the client.
-        outcome: dict[str, Any] = {}
-
-        async def sign_in(session: Any) -> None:
-            try:
-                outcome["token"] = await member_service(session, state).sign_in(
-                    data.email, data.password)
-            except InvalidCredentials as exc:
-                outcome["error"] = exc
-
-        await state.db.transaction(sign_in)
-        if "error" in outcome:
-            raise outcome["error"]
-        token, expires = outcome["token"]
-        return TokenResponse(access_token=token, token_type="bearer", expires_at=expires)
+          description=("After 5 failed attempts for one e-mail, every attempt (even with the "
+                       "right password) is refused with 429 until Retry-After has passed."),
+          responses=problems(InvalidCredentials, SignInThrottled, AccountDisabled,
+                             ValidationFailed))
+    async def token(self, data: JSONBody[TokenRequest], state: State) -> TokenResponse:
+        attempt = await state.db.transaction(
+            lambda s: member_service(s, state).sign_in(data.email, data.password))
+        return token_response(attempt)
 
 
 class MeController(Controller):
@@ -78,7 +93,7 @@ class MeController(Controller):
     guards = [member_only]
 
     @get("", operation_id="getMe", summary="The signed-in member's profile",
-         responses=problems(Unauthorized, MemberNotFound))
+         responses=problems(Unauthorized, Forbidden, MemberNotFound))
     async def me(self, request: Request[Any, Any, Any], state: State) -> MemberOut:
         principal = current_principal(request)
         member = await state.db.transaction(
@@ -87,7 +102,7 @@ class MeController(Controller):
 
     @get("/balance", operation_id="getMyBalance",
          summary="Posted, held and available per unit, and the next miles to expire",
-         responses=problems(Unauthorized, MemberNotFound))
+         responses=problems(Unauthorized, Forbidden, MemberNotFound))
     async def balance(self, request: Request[Any, Any, Any], state: State) -> BalanceResponse:
         principal = current_principal(request)
         result: BalanceResponse = await state.db.transaction(
@@ -96,12 +111,14 @@ class MeController(Controller):
 
     @get("/statement", operation_id="getMyStatement",
          summary="Statement lines, newest first, with cursor pagination",
-         responses=problems(Unauthorized, ValidationFailed))
+         responses=problems(Unauthorized, Forbidden, MemberNotFound, ValidationFailed,
+                            InvalidCursor))
     async def statement(
         self, request: Request[Any, Any, Any], state: State,
-        cursor: Annotated[str | None, Parameter(query="cursor", max_length=200)] = None,
-        limit: Annotated[int, Parameter(query="limit", ge=1, le=200)] = 50,
-        unit: Annotated[Unit, Parameter(query="unit")] = Unit.MILES,
+        cursor: Annotated[str | None, QueryParameter(
+            max_length=200, description="nextCursor of the previous page")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        unit: Annotated[Unit, QueryParameter()] = Unit.MILES,
     ) -> StatementPage:
         principal = current_principal(request)
         page: StatementPage = await state.db.transaction(

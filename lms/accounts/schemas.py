@@ -7,31 +7,25 @@ from typing import Annotated
 
 import msgspec
 
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-Password = Annotated[str, msgspec.Meta(min_length=8, max_length=200)]
 
 
 class RegisterRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    email: Email
-    password: Password
+    """Syntax is checked here (types, lengths, the locale's shape); what needs knowledge
+    (e-mail rules, phone numbering plans, time zones, password strength) by the service."""
+
+    email: Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
+    password: Annotated[str, msgspec.Meta(
+        min_length=1, max_length=200,
+        description="At least 10 characters, 5 of them different; not a common password")]
     first_name: Name
     last_name: Name
     phone: Annotated[str, msgspec.Meta(max_length=40)] | None = None
     birth_date: date | None = None
-    locale: Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}(-[A-Z]{2})?$")] = "en"
-    timezone: Annotated[str, msgspec.Meta(max_length=64)] = "UTC"
-
-
-class TokenRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    email: Email
-    password: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-
-
-class TokenResponse(msgspec.Struct, rename="camel"):
-    access_token: str
-    token_type: str
-    expires_at: datetime
+    locale: Annotated[str, msgspec.Meta(
+        pattern=r"^[a-z]{2}(-[A-Z]{2})?$", description="Language, optionally with a region: "
+        "en, en-GB; the region also reads phone numbers written without +")] = "en"
+    timezone: Annotated[str, msgspec.Meta(max_length=64, description="IANA time zone")] = "UTC"
 
 
 class MemberOut(msgspec.Struct, rename="camel"):
@@ -47,12 +41,6 @@ class MemberOut(msgspec.Struct, rename="camel"):
     status: str
     tier: str
     joined_at: datetime
-
-
-class RegisterResponse(msgspec.Struct, rename="camel"):
-    member: MemberOut
-    access_token: str
-    expires_at: datetime
 
 
 class UnitBalance(msgspec.Struct, rename="camel"):
@@ -79,7 +67,8 @@ class StatementLine(msgspec.Struct, rename="camel"):
     entry_id: int
     kind: str
     unit: str
-    amount: int
+    amount: Annotated[int, msgspec.Meta(description="Signed: credits positive, debits "
+                                                    "negative")]
     balance_after: int
     description: str
     reference: str | None

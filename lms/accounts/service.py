@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -14,8 +15,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accounts.cards import make_card_number
+from lms.accounts.errors import (
+    EmailTaken,
+    InvalidBirthDate,
+    InvalidCursor,
+    InvalidEmail,
+    InvalidName,
+    InvalidPhone,
+    InvalidTimezone,
+    MemberNotFound,
+    WeakPassword,
+)
 from lms.accounts.models import Member
-from lms.accounts.repository import MemberRepository, birth_date_plausible
+from lms.accounts.repository import MemberRepository
 from lms.accounts.schemas import (
     BalanceResponse,
     ExpiringLot,
@@ -24,43 +36,31 @@ from lms.accounts.schemas import (
     StatementPage,
     UnitBalance,
 )
-from lms.auth.passwords import hash_password, verify_password
+from lms.auth.passwords import hash_password, password_weakness
 from lms.auth.principal import Principal, Role
-from lms.auth.service import AuthService, InvalidCredentials
-from lms.errors import Conflict, NotFound, ValidationFailed
+from lms.auth.service import AuthService, Credential, SignIn, canonical_email
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import AccountKind, Unit
 from lms.outbox.service import emit
 from lms.settings import Settings
 
+__all__ = ["EmailTaken", "Enrolment", "MemberNotFound", "MemberService"]
 
-class EmailTaken(Conflict):
-    code = "email_taken"
-    title = "A member with this e-mail already exists"
-
-
-class MemberNotFound(NotFound):
-    code = "member_not_found"
-    title = "Member not found"
-
-
-class MemberNotActive(Conflict):
-    code = "member_not_active"
-    title = "The member is locked or closed"
+OLDEST_PLAUSIBLE_AGE_YEARS = 120
+EXPIRY_HORIZON = timedelta(days=90)
+NEXT_LOTS = 5
 
 
 @dataclass(frozen=True, slots=True)
 class Enrolment:
     member: Member
-    token: str
-    expires_at: datetime
 
 
 def normalise_email(raw: str) -> str:
     try:
         return validate_email(raw.strip(), check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
-        raise ValidationFailed(f"E-mail address is not valid: {exc}", field="email") from exc
+        raise InvalidEmail("email", f"The e-mail address is not valid: {exc}") from exc
 
 
 def normalise_phone(raw: str | None, region_hint: str | None) -> tuple[str | None, str | None]:
@@ -70,11 +70,36 @@ def normalise_phone(raw: str | None, region_hint: str | None) -> tuple[str | Non
     try:
         parsed = phonenumbers.parse(raw, None if raw.strip().startswith("+") else region_hint)
     except phonenumbers.NumberParseException as exc:
-        raise ValidationFailed(f"Phone number is not valid: {exc}", field="phone") from exc
+        raise InvalidPhone("phone", f"The phone number is not valid: {exc}") from exc
     if not phonenumbers.is_valid_number(parsed):
-        raise ValidationFailed("Phone number is not valid", field="phone")
+        raise InvalidPhone("phone")
     return (phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
             phonenumbers.region_code_for_number(parsed))
+
+
+def clean_name(raw: str, field: str) -> str:
+    name = " ".join(raw.split())
+    if not name or not name.isprintable():
+        raise InvalidName(field)
+    return name
+
+
+def check_birth_date(value: date | None, today: date) -> None:
+    if value is None:
+        return
+    if value > today:
+        raise InvalidBirthDate("birthDate", "The birth date is in the future")
+    if value.year < today.year - OLDEST_PLAUSIBLE_AGE_YEARS:
+        raise InvalidBirthDate("birthDate",
+                               f"The birth date is more than {OLDEST_PLAUSIBLE_AGE_YEARS} "
+                               "years ago")
+
+
+def check_timezone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidTimezone("timezone") from exc
 
 
 class MemberService:
@@ -87,17 +112,18 @@ class MemberService:
         self.auth = AuthService(session, settings)
 
     async def register(self, data: RegisterRequest) -> Enrolment:
+        """Enrol a member. Every check runs before the first write, and the caller's
+        transaction rolls back on any error, so a refused enrolment leaves nothing behind."""
         email = normalise_email(data.email)
+        weakness = password_weakness(data.password, email)
+        if weakness:
+            raise WeakPassword("password", weakness)
+        first_name = clean_name(data.first_name, "firstName")
+        last_name = clean_name(data.last_name, "lastName")
         region = data.locale.split("-")[1] if "-" in data.locale else None
         phone, phone_region = normalise_phone(data.phone, region)
-        if not birth_date_plausible(data.birth_date, date.today()):
-            raise ValidationFailed("Birth date is not plausible", field="birthDate")
-        try:
-            ZoneInfo(data.timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValidationFailed("Unknown time zone", field="timezone") from exc
-        if not data.first_name.strip() or not data.last_name.strip():
-            raise ValidationFailed("Names must not be blank")
+        check_birth_date(data.birth_date, datetime.now(UTC).date())
+        check_timezone(data.timezone)
         if await self.repo.email_taken(email):
             raise EmailTaken()
 
@@ -109,27 +135,25 @@ class MemberService:
                 member = await self.repo.add(
                     card_number=card, account_id=account_id, email=email,
                     password_hash=hash_password(data.password),
-                    first_name=data.first_name.strip(), last_name=data.last_name.strip(),
+                    first_name=first_name, last_name=last_name,
                     phone=phone, phone_region=phone_region, birth_date=data.birth_date,
                     locale=data.locale, timezone=data.timezone)
-        except IntegrityError as exc:  # the same e-mail registered concurrently
-            raise EmailTaken() from exc
-        token, expires = await self.auth.issue_token(Principal("member", member.id, Role.MEMBER))
+        except IntegrityError as exc:
+            # The same e-mail enrolled by a concurrent request after our check.
+            if "uq_members_email" in str(exc.orig):
+                raise EmailTaken() from exc
+            raise
         await emit(self.session, "member.enrolled", {
             "memberId": member.id, "cardNumber": card, "locale": data.locale})
-        return Enrolment(member, token, expires)
+        return Enrolment(member)
 
-    async def sign_in(self, email: str, password: str) -> tuple[str, datetime]:
-        subject = "member:" + email.strip().lower()
-        await self.auth.check_throttle(subject)
-        member = await self.repo.by_email(email.strip().lower())
-        if not verify_password(password, member.password_hash if member else None) \
-                or member is None:
-            await self.auth.record_failure(subject)
-            raise InvalidCredentials()
-        if member.status == "closed":
-            raise MemberNotActive()
-        return await self.auth.issue_token(Principal("member", member.id, Role.MEMBER))
+    async def sign_in(self, email: str, password: str) -> SignIn:
+        email = canonical_email(email)
+        member = await self.repo.by_email(email)
+        credential = None if member is None else Credential(
+            Principal("member", member.id, Role.MEMBER), member.password_hash,
+            member.status == "active")
+        return await self.auth.sign_in("member:" + email, credential, password)
 
     async def get(self, member_id: int) -> Member:
         member = await self.repo.by_id(member_id)
@@ -139,17 +163,18 @@ class MemberService:
 
     async def balance(self, member_id: int) -> BalanceResponse:
         member = await self.get(member_id)
-        balances = await self.ledger.balances(member.account_id)
-        lots = await self.ledger.open_lots(member.account_id, limit=5)
-        soon = datetime.now(UTC) + timedelta(days=90)
+        by_unit = {b.unit: b for b in await self.ledger.balances(member.account_id)}
+        lots = await self.ledger.open_lots(member.account_id, limit=NEXT_LOTS)
+        horizon = datetime.now(UTC) + EXPIRY_HORIZON
         return BalanceResponse(
             card_number=member.card_number,
-            balances=[UnitBalance(unit=str(b.unit), posted=b.posted, held=b.held,
-                                  available=b.available) for b in balances],
+            balances=[UnitBalance(unit=str(unit), posted=b.posted, held=b.held,
+                                  available=b.available)
+                      for unit in Unit if (b := by_unit.get(unit)) is not None],
             next_expiring=[ExpiringLot(miles=r["remaining"], expires_at=r["expires_at"])
                            for r in lots],
             expiring_in_90_days=await self.ledger.expiring_between_now_and(
-                member.account_id, soon),
+                member.account_id, horizon),
         )
 
     async def statement(self, member_id: int, *, unit: Unit, cursor: str | None,
@@ -162,17 +187,24 @@ class MemberService:
         return StatementPage(lines=lines, next_cursor=next_cursor)
 
 
+# Posting ids only grow, so "lines before posting N" is a stable page boundary however many
+# lines are added while a member pages through.
+NO_CURSOR = 2**63 - 1
+
+
 def encode_cursor(posting_id: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"before": posting_id}).encode()).decode()
+    raw = json.dumps({"before": posting_id}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str | None) -> int:
-    if not cursor:
-        return 2**63 - 1
+    if cursor is None:
+        return NO_CURSOR
     try:
-        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))["before"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValidationFailed("Cursor is not valid", field="cursor") from exc
-    if not isinstance(value, int) or value <= 0:
-        raise ValidationFailed("Cursor is not valid", field="cursor")
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = json.loads(raw)["before"]
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise InvalidCursor() from exc
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= NO_CURSOR:
+        raise InvalidCursor()
     return value

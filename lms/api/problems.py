@@ -7,10 +7,12 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import (
+    ClientException,
     HTTPException,
     NotAuthorizedException,
     NotFoundException,
     PermissionDeniedException,
+    SerializationException,
     ValidationException,
 )
 from litestar.exceptions.http_exceptions import MethodNotAllowedException
@@ -54,10 +56,21 @@ FRAMEWORK_CODES: dict[int, tuple[str, str]] = {
 
 
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """The framework's own errors (routing, body parsing, parameter validation) as problems.
+
+    Wrong types and constraint violations are 422 ``validation_error`` with ``errors`` listing
+    each field (``key``), like the domain's own validation errors; a body that is not JSON at
+    all is 400 ``malformed_body``.
+    """
+    if isinstance(exc, ClientException) and isinstance(exc.__cause__, SerializationException):
+        return problem(400, "malformed_body", "The request body is not valid JSON",
+                       exc.detail, request.url.path)
     if isinstance(exc, ValidationException):
         errors = exc.extra if isinstance(exc.extra, list) else None
+        # Litestar's own detail repeats the URL with its query string; the fields say it all.
         return problem(422 if exc.status_code == 400 else exc.status_code, "validation_error",
-                       "The request is not valid", exc.detail, request.url.path, errors=errors)
+                       "The request is not valid", "See errors for the fields that are wrong",
+                       request.url.path, errors=errors)
     status = exc.status_code
     if isinstance(exc, NotAuthorizedException):
         status = 401
@@ -71,7 +84,8 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
         log.error("http error %s on %s: %s", status, request.url.path, exc.detail)
         return problem(status, "internal_error", "Internal error", None, request.url.path)
     code, title = FRAMEWORK_CODES.get(status, ("http_error", "Request failed"))
-    return problem(status, code, title, exc.detail if exc.detail != title else None,
+    detail = exc.detail if exc.detail and exc.detail.lower() != title.lower() else None
+    return problem(status, code, title, detail,
                    request.url.path, headers=exc.headers or None)
 
 

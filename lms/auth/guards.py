@@ -8,7 +8,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from lms.auth.principal import Principal, Role
+from lms.auth.principal import STAFF_ROLES, Principal, Role
 from lms.errors import Forbidden, Unauthorized
 
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
@@ -17,8 +17,14 @@ Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
 def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     user = connection.scope.get("user")
     if not isinstance(user, Principal):
-        raise Unauthorized("Send a valid bearer token in the Authorization header")
+        error = Unauthorized("Send a valid bearer token in the Authorization header")
+        error.headers["WWW-Authenticate"] = "Bearer"
+        raise error
     return user
+
+
+def authenticated(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    current_principal(connection)
 
 
 def requires(*roles: Role) -> Guard:
@@ -33,5 +39,5 @@ def requires(*roles: Role) -> Guard:
 
 
 member_only = requires(Role.MEMBER)
-staff_any = requires(Role.AGENT, Role.SUPERVISOR, Role.MARKETER, Role.ADMIN)
+staff_any = requires(*STAFF_ROLES)
 admin_only = requires(Role.ADMIN)

@@ -51,6 +51,9 @@ class AuthRepository:
         return (await self.session.execute(
             select(StaffUser).where(StaffUser.email == email))).scalar_one_or_none()
 
+    async def staff_by_id(self, staff_id: int) -> StaffUser | None:
+        return await self.session.get(StaffUser, staff_id)
+
     async def add_staff(self, *, email: str, name: str, role: str, password_hash: str) -> int:
         staff_id: int = (await self.session.execute(insert(StaffUser).values(
             email=email, name=name, role=role, password_hash=password_hash

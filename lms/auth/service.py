@@ -1,17 +1,33 @@
-"""Sign-in rules shared by members and staff: throttling, opaque tokens, staff accounts."""
+"""Sign-in rules shared by members and staff: throttling, opaque tokens, staff accounts.
+
+A refused sign-in must still leave a trace (the failure that feeds throttling), so inside the
+unit of work a refusal is an answer, not an exception: ``sign_in`` returns a ``SignIn`` whose
+``token()`` raises the refusal once the transaction has committed.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lms.auth.models import StaffUser
 from lms.auth.passwords import hash_password, verify_password
 from lms.auth.principal import STAFF_ROLES, Principal, Role
 from lms.auth.repository import AuthRepository
-from lms.errors import Conflict, TooManyRequests, Unauthorized, ValidationFailed
+from lms.errors import (
+    Conflict,
+    Forbidden,
+    LmsError,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    ValidationFailed,
+)
 from lms.settings import Settings
 
 
@@ -25,6 +41,16 @@ class SignInThrottled(TooManyRequests):
     title = "Too many failed sign-in attempts; try again later"
 
 
+class AccountDisabled(Forbidden):
+    code = "account_disabled"
+    title = "This account is locked or closed"
+
+
+class StaffNotFound(NotFound):
+    code = "staff_not_found"
+    title = "Staff user not found"
+
+
 class StaffExists(Conflict):
     code = "staff_exists"
     title = "A staff user with this e-mail already exists"
@@ -34,13 +60,49 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def canonical_email(raw: str) -> str:
+    """The form e-mails are stored in; lenient, since sign-in must not reveal validity."""
+    try:
+        return validate_email(raw.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        return raw.strip().lower()
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What sign-in needs to know about an account, members and staff alike."""
+
+    principal: Principal
+    password_hash: str
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    issued: IssuedToken | None = None
+    refusal: LmsError | None = None
+
+    def token(self) -> IssuedToken:
+        if self.refusal is not None:
+            raise self.refusal
+        assert self.issued is not None
+        return self.issued
+
+
 class AuthService:
     def __init__(self, session: AsyncSession, settings: Settings) -> None:
         self.repo = AuthRepository(session)
         self.settings = settings
 
     async def check_throttle(self, subject: str) -> None:
-        """Refuse a sign-in while the subject has too many recent failures."""
+        """Refuse any sign-in, even with the right password, while the subject has too many
+        recent failures: otherwise throttling would only slow guessing down, not stop it."""
         now = datetime.now(UTC)
         window = timedelta(seconds=self.settings.login_lockout_seconds)
         count, oldest = await self.repo.recent_failures(subject, now - window)
@@ -48,15 +110,29 @@ class AuthService:
             retry = int((oldest + window - now).total_seconds()) + 1
             raise SignInThrottled(retry_after=retry)
 
-    async def record_failure(self, subject: str) -> None:
-        await self.repo.add_failure(subject)
+    async def sign_in(self, subject: str, credential: Credential | None,
+                      password: str) -> SignIn:
+        """Check the password and issue a token, or record the failure and refuse.
 
-    async def issue_token(self, principal: Principal) -> tuple[str, datetime]:
+        ``subject`` names what is throttled (``member:<email>``); ``credential`` is None when
+        no account has that e-mail, which is refused exactly like a wrong password.
+        """
+        await self.check_throttle(subject)
+        if not verify_password(password, credential.password_hash if credential else None) \
+                or credential is None:
+            await self.repo.add_failure(subject)
+            return SignIn(refusal=InvalidCredentials())
+        await self.repo.clear_failures(subject)
+        if not credential.active:
+            return SignIn(refusal=AccountDisabled())
+        return SignIn(issued=await self.issue_token(credential.principal))
+
+    async def issue_token(self, principal: Principal) -> IssuedToken:
         token = secrets.token_urlsafe(32)
         expires = datetime.now(UTC) + timedelta(seconds=self.settings.access_token_ttl_seconds)
         await self.repo.add_token(token_hash(token), principal.type, principal.id,
                                   str(principal.role), expires)
-        return token, expires
+        return IssuedToken(token, expires)
 
     async def principal_for(self, token: str) -> Principal | None:
         row = await self.repo.live_token(token_hash(token), datetime.now(UTC))
@@ -67,23 +143,25 @@ class AuthService:
     async def revoke(self, token: str) -> None:
         await self.repo.revoke_token(token_hash(token), datetime.now(UTC))
 
-    async def staff_sign_in(self, email: str, password: str) -> Principal:
-        subject = "staff:" + email.strip().lower()
-        await self.check_throttle(subject)
-        staff = await self.repo.staff_by_email(email.strip().lower())
-        if not verify_password(password, staff.password_hash if staff else None) \
-                or staff is None or not staff.active:
-            await self.record_failure(subject)
-            raise InvalidCredentials()
-        await self.repo.clear_failures(subject)
-        return Principal("staff", staff.id, Role(staff.role))
+    async def staff_sign_in(self, email: str, password: str) -> SignIn:
+        email = canonical_email(email)
+        staff = await self.repo.staff_by_email(email)
+        credential = None if staff is None else Credential(
+            Principal("staff", staff.id, Role(staff.role)), staff.password_hash, staff.active)
+        return await self.sign_in("staff:" + email, credential, password)
+
+    async def get_staff(self, staff_id: int) -> StaffUser:
+        staff = await self.repo.staff_by_id(staff_id)
+        if staff is None:
+            raise StaffNotFound()
+        return staff
 
     async def create_staff(self, *, email: str, name: str, role: str, password: str) -> int:
-        if Role(role) not in STAFF_ROLES:
-            raise ValidationFailed(f"Role must be one of {sorted(STAFF_ROLES)}")
+        if role not in {str(r) for r in STAFF_ROLES}:
+            raise ValidationFailed(f"Role must be one of {sorted(str(r) for r in STAFF_ROLES)}")
         if len(password) < 10:
             raise ValidationFailed("Staff passwords need at least 10 characters")
-        email = email.strip().lower()
+        email = canonical_email(email)
         if await self.repo.staff_by_email(email):
             raise StaffExists()
         return await self.repo.add_staff(email=email, name=name, role=role,

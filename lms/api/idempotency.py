@@ -1,0 +1,140 @@
+"""Idempotent mutating routes: the one place where HTTP meets lms.idempotency.
+
+A route opts in with two lines::
+
+    @post("/things", parameters=IDEMPOTENCY_KEY_HEADER, response_headers=REPLAYED_HEADER,
+          responses=problems(..., *IDEMPOTENCY_PROBLEMS))
+    async def create(self, request: Request[Any, Any, Any], data: NewThing,
+                     state: State) -> Response[Thing]:
+        async def work(session: AsyncSession) -> Thing:
+            return thing_out(await ThingService(session).create(data))
+        return await idempotent(request, current_principal(request), state.db, work)
+
+The key is scoped per principal (``member:42``, ``staff:7``, ``partner:3``); calls without a
+principal (enrolment) share the scope ``anonymous``, where only a byte-identical request
+(same method, path, query and body) gets a replay.
+
+The request hash covers the method, the path with its query string and the body in canonical
+form (JSON re-encoded with sorted keys, so key order and whitespace do not matter). Body
+fields named in ``secret_fields`` (passwords) are left out of the hash: a fast hash of a
+password must never be stored. A retry that differs only in such a field replays the first
+answer, which is why an answer stored here must not carry a secret either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.datastructures import ResponseHeader
+from litestar.params import HeaderParameter
+from litestar.serialization import encode_json
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lms.auth.principal import Principal
+from lms.db import Database
+from lms.idempotency.errors import (
+    IdempotencyKeyInvalid,
+    IdempotencyKeyRequired,
+    IdempotencyKeyReused,
+    IdempotencyRequestUnfinished,
+)
+from lms.idempotency.service import (
+    IdempotencyService,
+    StoredAnswer,
+    request_hash,
+    validate_key,
+)
+
+HEADER = "Idempotency-Key"
+REPLAYED = "Idempotency-Replayed"
+ANONYMOUS = "anonymous"
+
+# Constraints are checked by ``idempotent`` (one stable problem code), not by the framework.
+IDEMPOTENCY_KEY_HEADER: dict[str, Any] = {
+    "idempotency_key": HeaderParameter(
+        name=HEADER, annotation=str, required=False,
+        description=("A unique key for this operation (1-255 printable ASCII characters, a "
+                     "UUID is a good choice). Retrying with the same key and the same request "
+                     "answers with the first result and the header `Idempotency-Replayed: "
+                     "true`; the same key with a different request is refused with 409 "
+                     "`idempotency_key_reused`. Errors are not stored: after one, the key can "
+                     "be used again."),
+    ),
+}
+REPLAYED_HEADER = [ResponseHeader(
+    name=REPLAYED, documentation_only=True, required=False,
+    description="`true` when this is the stored answer to an earlier request with the same "
+                "Idempotency-Key",
+)]
+IDEMPOTENCY_PROBLEMS = (IdempotencyKeyInvalid, IdempotencyKeyReused,
+                        IdempotencyRequestUnfinished)
+IDEMPOTENCY_REQUIRED_PROBLEMS = (*IDEMPOTENCY_PROBLEMS, IdempotencyKeyRequired)
+
+
+def _canonical_body(raw: bytes, secret_fields: Collection[str]) -> bytes:
+    if not raw:
+        return b""
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return raw
+    if isinstance(value, dict) and secret_fields:
+        value = {k: v for k, v in value.items() if k not in secret_fields}
+    return msgspec.json.encode(value, order="sorted")
+
+
+async def fingerprint(request: Request[Any, Any, Any],
+                      secret_fields: Collection[str] = ()) -> str:
+    target = request.url.path
+    if request.url.query:
+        target += "?" + request.url.query
+    return request_hash(request.method.encode(), target.encode(),
+                        _canonical_body(await request.body(), secret_fields))
+
+
+def _answer(stored: StoredAnswer, *, replayed: bool) -> Response[Any]:
+    return Response(content=stored.body, status_code=stored.status_code,
+                    media_type="application/json",
+                    headers={REPLAYED: "true"} if replayed else None)
+
+
+async def idempotent(
+    request: Request[Any, Any, Any],
+    principal: Principal | None,
+    db: Database,
+    work: Callable[[AsyncSession], Awaitable[Any]],
+    *,
+    status_code: int = 201,
+    required: bool = False,
+    secret_fields: Collection[str] = (),
+) -> Response[Any]:
+    """Run ``work`` as one unit of work under the request's Idempotency-Key, if any.
+
+    ``work`` returns the response body (a msgspec Struct); it runs at most once per key and
+    principal. Without the header the work simply runs, unless ``required``.
+    """
+    raw_key = request.headers.get(HEADER)
+    if raw_key is None:
+        if required:
+            raise IdempotencyKeyRequired()
+        body = await db.transaction(work)
+        return _answer(StoredAnswer(status_code, encode_json(body)), replayed=False)
+
+    key = validate_key(raw_key)
+    scope = principal.key if principal is not None else ANONYMOUS
+    request_fingerprint = await fingerprint(request, secret_fields)
+
+    async def unit(session: AsyncSession) -> tuple[StoredAnswer, bool]:
+        keys = IdempotencyService(session)
+        earlier = await keys.claim(scope, key, request_fingerprint)
+        if earlier is not None:
+            return earlier, True
+        answer = StoredAnswer(status_code, encode_json(await work(session)))
+        await keys.complete(scope, key, answer)
+        return answer, False
+
+    answer, replayed = await db.transaction(unit)
+    return _answer(answer, replayed=replayed)

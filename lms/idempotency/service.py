@@ -1,0 +1,72 @@
+"""Idempotency of mutating operations (DESIGN §3, STYLE 5), independent of HTTP.
+
+Every step runs inside the caller's unit of work, so the key, the work and the stored answer
+commit together or not at all:
+
+1. ``claim`` inserts the key. If a concurrent request holds the same key, the insert waits
+   until that request's transaction ends: after a commit this request sees the stored answer
+   and replays it; after a rollback the insert succeeds and this request does the work.
+2. The caller does the work, then ``complete`` stores the answer.
+
+Only successful answers are stored. A business error rolls the whole transaction back, key
+included, so the same key can be retried (with the same or a corrected body) later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lms.idempotency.errors import (
+    IdempotencyKeyInvalid,
+    IdempotencyKeyReused,
+    IdempotencyRequestUnfinished,
+)
+from lms.idempotency.repository import IdempotencyRepository
+
+MAX_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    status_code: int
+    body: bytes
+
+
+def validate_key(key: str) -> str:
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+        raise IdempotencyKeyInvalid()
+    return key
+
+
+def request_hash(*parts: bytes) -> str:
+    """SHA-256 over length-prefixed parts, so that no two different requests share a hash
+    by moving bytes from one part to the next."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+class IdempotencyService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.repo = IdempotencyRepository(session)
+
+    async def claim(self, principal: str, key: str, fingerprint: str) -> StoredAnswer | None:
+        """Take the key for this request; the earlier answer when it was already taken."""
+        if await self.repo.insert(principal, key, fingerprint):
+            return None
+        row = await self.repo.get(principal, key)
+        if row is None:  # pragma: no cover - the row can only go by a manual purge
+            raise IdempotencyRequestUnfinished()
+        if row.request_hash != fingerprint:
+            raise IdempotencyKeyReused()
+        if row.status_code is None or row.response_body is None:
+            raise IdempotencyRequestUnfinished()
+        return StoredAnswer(row.status_code, row.response_body)
+
+    async def complete(self, principal: str, key: str, answer: StoredAnswer) -> None:
+        await self.repo.store_response(principal, key, answer.status_code, answer.body)
