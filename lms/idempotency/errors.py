@@ -11,7 +11,7 @@ __all__ = ["IdempotencyKeyInvalid", "IdempotencyKeyRequired", "IdempotencyKeyReu
 class IdempotencyKeyInvalid(LmsError):
     status = 400
     code = "idempotency_key_invalid"
-    title = "Idempotency-Key must be 1 to 255 printable ASCII characters"
+    title = "Idempotency-Key must be 1 to 255 printable ASCII characters, no edge spaces"
 
 
 class IdempotencyRequestUnfinished(Conflict):

@@ -36,7 +36,10 @@ class StoredAnswer:
 
 
 def validate_key(key: str) -> str:
-    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+    # Edge whitespace is refused rather than stripped: proxies may trim header values, so one
+    # key could otherwise arrive in two forms and be stored twice.
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isascii() or not key.isprintable() \
+            or key != key.strip():
         raise IdempotencyKeyInvalid()
     return key
 
