@@ -245,8 +245,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lms.errors import LmsError
+
     args = build_parser().parse_args(argv)
-    code: int = args.fn(args)
+    try:
+        code: int = args.fn(args)
+    except LmsError as exc:
+        # An expected refusal (a staff user who exists, a missing system account): say what
+        # and exit 1, without a traceback.
+        print(f"lms: {exc.code}: {exc.detail}", file=sys.stderr)
+        return 1
     return code
 
 
