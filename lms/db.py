@@ -175,6 +175,22 @@ class Database:
 
         return await self._with_retry(once)
 
+    async def single_statement(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run ``work``, which sends exactly one statement, as its own implicit transaction.
+
+        For operations that are one call to the database, such as ``Ledger.transfer`` (one
+        ledger_post()): PostgreSQL runs a lone statement atomically, and leaving out BEGIN and
+        COMMIT saves two of the three round trips. Anything that sends two statements must
+        use ``raw_transaction``.
+        """
+
+        async def once() -> T:
+            pool = await self.raw_pool()
+            async with pool.acquire() as conn:
+                return await work(conn)
+
+        return await self._with_retry(once)
+
     async def raw_pool(self) -> asyncpg.Pool:
         if self._raw_pool is None:
             self._raw_pool = await asyncpg.create_pool(

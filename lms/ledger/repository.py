@@ -27,57 +27,12 @@ ORDER BY b.account_id, b.unit
 FOR UPDATE OF b
 """
 
-# One statement writes the entry, its postings, the balances and the lots. The balance rows
-# are already locked by LOCK_BALANCES, so the order in which PostgreSQL runs these parts
-# does not matter.
-WRITE_ENTRY = """
-WITH entry AS (
-  INSERT INTO journal_entries (kind, actor_type, actor_id, description, source, external_ref,
-                               reverses_id, hold_id, effective_at, details)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($9, now()), $10::jsonb)
-  RETURNING id, created_at
-),
-posting AS (
-  INSERT INTO postings (entry_id, account_id, unit, amount, balance_after, created_at)
-  SELECT entry.id, p.account_id, p.unit, p.amount, p.balance_after, entry.created_at
-  FROM entry, unnest($11::bigint[], $12::text[], $13::bigint[], $14::bigint[])
-       AS p(account_id, unit, amount, balance_after)
-),
-balance AS (
-  UPDATE balances b
-  SET posted = b.posted + d.amount, held = b.held - d.release
-  FROM unnest($15::bigint[], $16::text[], $17::bigint[], $18::bigint[])
-       AS d(account_id, unit, amount, release)
-  WHERE b.account_id = d.account_id AND b.unit = d.unit
-),
-debit AS (
-  SELECT * FROM unnest($19::bigint[], $20::bigint[]) AS d(account_id, amount)
-),
-candidate AS (
-  SELECT l.id, l.remaining, debit.amount,
-         sum(l.remaining) OVER (PARTITION BY l.account_id
-                                ORDER BY l.expires_at, l.id) AS running
-  FROM lots l JOIN debit ON debit.account_id = l.account_id
-  WHERE l.remaining > 0
-),
-consumed AS (
-  UPDATE lots
-  SET remaining = lots.remaining - LEAST(c.remaining, c.amount - (c.running - c.remaining))
-  FROM candidate c
-  WHERE lots.id = c.id AND c.running - c.remaining < c.amount
-),
-opened AS (
-  INSERT INTO lots (account_id, entry_id, amount, remaining, expires_at, created_at)
-  SELECT o.account_id, entry.id, o.amount, o.amount, o.expires_at, entry.created_at
-  FROM entry, unnest($21::bigint[], $22::bigint[], $23::timestamptz[])
-       AS o(account_id, amount, expires_at)
-),
-event AS (
-  INSERT INTO outbox_events (topic, payload, created_at)
-  SELECT e.topic, e.payload::jsonb || jsonb_build_object('entryId', entry.id), entry.created_at
-  FROM entry, unnest($24::text[], $25::text[]) AS e(topic, payload)
-)
-SELECT id, created_at FROM entry
+# The whole write path is one call (see migration 0002 for why and what it does).
+POST_ENTRY = """
+SELECT entry_id, created_at, accounts, units, posted
+FROM ledger_post($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb,
+                 $11::bigint[], $12::text[], $13::bigint[], $14, $15, $16,
+                 $17::text[], $18::jsonb[])
 """
 
 INSERT_OUTBOX = """
@@ -218,17 +173,14 @@ class LedgerRepository:
     async def lock_balance_rows(self, keys: Sequence[tuple[int, str]]) -> None:
         await self.conn.fetch(LOCK_BALANCE_ROWS_ONLY, [k[0] for k in keys], [k[1] for k in keys])
 
-    async def write_entry(self, *, header: Sequence[Any], postings: Sequence[Sequence[Any]],
-                          balance_deltas: Sequence[Sequence[Any]],
-                          lot_debits: Sequence[Sequence[Any]],
-                          lot_credits: Sequence[Sequence[Any]],
-                          events: Sequence[tuple[str, str]]) -> asyncpg.Record:
-        def cols(rows: Sequence[Sequence[Any]], n: int) -> list[list[Any]]:
-            return [[r[i] for r in rows] for i in range(n)]
-
+    async def post_entry(self, *, header: Sequence[Any], legs: Sequence[tuple[int, str, int]],
+                         release: tuple[int, int] | None, lot_expires_at: datetime,
+                         events: Sequence[tuple[str, str]]) -> asyncpg.Record:
         row: asyncpg.Record = await self.conn.fetchrow(
-            WRITE_ENTRY, *header, *cols(postings, 4), *cols(balance_deltas, 4),
-            *cols(lot_debits, 2), *cols(lot_credits, 3), *cols(events, 2))
+            POST_ENTRY, *header,
+            [leg[0] for leg in legs], [leg[1] for leg in legs], [leg[2] for leg in legs],
+            release[0] if release else None, release[1] if release else None,
+            lot_expires_at, [e[0] for e in events], [e[1] for e in events])
         return row
 
     async def add_events(self, events: Sequence[tuple[str, str]]) -> None:

@@ -20,6 +20,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.db import raw_connection
+from lms.errors import ValidationFailed
 from lms.ledger.errors import (
     AccountClosed,
     AccountNotFound,
@@ -175,87 +176,25 @@ class Ledger:
         (source, external_ref) was applied before. ``hold`` releases that hold's reservation
         in the same entry (a capture)."""
         validate_legs(legs)
+        if external_ref is not None and not source:
+            raise ValidationFailed("An external reference needs its source")
         repo = await self.repo()
-
-        delta: dict[tuple[int, Unit], int] = defaultdict(int)
-        for leg in legs:
-            delta[(leg.account_id, leg.unit)] += leg.amount
-        release: dict[tuple[int, Unit], int] = {}
-        if hold is not None:
-            release[(hold.account_id, Unit.MILES)] = hold.amount
-            delta.setdefault((hold.account_id, Unit.MILES), 0)
-        keys = sorted(delta, key=lambda k: (k[0], str(k[1])))
-
-        locked = {(r["account_id"], Unit(r["unit"])): r for r in await repo.lock_balances(keys)}
-        if len(locked) != len(keys):
-            missing = sorted({k[0] for k in keys if k not in locked})
-            raise AccountNotFound(f"No such account(s): {missing}")
-
-        running: dict[tuple[int, Unit], int] = {}
-        for key in keys:
-            row = locked[key]
-            if row["status"] != "open" and delta[key] != 0:
-                raise AccountClosed(f"Account {key[0]} is {row['status']}")
-            posted_after = row["posted"] + delta[key]
-            held_after = row["held"] - release.get(key, 0)
-            if not row["allow_negative"] and posted_after - held_after < 0:
-                raise InsufficientMiles(
-                    f"Account {key[0]} has {row['posted'] - row['held']} {key[1]} available, "
-                    f"{-delta[key]} needed",
-                    available=row["posted"] - row["held"], requested=-delta[key])
-            running[key] = row["posted"]
-
-        postings = []
-        for leg in legs:
-            key = (leg.account_id, leg.unit)
-            running[key] += leg.amount
-            postings.append((leg.account_id, str(leg.unit), leg.amount, running[key]))
-
-        lot_accounts = {k[0] for k in keys if k[1] is Unit.MILES
-                        and locked[k]["kind"] != str(AccountKind.SYSTEM)}
-        expires = lot_expires_at or add_months(effective_at or utcnow(),
-                                               self.config.lot_validity_months)
-        lot_debits = [(a, -delta[(a, Unit.MILES)]) for a in sorted(lot_accounts)
-                      if delta[(a, Unit.MILES)] < 0]
-        lot_credits = [(a, delta[(a, Unit.MILES)], expires) for a in sorted(lot_accounts)
-                       if delta[(a, Unit.MILES)] > 0]
-        balance_deltas = [(k[0], str(k[1]), delta[k], release.get(k, 0)) for k in keys
-                          if delta[k] or release.get(k, 0)]
-
         header = (str(kind), actor.type, actor.id, description, source, external_ref,
                   reverses_id, hold.id if hold else None, effective_at,
                   json.dumps(details) if details else None)
-        # Events go out in the same statement as the entry (their payload gets entryId there).
-        outbox = [*self._mile_events(kind, legs, locked, running),
-                  *((topic, json.dumps(payload)) for topic, payload in events)]
+        expires = lot_expires_at or add_months(effective_at or utcnow(),
+                                               self.config.lot_validity_months)
         try:
-            row = await repo.write_entry(header=header, postings=postings,
-                                         balance_deltas=balance_deltas, lot_debits=lot_debits,
-                                         lot_credits=lot_credits, events=outbox)
-        except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name == EXTERNAL_REF_INDEX:
-                raise DuplicateExternalReference(
-                    f"{source}:{external_ref} was already applied") from exc
-            if exc.constraint_name == REVERSAL_INDEX:
-                raise AlreadyReversed() from exc
-            raise
-        return PostedEntry(id=row["id"], created_at=row["created_at"],
-                           balances={k: running[k] for k in keys})
-
-    def _mile_events(self, kind: EntryKind, legs: Sequence[Leg],
-                     locked: dict[tuple[int, Unit], Any],
-                     after: dict[tuple[int, Unit], int]) -> list[tuple[str, str]]:
-        """``miles.credited`` / ``miles.debited`` for each member or pool account touched."""
-        events = []
-        for leg in legs:
-            key = (leg.account_id, leg.unit)
-            if locked[key]["kind"] == str(AccountKind.SYSTEM):
-                continue
-            topic = "miles.credited" if leg.amount > 0 else "miles.debited"
-            events.append((topic, json.dumps({
-                "accountId": leg.account_id, "unit": str(leg.unit),
-                "amount": leg.amount, "kind": str(kind), "balanceAfter": after[key]})))
-        return events
+            row = await repo.post_entry(
+                header=header, legs=[(leg.account_id, str(leg.unit), leg.amount) for leg in legs],
+                release=(hold.account_id, hold.amount) if hold else None,
+                lot_expires_at=expires,
+                events=[(topic, json.dumps(payload)) for topic, payload in events])
+        except asyncpg.PostgresError as exc:
+            raise ledger_error(exc, source, external_ref) from exc
+        return PostedEntry(id=row["entry_id"], created_at=row["created_at"], balances={
+            (a, Unit(u)): p for a, u, p in zip(row["accounts"], row["units"], row["posted"],
+                                               strict=True)})
 
     # -- common shapes of entries ------------------------------------------------------------
 
@@ -417,23 +356,53 @@ class Ledger:
         miles already promised to a partner are not taken from under the hold."""
         now = now or utcnow()
         repo = await self.repo()
-        locked = await repo.lock_balances([(account_id, Unit.MILES)])
-        if not locked:
+        breakage = self.system.pick(SystemAccount.BREAKAGE)
+        # Lock both rows now, in the same order ledger_post() will: locking the member first
+        # would deadlock against a concurrent credit from this breakage shard.
+        locked = {r["account_id"]: r for r in await repo.lock_balances(
+            [(account_id, Unit.MILES), (breakage, Unit.MILES)])}
+        if account_id not in locked:
             raise AccountNotFound()
-        available = locked[0]["posted"] - locked[0]["held"]
+        available = locked[account_id]["posted"] - locked[account_id]["held"]
         due = min(await repo.due_lots(account_id, now), available)
         if due <= 0:
             return None
         return await self.post(
             kind=EntryKind.EXPIRY, actor=Actor.system("expiry"),
             description="Miles expired", effective_at=now,
-            legs=[Leg(account_id, Unit.MILES, -due),
-                  Leg(self.system.pick(SystemAccount.BREAKAGE), Unit.MILES, due)],
+            legs=[Leg(account_id, Unit.MILES, -due), Leg(breakage, Unit.MILES, due)],
             events=[("miles.expired", {"accountId": account_id, "amount": due})])
 
     async def accounts_with_due_lots(self, *, now: datetime | None = None,
                                      limit: int = 1000) -> list[int]:
         return await (await self.repo()).accounts_with_due_lots(now or utcnow(), limit)
+
+
+def ledger_error(exc: asyncpg.PostgresError, source: str | None,
+                 external_ref: str | None) -> Exception:
+    """The ledger exception for an error raised by ledger_post(), or ``exc`` itself."""
+    state = getattr(exc, "sqlstate", None)
+    detail = getattr(exc, "detail", None) or ""
+    if state == "LD001":
+        info = json.loads(detail)
+        return InsufficientMiles(
+            f"Account {info['accountId']} has {info['available']} {info['unit']} available, "
+            f"{info['requested']} needed",
+            available=info["available"], requested=info["requested"])
+    if state == "LD002":
+        return AccountNotFound(f"No such account among {detail}")
+    if state == "LD003":
+        return AccountClosed(f"Account {detail} is not open")
+    if state == "LD004":
+        return AlreadyReversed()
+    if state == "LD005":
+        return DuplicateExternalReference(f"{source}:{external_ref} was already applied")
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        if exc.constraint_name == EXTERNAL_REF_INDEX:
+            return DuplicateExternalReference(f"{source}:{external_ref} was already applied")
+        if exc.constraint_name == REVERSAL_INDEX:
+            return AlreadyReversed()
+    return exc
 
 
 def hold_event(hold: HoldView) -> dict[str, Any]:

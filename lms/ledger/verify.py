@@ -29,6 +29,9 @@ INVARIANTS: tuple[Invariant, ...] = (
         UNION ALL
         SELECT e.id, NULL, NULL FROM journal_entries e
         WHERE NOT EXISTS (SELECT 1 FROM postings p WHERE p.entry_id = e.id)
+        UNION ALL  -- postings carry no foreign key (see lms.ledger.models.Posting)
+        SELECT p.entry_id, p.unit, p.amount FROM postings p
+        WHERE NOT EXISTS (SELECT 1 FROM journal_entries e WHERE e.id = p.entry_id)
         ORDER BY 1
     """),
     Invariant(2, "every balance row equals the sum of its postings", """
@@ -65,6 +68,11 @@ INVARIANTS: tuple[Invariant, ...] = (
         LEFT JOIN (SELECT account_id, sum(remaining) AS total FROM lots GROUP BY account_id) l
           ON l.account_id = b.account_id
         WHERE b.unit = 'MILES' AND b.posted <> COALESCE(l.total, 0)
+        UNION ALL  -- lots carry no foreign key either
+        SELECT l.account_id, NULL, sum(l.remaining) FROM lots l
+        WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = l.account_id
+                          AND a.kind IN ('member', 'pool'))
+        GROUP BY l.account_id
         ORDER BY 1
     """),
     Invariant(5, "no external reference or idempotency key applied twice", """

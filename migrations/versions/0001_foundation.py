@@ -250,6 +250,7 @@ def upgrade() -> None:
             ["account_id"], ["accounts.id"], name=op.f("fk_balances_account_id_accounts")
         ),
         sa.PrimaryKeyConstraint("account_id", "unit", name="pk_balances"),
+        postgresql_with={"fillfactor": "80"},
     )
     op.create_table(
         "holds",
@@ -312,28 +313,13 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "remaining >= 0 AND remaining <= amount", name=op.f("ck_lots_remaining_range")
         ),
-        sa.ForeignKeyConstraint(
-            ["account_id"], ["accounts.id"], name=op.f("fk_lots_account_id_accounts")
-        ),
-        sa.ForeignKeyConstraint(
-            ["entry_id"], ["journal_entries.id"], name=op.f("fk_lots_entry_id_journal_entries")
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_lots")),
+        postgresql_with={"fillfactor": "80"},
     )
     op.create_index(
-        "ix_lots_open_by_account",
-        "lots",
-        ["account_id", "expires_at", "id"],
-        unique=False,
-        postgresql_where=sa.text("remaining > 0"),
+        "ix_lots_account_expiry", "lots", ["account_id", "expires_at", "id"], unique=False
     )
-    op.create_index(
-        "ix_lots_open_by_expiry",
-        "lots",
-        ["expires_at"],
-        unique=False,
-        postgresql_where=sa.text("remaining > 0"),
-    )
+    op.create_index("ix_lots_expires_at", "lots", ["expires_at"], unique=False)
     op.create_table(
         "members",
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
@@ -387,12 +373,6 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.CheckConstraint("amount <> 0", name=op.f("ck_postings_amount_not_zero")),
-        sa.ForeignKeyConstraint(
-            ["account_id"], ["accounts.id"], name=op.f("fk_postings_account_id_accounts")
-        ),
-        sa.ForeignKeyConstraint(
-            ["entry_id"], ["journal_entries.id"], name=op.f("fk_postings_entry_id_journal_entries")
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_postings")),
     )
     op.create_index(
@@ -422,12 +402,8 @@ def downgrade() -> None:
     op.drop_index("ix_members_joined_at", table_name="members")
     op.drop_index("ix_members_birth_date", table_name="members")
     op.drop_table("members")
-    op.drop_index(
-        "ix_lots_open_by_expiry", table_name="lots", postgresql_where=sa.text("remaining > 0")
-    )
-    op.drop_index(
-        "ix_lots_open_by_account", table_name="lots", postgresql_where=sa.text("remaining > 0")
-    )
+    op.drop_index("ix_lots_expires_at", table_name="lots")
+    op.drop_index("ix_lots_account_expiry", table_name="lots")
     op.drop_table("lots")
     op.drop_index(
         "ix_holds_pending_expiry",
