@@ -26,6 +26,7 @@ from lms.ledger.repository import LedgerRepository
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.verify import verify
 from lms.settings import PROJECT_ROOT, Settings
+from tests.factories import asgi_client
 
 T = TypeVar("T")
 SHARDS = 4
@@ -141,8 +142,7 @@ async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     # Not litestar's AsyncTestClient: it runs the app in a thread with its own event loop, where
     # the session's asyncpg pool cannot be used, and it serialises requests, so concurrent
     # requests could not be tested. The app's lifespan is not needed: ``db`` is passed in.
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+    async with asgi_client(app) as c:
         yield c
 
 

@@ -26,6 +26,11 @@ def unique_email(prefix: str = "member") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
 
 
+def asgi_client(app: Any, base_url: str = "http://testserver") -> httpx.AsyncClient:
+    """An HTTP client calling the app in this event loop (concurrent requests allowed)."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+
+
 def registration(**overrides: Any) -> dict[str, Any]:
     """A valid body for POST /v1/auth/register."""
     return {"email": unique_email(), "password": "correct horse battery",

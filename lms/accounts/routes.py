@@ -29,9 +29,9 @@ from lms.accounts.schemas import (
 )
 from lms.accounts.service import MemberService
 from lms.api.idempotency import (
-    IDEMPOTENCY_KEY_HEADER,
     IDEMPOTENCY_PROBLEMS,
     REPLAYED_HEADER,
+    IdempotencyKeyHeader,
     idempotent,
 )
 from lms.api.openapi import problems
@@ -64,16 +64,18 @@ class MemberAuthController(Controller):
           description=("Answers with the new member; sign in with `POST /v1/auth/token` "
                        "for an access token. The answer holds no secret, so a retry with "
                        "the same Idempotency-Key can safely replay it."),
-          parameters=IDEMPOTENCY_KEY_HEADER, response_headers=REPLAYED_HEADER,
+          response_headers=REPLAYED_HEADER,
           responses=problems(ValidationFailed, InvalidEmail, WeakPassword, InvalidName,
                              InvalidPhone, InvalidBirthDate, InvalidTimezone, EmailTaken,
                              *IDEMPOTENCY_PROBLEMS))
     async def register(self, request: Request[Any, Any, Any], data: JSONBody[RegisterRequest],
-                       state: State) -> Response[MemberOut]:
+                       state: State, idempotency_key: IdempotencyKeyHeader = None
+                       ) -> Response[MemberOut]:
         async def enrol(session: AsyncSession) -> MemberOut:
             return member_out((await member_service(session, state).register(data)).member)
 
-        return await idempotent(request, None, state.db, enrol, secret_fields={"password"})
+        return await idempotent(request, None, state.db, enrol, key=idempotency_key,
+                                secret_fields={"password"})
 
     @post("/token", operation_id="memberToken", status_code=200,
           summary="Sign a member in with e-mail and password",

@@ -1,18 +1,20 @@
 """Idempotent mutating routes: the one place where HTTP meets lms.idempotency.
 
-A route opts in with two lines::
+A route opts in by taking the header and handing it over::
 
-    @post("/things", parameters=IDEMPOTENCY_KEY_HEADER, response_headers=REPLAYED_HEADER,
+    @post("/things", response_headers=REPLAYED_HEADER,
           responses=problems(..., *IDEMPOTENCY_PROBLEMS))
-    async def create(self, request: Request[Any, Any, Any], data: NewThing,
-                     state: State) -> Response[Thing]:
+    async def create(self, request: Request[Any, Any, Any], data: JSONBody[NewThing],
+                     state: State, idempotency_key: IdempotencyKeyHeader = None
+                     ) -> Response[Thing]:
         async def work(session: AsyncSession) -> Thing:
             return thing_out(await ThingService(session).create(data))
-        return await idempotent(request, current_principal(request), state.db, work)
+        return await idempotent(request, current_principal(request), state.db, work,
+                                key=idempotency_key)
 
 The key is scoped per principal (``member:42``, ``staff:7``, ``partner:3``); calls without a
-principal (enrolment) share the scope ``anonymous``, where only a byte-identical request
-(same method, path, query and body) gets a replay.
+principal (enrolment) share the scope ``anonymous``: there a replay needs the same key and
+the same request, so it only helps whoever sent that request.
 
 The request hash covers the method, the path with its query string and the body in canonical
 form (JSON re-encoded with sorted keys, so key order and whitespace do not matter). Body
@@ -24,7 +26,7 @@ answer, which is why an answer stored here must not carry a secret either.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response
@@ -52,20 +54,17 @@ HEADER = "Idempotency-Key"
 REPLAYED = "Idempotency-Replayed"
 ANONYMOUS = "anonymous"
 
-# Constraints are checked by ``idempotent`` (one stable problem code), not by the framework.
-IDEMPOTENCY_KEY_HEADER: dict[str, Any] = {
-    "idempotency_key": HeaderParameter(
-        name=HEADER, annotation=str, required=False,
-        description=("A unique key for this operation (1-255 printable ASCII characters, a "
-                     "UUID is a good choice). Retrying with the same key and the same request "
-                     "answers with the first result and the header `Idempotency-Replayed: "
-                     "true`; the same key with a different request is refused with 409 "
-                     "`idempotency_key_reused`. Errors are not stored: after one, the key can "
-                     "be used again."),
-    ),
-}
+# The key's rules are checked by ``idempotent`` (one stable problem code), not here.
+IdempotencyKeyHeader = Annotated[str | None, HeaderParameter(
+    name=HEADER, required=False,
+    description=("A unique key for this operation (1-255 printable ASCII characters, a UUID "
+                 "is a good choice). Retrying with the same key and the same request answers "
+                 "with the first result and the header `Idempotency-Replayed: true`; the same "
+                 "key with a different request is refused with 409 `idempotency_key_reused`. "
+                 "Errors are not stored: after one, the key can be used again."),
+)]
 REPLAYED_HEADER = [ResponseHeader(
-    name=REPLAYED, documentation_only=True, required=False,
+    name=REPLAYED, value="true", documentation_only=True, required=False,
     description="`true` when this is the stored answer to an earlier request with the same "
                 "Idempotency-Key",
 )]
@@ -107,6 +106,7 @@ async def idempotent(
     db: Database,
     work: Callable[[AsyncSession], Awaitable[Any]],
     *,
+    key: str | None,
     status_code: int = 201,
     required: bool = False,
     secret_fields: Collection[str] = (),
@@ -114,16 +114,17 @@ async def idempotent(
     """Run ``work`` as one unit of work under the request's Idempotency-Key, if any.
 
     ``work`` returns the response body (a msgspec Struct); it runs at most once per key and
-    principal. Without the header the work simply runs, unless ``required``.
+    principal. ``key`` is the route's ``IdempotencyKeyHeader`` parameter (keyword-only and without
+    a default, so that a route cannot forget it). Without a key the work simply runs, unless
+    ``required``.
     """
-    raw_key = request.headers.get(HEADER)
-    if raw_key is None:
+    if key is None:
         if required:
             raise IdempotencyKeyRequired()
         body = await db.transaction(work)
         return _answer(StoredAnswer(status_code, encode_json(body)), replayed=False)
 
-    key = validate_key(raw_key)
+    key = validate_key(key)
     scope = principal.key if principal is not None else ANONYMOUS
     request_fingerprint = await fingerprint(request, secret_fields)
 

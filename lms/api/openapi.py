@@ -11,8 +11,15 @@ from litestar.openapi.datastructures import ResponseSpec
 from lms.errors import LmsError
 
 
+class FieldError(msgspec.Struct):
+    key: str
+    message: str
+    source: str | None = None
+
+
 class Problem(msgspec.Struct):
-    """RFC 9457 problem details; ``code`` is stable and names the condition."""
+    """RFC 9457 problem details; ``code`` is stable and names the condition. Validation
+    problems list the fields in ``errors``; other members may be added per code."""
 
     type: str
     title: str
@@ -20,6 +27,7 @@ class Problem(msgspec.Struct):
     code: str
     detail: str | None = None
     instance: str | None = None
+    errors: list[FieldError] | None = None
 
 
 def problems(*errors: type[LmsError]) -> dict[int, ResponseSpec]:

@@ -15,7 +15,7 @@ from litestar.params import JSONBody
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lms.api.idempotency import IDEMPOTENCY_KEY_HEADER, idempotent
+from lms.api.idempotency import IdempotencyKeyHeader, idempotent
 from lms.api.problems import EXCEPTION_HANDLERS
 from lms.auth.principal import Principal, Role
 from lms.db import Database
@@ -23,6 +23,7 @@ from lms.errors import Conflict
 from lms.idempotency.models import IdempotencyKey
 from lms.idempotency.service import request_hash
 from lms.outbox.service import emit
+from tests.factories import asgi_client
 
 TOPIC = "test.idempotency"
 
@@ -63,24 +64,25 @@ async def runs(session: AsyncSession, marker: str) -> int:
         {"t": TOPIC, "m": marker})).scalar_one())
 
 
-def test_app(db: Database) -> Litestar:
-    @post("/things", parameters=IDEMPOTENCY_KEY_HEADER)
-    async def things(request: Request[Any, Any, Any], data: JSONBody[Thing]) -> Response[Made]:
+def helper_app(db: Database) -> Litestar:
+    @post("/things")
+    async def things(request: Request[Any, Any, Any], data: JSONBody[Thing],
+                     idempotency_key: IdempotencyKeyHeader = None) -> Response[Made]:
         return await idempotent(request, caller(request), db, lambda s: make(s, data),
-                                secret_fields={"password"})
+                                key=idempotency_key, secret_fields={"password"})
 
-    @post("/strict", parameters=IDEMPOTENCY_KEY_HEADER)
-    async def strict(request: Request[Any, Any, Any], data: JSONBody[Thing]) -> Response[Made]:
+    @post("/strict")
+    async def strict(request: Request[Any, Any, Any], data: JSONBody[Thing],
+                     idempotency_key: IdempotencyKeyHeader = None) -> Response[Made]:
         return await idempotent(request, caller(request), db, lambda s: make(s, data),
-                                required=True, status_code=200)
+                                key=idempotency_key, required=True, status_code=200)
 
     return Litestar([things, strict], exception_handlers=EXCEPTION_HANDLERS)
 
 
 @pytest.fixture
 async def api(db: Database) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=test_app(db))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+    async with asgi_client(helper_app(db)) as c:
         yield c
 
 
@@ -197,7 +199,7 @@ async def test_required_key(api: httpx.AsyncClient) -> None:
 @pytest.mark.parametrize("bad", ["", " ", "x" * 256, "caf\u00e9", "tab\tkey"])
 async def test_invalid_key_is_400(api: httpx.AsyncClient, bad: str) -> None:
     response = await api.post("/things", json={"marker": marker()},
-                              headers={"Idempotency-Key": bad.encode("utf-8")})  # type: ignore[dict-item]
+                              headers={b"Idempotency-Key": bad.encode("utf-8")})
     assert response.status_code == 400, response.text
     assert response.json()["code"] == "idempotency_key_invalid"
 

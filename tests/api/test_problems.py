@@ -9,7 +9,7 @@ import pytest
 from litestar import Litestar, get
 
 from lms.api.problems import EXCEPTION_HANDLERS, PROBLEM_JSON, TYPE_BASE
-from tests.factories import bearer, register_member, registration
+from tests.factories import asgi_client, bearer, register_member, registration
 
 
 def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -103,8 +103,7 @@ async def test_unexpected_error_is_500_without_details() -> None:
         raise RuntimeError("secret internals: password=hunter2")
 
     app = Litestar([boom], exception_handlers=EXCEPTION_HANDLERS, debug=False)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+    async with asgi_client(app) as c:
         response = await c.get("/boom")
     assert_problem(response, 500, "internal_error")
     assert "hunter2" not in response.text
