@@ -35,11 +35,11 @@ import uvloop
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms import migrate
-from lms.db import Database, embedded_postgres_url, raw_connection, to_sync_url
+from lms.db import Database, RawConnection, embedded_postgres_url, raw_connection, to_sync_url
 from lms.ledger.errors import InsufficientMiles
 from lms.ledger.repository import LedgerRepository
 from lms.ledger.service import Ledger, SystemAccounts
-from lms.ledger.types import AccountKind, Actor, EntryKind
+from lms.ledger.types import AccountKind, Actor, EntryKind, PostedEntry
 from lms.ledger.verify import verify
 from lms.settings import PROJECT_ROOT
 
@@ -145,9 +145,12 @@ async def run_transfers(db: Database, system: SystemAccounts, accounts: list[int
             a, b = rng.sample(accounts, 2)
             amount = rng.randint(1, 100)
             start = time.perf_counter()
+            async def transfer(conn: RawConnection, a: int = a, b: int = b,
+                               n: int = amount) -> PostedEntry:
+                return await Ledger(conn, system).transfer(a, b, n, actor=ACTOR)
+
             try:
-                await transaction(lambda c, a=a, b=b, n=amount: Ledger(c, system)
-                                  .transfer(a, b, n, actor=ACTOR))
+                await transaction(transfer)
             except InsufficientMiles:
                 refused += 1
             latencies.append(time.perf_counter() - start)

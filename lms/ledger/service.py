@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lms.db import raw_connection
+from lms.db import RawConnection, raw_connection
 from lms.errors import ValidationFailed
 from lms.ledger.errors import (
     AccountClosed,
@@ -111,7 +111,7 @@ class LedgerConfig:
 class Ledger:
     """Operations on the journal within one unit of work (one ``AsyncSession``)."""
 
-    def __init__(self, session: AsyncSession | asyncpg.Connection, system: SystemAccounts,
+    def __init__(self, session: AsyncSession | RawConnection, system: SystemAccounts,
                  config: LedgerConfig | None = None) -> None:
         # Either a SQLAlchemy session (joined through its asyncpg connection) or an asyncpg
         # connection already inside a transaction (Database.raw_transaction, the fast path).
