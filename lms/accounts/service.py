@@ -36,7 +36,7 @@ from lms.accounts.schemas import (
     StatementPage,
     UnitBalance,
 )
-from lms.auth.passwords import hash_password, password_weakness
+from lms.auth.passwords import hash_password_async, password_weakness
 from lms.auth.principal import Principal, Role
 from lms.auth.service import AuthService, Credential, SignIn, canonical_email
 from lms.ledger.service import Ledger, SystemAccounts
@@ -127,6 +127,7 @@ class MemberService:
         if await self.repo.email_taken(email):
             raise EmailTaken()
 
+        password_hash = await hash_password_async(data.password)
         account_id = await self.ledger.open_account(AccountKind.MEMBER)
         card = make_card_number(self.settings.card_number_prefix,
                                 await self.repo.next_card_sequence())
@@ -134,7 +135,7 @@ class MemberService:
             async with self.session.begin_nested():
                 member = await self.repo.add(
                     card_number=card, account_id=account_id, email=email,
-                    password_hash=hash_password(data.password),
+                    password_hash=password_hash,
                     first_name=first_name, last_name=last_name,
                     phone=phone, phone_region=phone_region, birth_date=data.birth_date,
                     locale=data.locale, timezone=data.timezone)

@@ -114,9 +114,9 @@ async def idempotent(
     """Run ``work`` as one unit of work under the request's Idempotency-Key, if any.
 
     ``work`` returns the response body (a msgspec Struct); it runs at most once per key and
-    principal. ``key`` is the route's ``IdempotencyKeyHeader`` parameter (keyword-only and without
-    a default, so that a route cannot forget it). Without a key the work simply runs, unless
-    ``required``.
+    principal. ``key`` is the route's ``IdempotencyKeyHeader`` parameter, keyword-only and
+    without a default so that a route cannot forget to pass it. Without a key the work simply
+    runs, unless ``required``.
     """
     if key is None:
         if required:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from passlib.hash import argon2
 
 # Moderate cost: 2 cores serve many sign-ins; argon2id with 64 MiB would starve the API.
@@ -33,6 +35,16 @@ def verify_password(password: str, hashed: str | None) -> bool:
         return False
     ok: bool = _hasher.verify(password, hashed)
     return ok
+
+
+async def hash_password_async(password: str) -> str:
+    """``hash_password`` off the event loop: argon2 takes tens of milliseconds of CPU, and
+    argon2-cffi releases the GIL, so other requests keep being served meanwhile."""
+    return await asyncio.to_thread(hash_password, password)
+
+
+async def verify_password_async(password: str, hashed: str | None) -> bool:
+    return await asyncio.to_thread(verify_password, password, hashed)
 
 
 def password_weakness(password: str, email: str) -> str | None:

@@ -35,6 +35,11 @@ class AuthRepository:
             AccessToken.principal_id == principal_id,
             AccessToken.revoked_at.is_(None)).values(revoked_at=now))
 
+    async def lock_subject(self, subject: str) -> None:
+        """Serialise sign-ins for one subject until the end of the transaction."""
+        await self.session.execute(select(func.pg_advisory_xact_lock(
+            func.hashtextextended(subject, 0))))
+
     async def recent_failures(self, subject: str, since: datetime) -> tuple[int, datetime | None]:
         row = (await self.session.execute(
             select(func.count(), func.min(LoginFailure.failed_at)).where(

@@ -16,7 +16,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.auth.models import StaffUser
-from lms.auth.passwords import hash_password, verify_password
+from lms.auth.passwords import hash_password_async, verify_password_async
 from lms.auth.principal import STAFF_ROLES, Principal, Role
 from lms.auth.repository import AuthRepository
 from lms.errors import (
@@ -117,8 +117,12 @@ class AuthService:
         ``subject`` names what is throttled (``member:<email>``); ``credential`` is None when
         no account has that e-mail, which is refused exactly like a wrong password.
         """
+        # Without the lock, parallel guesses would all pass the throttle before any of their
+        # failures is committed.
+        await self.repo.lock_subject(subject)
         await self.check_throttle(subject)
-        if not verify_password(password, credential.password_hash if credential else None) \
+        if not await verify_password_async(
+                password, credential.password_hash if credential else None) \
                 or credential is None:
             await self.repo.add_failure(subject)
             return SignIn(refusal=InvalidCredentials())
@@ -165,4 +169,4 @@ class AuthService:
         if await self.repo.staff_by_email(email):
             raise StaffExists()
         return await self.repo.add_staff(email=email, name=name, role=role,
-                                         password_hash=hash_password(password))
+                                         password_hash=await hash_password_async(password))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -182,3 +184,13 @@ async def test_garbage_sign_in_body(client: httpx.AsyncClient) -> None:
     response = await client.post("/v1/auth/token", json={"email": "x@y.z"})
     assert response.status_code == 422
     assert response.json()["code"] == "validation_error"
+
+
+async def test_parallel_guesses_get_no_more_than_five_tries(
+        client: httpx.AsyncClient, db: Database) -> None:
+    member = await register_member(client)
+    email = member["member"]["email"]
+    answers = await asyncio.gather(*[sign_in(client, email, f"guess number {i}")
+                                     for i in range(10)])
+    assert sorted(a.status_code for a in answers) == [401] * 5 + [429] * 5
+    assert await failures(db, "member:" + email) == 5
