@@ -9,19 +9,16 @@ import httpx
 
 from lms.accounts.repository import MemberRepository
 from lms.accounts.service import encode_cursor
+from lms.db import Database
 from lms.ledger.service import Ledger
 from lms.ledger.types import EntryKind, Unit
 from tests.factories import TEST_ACTOR, bearer, register_member
 
 
-async def account_of(in_ledger: Any, member_id: int) -> int:
-    async def find(ledger: Ledger) -> int:
-        member = await MemberRepository(ledger.session).by_id(member_id)
-        assert member is not None
-        return member.account_id
-
-    account: int = await in_ledger(find)
-    return account
+async def account_of(db: Database, member_id: int) -> int:
+    member = await db.transaction(lambda s: MemberRepository(s).by_id(member_id))
+    assert member is not None
+    return member.account_id
 
 
 async def test_me(client: httpx.AsyncClient) -> None:
@@ -42,9 +39,9 @@ async def test_balance_of_a_new_member_is_zero(client: httpx.AsyncClient) -> Non
 
 
 async def test_balance_shows_posted_held_available_and_expiring(
-        client: httpx.AsyncClient, in_ledger: Any) -> None:
+        client: httpx.AsyncClient, db: Database, in_ledger: Any) -> None:
     member = await register_member(client)
-    account = await account_of(in_ledger, member["member"]["id"])
+    account = await account_of(db, member["member"]["id"])
 
     async def activity(ledger: Ledger) -> None:
         await ledger.credit(account, 1000, kind=EntryKind.ACCRUAL, actor=TEST_ACTOR)
@@ -63,10 +60,11 @@ async def test_balance_shows_posted_held_available_and_expiring(
     assert datetime.fromisoformat(body["nextExpiring"][0]["expiresAt"]) > datetime.now(UTC)
 
 
-async def test_statement_pages_newest_first(client: httpx.AsyncClient, in_ledger: Any) -> None:
+async def test_statement_pages_newest_first(client: httpx.AsyncClient, db: Database,
+                                            in_ledger: Any) -> None:
     member = await register_member(client)
     headers = bearer(member["accessToken"])
-    account = await account_of(in_ledger, member["member"]["id"])
+    account = await account_of(db, member["member"]["id"])
 
     async def activity(ledger: Ledger) -> None:
         for i, miles in enumerate((100, 200, 300, 400)):
@@ -102,9 +100,10 @@ async def test_statement_pages_newest_first(client: httpx.AsyncClient, in_ledger
     assert ids == sorted(ids, reverse=True)
 
 
-async def test_statement_of_another_unit(client: httpx.AsyncClient, in_ledger: Any) -> None:
+async def test_statement_of_another_unit(client: httpx.AsyncClient, db: Database,
+                                         in_ledger: Any) -> None:
     member = await register_member(client)
-    account = await account_of(in_ledger, member["member"]["id"])
+    account = await account_of(db, member["member"]["id"])
     await in_ledger(lambda ledger: ledger.credit(account, 7, kind=EntryKind.ACCRUAL,
                                                  actor=TEST_ACTOR, unit=Unit.SEGMENTS))
     page = (await client.get("/v1/me/statement", params={"unit": "SEGMENTS"},
@@ -113,11 +112,11 @@ async def test_statement_of_another_unit(client: httpx.AsyncClient, in_ledger: A
     assert page["nextCursor"] is None
 
 
-async def test_statement_shows_only_the_members_own_lines(client: httpx.AsyncClient,
+async def test_statement_shows_only_the_members_own_lines(client: httpx.AsyncClient, db: Database,
                                                           in_ledger: Any) -> None:
     rich = await register_member(client)
     poor = await register_member(client)
-    account = await account_of(in_ledger, rich["member"]["id"])
+    account = await account_of(db, rich["member"]["id"])
     await in_ledger(lambda ledger: ledger.credit(account, 500, kind=EntryKind.ACCRUAL,
                                                  actor=TEST_ACTOR))
     page = (await client.get("/v1/me/statement", headers=bearer(poor["accessToken"]))).json()
