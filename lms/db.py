@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # What the money path works with: an asyncpg connection, bare or lent by the pool.
-RawConnection: TypeAlias = (asyncpg.Connection[asyncpg.Record]
-                            | PoolConnectionProxy[asyncpg.Record])
+# (A string: asyncpg's classes are generic only in the stubs, not at run time.)
+RawConnection: TypeAlias = (
+    "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]")
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
