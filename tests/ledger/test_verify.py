@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from lms.ledger.service import Ledger
-from lms.ledger.types import EntryKind, Leg, SystemAccount, Unit
+from lms.ledger.types import EntryKind, SystemAccount, Unit
 from tests.conftest import plain
 from tests.factories import TEST_ACTOR, funded_account
 from tests.ledger.support import LedgerHarness
@@ -32,6 +32,27 @@ def tamper(url: str, *statements: str, replica: bool = False) -> None:
             conn.execute("SET session_replication_role = replica")
         for statement in statements:
             conn.execute(statement)
+
+
+async def system_entry(harness: LedgerHarness, url: str, kind: str = "adjustment",
+                       **columns: Any) -> int:
+    """Append a balanced entry between two system accounts by hand (balances kept in step),
+    with extra journal columns: a duplicate that only the ledger's own checks would stop."""
+    [s1, s2] = await harness.sql("SELECT id FROM accounts WHERE code = 'adjustments' "
+                                 "ORDER BY shard")
+    names = ", ".join(["kind", "actor_type", "effective_at", *columns])
+    values = ", ".join([f"'{kind}'", "'system'", "now()",
+                        *(f"'{v}'" for v in columns.values())])
+    with psycopg.connect(plain(url), autocommit=True) as conn:
+        row = conn.execute(f"INSERT INTO journal_entries ({names}) VALUES ({values}) "
+                           f"RETURNING id").fetchone()
+        assert row is not None
+        for account, amount in ((s1["id"], 9), (s2["id"], -9)):
+            conn.execute(f"UPDATE balances SET posted = posted + {amount} "
+                         f"WHERE account_id = {account} AND unit = 'MILES'")
+            conn.execute(f"INSERT INTO postings (entry_id, account_id, unit, amount, "
+                         f"balance_after) VALUES ({row[0]}, {account}, 'MILES', {amount}, 0)")
+    return int(row[0])
 
 
 async def found(harness: LedgerHarness) -> set[tuple[int, tuple[tuple[str, Any], ...]]]:
@@ -103,6 +124,22 @@ async def test_1_an_entry_without_postings(scratch: LedgerHarness,
     assert row is not None
     assert await found(scratch) == {(1, (("entry_id", row[0]), ("unit", None),
                                          ("total", None)))}
+
+
+async def test_1_postings_of_no_entry(scratch: LedgerHarness,
+                                      scratch_database_url: str) -> None:
+    """Postings carry no foreign key (the hot path skips the lookup): verify checks it."""
+    await some_activity(scratch)
+    [s1, s2] = await scratch.sql("SELECT id FROM accounts WHERE code = 'fees' ORDER BY shard")
+    tamper(scratch_database_url, *[
+        stmt for account, amount in ((s1["id"], 5), (s2["id"], -5)) for stmt in (
+            f"INSERT INTO postings (entry_id, account_id, unit, amount, balance_after) "
+            f"VALUES (987654321, {account}, 'MILES', {amount}, 0)",
+            f"UPDATE balances SET posted = posted + {amount} WHERE account_id = {account} "
+            f"AND unit = 'MILES'")])
+    assert await found(scratch) == {
+        (1, (("entry_id", 987654321), ("unit", "MILES"), ("total", 5))),
+        (1, (("entry_id", 987654321), ("unit", "MILES"), ("total", -5)))}
 
 
 # -- (2) every balance row equals the sum of its postings -------------------------------------
@@ -217,36 +254,43 @@ async def test_4_a_credit_without_its_lot(scratch: LedgerHarness,
                                          ("open_lots", 0)))}
 
 
+async def test_4_a_lot_on_a_system_account(scratch: LedgerHarness,
+                                           scratch_database_url: str) -> None:
+    await some_activity(scratch)
+    [system] = await scratch.sql("SELECT id FROM accounts WHERE code = 'issuance' "
+                                 "ORDER BY shard LIMIT 1")
+    [entry] = await scratch.sql("SELECT max(id) AS id FROM journal_entries")
+    tamper(scratch_database_url,
+           f"INSERT INTO lots (account_id, entry_id, amount, remaining, expires_at) "
+           f"VALUES ({system['id']}, {entry['id']}, 8, 8, now())")
+    assert await found(scratch) == {(4, (("account_id", system["id"]), ("posted", None),
+                                         ("open_lots", 8)))}
+
+
 # -- (5) no external reference or idempotency key applied twice ------------------------------
 
 async def test_5_external_reference_applied_twice(scratch: LedgerHarness,
                                                   scratch_database_url: str) -> None:
     await some_activity(scratch)
-    tamper(scratch_database_url, "DROP INDEX uq_journal_entries_source_ref")
 
-    async def twice(ledger: Ledger) -> None:
+    async def once(ledger: Ledger) -> None:
         a = await funded_account(ledger)
-        for _ in range(2):
-            await ledger.credit(a, 100, kind=EntryKind.ACCRUAL, actor=TEST_ACTOR,
-                                source="partner:7", external_ref="TKT-1/C1")
+        await ledger.credit(a, 100, kind=EntryKind.ACCRUAL, actor=TEST_ACTOR,
+                            source="partner:7", external_ref="TKT-1/C1")
 
-    await scratch.run(twice)
+    await scratch.run(once)
+    tamper(scratch_database_url, "DROP INDEX uq_journal_entries_source_ref")
+    await system_entry(scratch, scratch_database_url, source="partner:7",
+                       external_ref="TKT-1/C1")
     assert await found(scratch) == {(5, (("what", "external_ref"),
                                          ("ref", "partner:7:TKT-1/C1"), ("times", 2)))}
 
 
 async def test_5_entry_reversed_twice(scratch: LedgerHarness,
                                       scratch_database_url: str) -> None:
-    ids = await some_activity(scratch)
+    ids = await some_activity(scratch)  # the debit is reversed once already
     tamper(scratch_database_url, "DROP INDEX uq_journal_entries_reverses_id")
-
-    async def reverse_again(ledger: Ledger) -> None:
-        # Ledger.reverse checks first; post() alone relies on the unique index.
-        legs = [Leg(ids["a"], Unit.MILES, 300), Leg(ids["b"], Unit.MILES, -300)]
-        await ledger.post(kind=EntryKind.REVERSAL, legs=legs, actor=TEST_ACTOR,
-                          reverses_id=ids["debit"])
-
-    await scratch.run(reverse_again)
+    await system_entry(scratch, scratch_database_url, reverses_id=ids["debit"])
     assert await found(scratch) == {(5, (("what", "reversal"), ("ref", str(ids["debit"])),
                                          ("times", 2)))}
 
@@ -254,20 +298,8 @@ async def test_5_entry_reversed_twice(scratch: LedgerHarness,
 async def test_5_hold_captured_twice(scratch: LedgerHarness,
                                      scratch_database_url: str) -> None:
     ids = await some_activity(scratch)
-    [s1, s2] = await scratch.sql("SELECT id FROM accounts WHERE code = 'redemptions' "
-                                 "ORDER BY shard")
-    with psycopg.connect(plain(scratch_database_url), autocommit=True) as conn:
-        row = conn.execute(f"INSERT INTO journal_entries (kind, actor_type, effective_at, "
-                           f"hold_id) VALUES ('capture', 'system', now(), {ids['captured']}) "
-                           f"RETURNING id").fetchone()
-        assert row is not None
-        conn.execute(f"INSERT INTO postings (entry_id, account_id, unit, amount, balance_after) "
-                     f"VALUES ({row[0]}, {s1['id']}, 'MILES', 9, 0), "
-                     f"({row[0]}, {s2['id']}, 'MILES', -9, 0)")
-        conn.execute(f"UPDATE balances SET posted = posted + 9 WHERE account_id = {s1['id']} "
-                     f"AND unit = 'MILES'")
-        conn.execute(f"UPDATE balances SET posted = posted - 9 WHERE account_id = {s2['id']} "
-                     f"AND unit = 'MILES'")
+    await system_entry(scratch, scratch_database_url, kind="capture",
+                       hold_id=ids["captured"])
     assert await found(scratch) == {(5, (("what", "captured_hold"),
                                          ("ref", str(ids["captured"])), ("times", 2)))}
 
