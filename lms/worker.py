@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from celery import Celery
 
+from lms.broker import TRANSPORT as DIRECTORY_TRANSPORT
 from lms.db import Database
 from lms.settings import Settings, get_settings
 
@@ -42,26 +43,29 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 }
 
 
-def broker(settings: Settings) -> tuple[str, dict[str, Any]]:
-    """The broker URL and its transport options: ``LMS_BROKER_URL``, or a directory broker
-    under the data directory so that a fresh machine needs no RabbitMQ or Redis."""
+def broker(settings: Settings) -> tuple[str, str | None, dict[str, Any]]:
+    """The broker URL, transport and transport options: ``LMS_BROKER_URL``, or a directory
+    broker under the data directory so that a fresh machine needs no RabbitMQ or Redis."""
     if settings.broker_url:
-        return settings.broker_url, {}
+        return settings.broker_url, None, {}
     root = settings.data_dir / "broker"
     # Producers write where consumers read: one directory serves as both ends of the queue.
     folders = {"data_folder_in": root / "queue", "data_folder_out": root / "queue",
                "data_folder_processed": root / "processed", "control_folder": root / "control"}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
-    return "filesystem://localhost/", {key: str(path) for key, path in folders.items()} | {
-        "store_processed": False}
+    options: dict[str, Any] = {key: str(path) for key, path in folders.items()}
+    # Polling a directory is cheap; the default second would make every task wait for it.
+    options |= {"store_processed": False, "polling_interval": 0.2}
+    return "filesystem://localhost/", DIRECTORY_TRANSPORT, options
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
-    url, transport_options = broker(settings)
+    url, transport, transport_options = broker(settings)
     app = Celery("lms", broker=url, include=list(TASK_MODULES))
     app.conf.update(
+        broker_transport=transport,
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,
