@@ -25,7 +25,7 @@ from typing import Any, ClassVar, TypeVar
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
@@ -59,10 +59,11 @@ T = TypeVar("T")
 SOURCE = "machine"
 FAR_FUTURE = datetime(2999, 1, 1, tzinfo=UTC)
 LOT_DAYS = [-30, -10, -1, 1, 400, 800]          # lot expiries, relative to the example's start
-HOLD_HOURS = [-1, 1, 48, 150]                   # hold expiries (-1: due on creation)
+HOLD_HOURS = [1, 48, 150, -1]                   # hold expiries (-1: due on creation)
 HOLD_CLOCK_HOURS = [0, 2, 72, 200]              # clocks for the hold expiry job
 LOT_CLOCK_DAYS = [0, 2, 500, 900]               # clocks for the lot expiry job
 MEMBER_ACCOUNTS = 3
+FUNDING = [(-10, 200), (1, 300), (400, 500)]     # (lot expiry in days, miles) per account
 
 amounts = st.one_of(st.integers(1, 300), st.sampled_from([1, 500, 1000, 5000]))
 
@@ -134,6 +135,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 expected: type[LmsError] | None) -> T | None:
         """Run one operation; if the model expects ``expected``, it must raise exactly that and
         change nothing at all. Returns the result, or None after the expected error."""
+        event(f"refused: {expected.__name__}" if expected else "applied")
         before = self.run(self.fingerprint()) if expected else None
         try:
             result = self.ledger(fn)
@@ -272,6 +274,10 @@ class LedgerMachine(RuleBasedStateMachine):
         ids = self.ledger(open_all)
         for account_id in ids:
             self.model[account_id] = AccountModel()
+            # Start with miles in lots already due, due soon and far off, so that holds,
+            # debits and expiry have something to work on from the first step.
+            for days, amount in FUNDING:
+                self.credit(account_id, amount, days, Unit.MILES, None)
         return multiple(*ids)
 
     # -- postings --------------------------------------------------------------------------------
@@ -353,7 +359,8 @@ class LedgerMachine(RuleBasedStateMachine):
 
     # -- holds -----------------------------------------------------------------------------------
 
-    @rule(target=holds, account=accounts, amount=amounts, hours=st.sampled_from(HOLD_HOURS))
+    @rule(target=holds, account=accounts, amount=st.integers(1, 600),
+          hours=st.sampled_from(HOLD_HOURS))
     def hold(self, account: int, amount: int, hours: int) -> Any:
         acct = self.model[account]
         expected = InsufficientMiles if acct.available < amount else None
@@ -384,6 +391,8 @@ class LedgerMachine(RuleBasedStateMachine):
         expected = self.hold_error(hold)
         if expected is None and take > hold.amount:
             expected = CaptureExceedsHold
+        outcome = "full" if take == hold.amount else "partial"
+        event(f"capture: {expected.__name__ if expected else outcome}")
         before = self.run(self.fingerprint()) if expected else None
         try:
             result = self.ledger(lambda ledger: ledger.capture(hold_id, amount,
@@ -439,8 +448,10 @@ class LedgerMachine(RuleBasedStateMachine):
     def expire_lots(self, account: int, days: int) -> Any:
         clock = self.t0 + timedelta(days=days)
         acct = self.model[account]
-        due = min(sum(lot.remaining for lot in acct.lots if lot.expires_at <= clock),
-                  acct.available)
+        due_lots = sum(lot.remaining for lot in acct.lots if lot.expires_at <= clock)
+        due = min(due_lots, acct.available)
+        if 0 < acct.available < due_lots:
+            event("lot expiry spares held miles")
         entry = self.ledger(lambda ledger: ledger.expire_lots(account, now=clock))
         if due <= 0:
             assert entry is None
