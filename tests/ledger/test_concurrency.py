@@ -135,6 +135,18 @@ def debit(account_id: int, amount: int) -> Op:
                                        actor=TEST_ACTOR)
 
 
+def capture(hold_id: int, amount: int | None) -> Op:
+    return lambda ledger: ledger.capture(hold_id, amount, actor=TEST_ACTOR)
+
+
+def void(hold_id: int) -> Op:
+    return lambda ledger: ledger.void(hold_id, actor=TEST_ACTOR)
+
+
+def expire_lots(account_id: int) -> Op:
+    return lambda ledger: ledger.expire_lots(account_id)
+
+
 def credit(account_id: int, amount: int, **kwargs: Any) -> Op:
     return lambda ledger: ledger.credit(account_id, amount, kind=EntryKind.ACCRUAL,
                                         actor=TEST_ACTOR, **kwargs)
@@ -261,11 +273,11 @@ async def test_capture_void_and_expire_of_the_same_hold(in_ledger: Any, race: Ra
     for hold in holds:
         h = hold.id
         ops += [
-            (h, "capture", lambda ledger, h=h: ledger.capture(h, actor=TEST_ACTOR)),
-            (h, "capture", lambda ledger, h=h: ledger.capture(h, 40, actor=TEST_ACTOR)),
-            (h, "capture", lambda ledger, h=h: ledger.capture(h, 1, actor=TEST_ACTOR)),
-            (h, "void", lambda ledger, h=h: ledger.void(h, actor=TEST_ACTOR)),
-            (h, "void", lambda ledger, h=h: ledger.void(h, actor=TEST_ACTOR)),
+            (h, "capture", capture(h, None)),
+            (h, "capture", capture(h, 40)),
+            (h, "capture", capture(h, 1)),
+            (h, "void", void(h)),
+            (h, "void", void(h)),
         ]
     # The expiry job claims due holds with SKIP LOCKED: it may take some of ours or none.
     ops += [(None, "expire", lambda ledger: ledger.expire_holds(
@@ -391,7 +403,7 @@ async def test_lot_expiry_and_reinstatement_from_breakage(in_ledger: Any, race: 
     accounts = [await in_ledger(setup) for _ in range(10)]
     ops: list[Op] = []
     for a in accounts:
-        ops += [lambda ledger, a=a: ledger.expire_lots(a) for _ in range(2)]
+        ops += [expire_lots(a) for _ in range(2)]
         ops += [credit(a, 5, from_system=SystemAccount.BREAKAGE, lot_expires_at=past)
                 for _ in range(2)]
     random.Random(5).shuffle(ops)
@@ -453,10 +465,9 @@ async def test_mixed_storm_conserves_every_account(in_ledger: Any, race: Race) -
     ops = [op(*p) for p in second]
     for i, hold in enumerate(holds):
         if i % 3 == 2:
-            ops.append(lambda ledger, h=hold.id: ledger.void(h, actor=TEST_ACTOR))
+            ops.append(void(hold.id))
         else:
-            take = max(1, hold.amount // (1 + i % 2))  # all, or about half
-            ops.append(lambda ledger, h=hold.id, n=take: ledger.capture(h, n, actor=TEST_ACTOR))
+            ops.append(capture(hold.id, max(1, hold.amount // (1 + i % 2))))  # all or half
     results = await race(ops)
     account_for(results[: len(second)], second)
     for hold, r in zip(holds, results[len(second):], strict=True):
