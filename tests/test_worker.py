@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from celery import Celery
 from sqlalchemy import text
 
@@ -89,6 +90,10 @@ def worker(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if broker_url:
+            # The queue's binding outlives the worker in Redis; leave nothing behind.
+            with redis.Redis.from_url(broker_url) as client:
+                client.delete(queue, *client.scan_iter(match=f"_kombu.binding*.{queue}"))
 
 
 def wait_until_ready(proc: subprocess.Popen[bytes], log: Path) -> None:
