@@ -247,7 +247,12 @@ class Ledger:
 
     async def create_hold(self, account_id: int, amount: int, *, actor: Actor,
                           expires_at: datetime, reference: str | None = None) -> HoldView:
+        """Reserve miles until ``expires_at`` (at most ``hold_max_ttl`` from now; a time in
+        the past makes a hold that the next read or expiry run releases)."""
         require_positive(amount)
+        if expires_at - utcnow() > self.config.hold_max_ttl:
+            raise ValidationFailed(f"A hold may last at most {self.config.hold_max_ttl}",
+                                   field="expiresAt")
         repo = await self.repo()
         hold = await repo.create_hold(account_id=account_id, amount=amount, unit=Unit.MILES,
                                       actor_type=actor.type, actor_id=actor.id,

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from lms.errors import ValidationFailed
 from lms.ledger.errors import InsufficientMiles
 from lms.ledger.service import Ledger
 from lms.ledger.types import EntryKind, Unit
@@ -39,4 +40,14 @@ async def test_debit_beyond_available_is_refused(in_ledger: Any) -> None:
         await ledger.debit(a, 101, kind=EntryKind.REDEMPTION, actor=TEST_ACTOR)
 
     with pytest.raises(InsufficientMiles):
+        await in_ledger(scenario)
+
+
+async def test_hold_longer_than_the_maximum_is_refused(in_ledger: Any) -> None:
+    async def scenario(ledger: Ledger) -> None:
+        a = await funded_account(ledger, 100)
+        await ledger.create_hold(a, 10, actor=TEST_ACTOR,
+                                 expires_at=datetime.now(UTC) + timedelta(days=7, minutes=1))
+
+    with pytest.raises(ValidationFailed):
         await in_ledger(scenario)
