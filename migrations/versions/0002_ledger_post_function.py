@@ -35,7 +35,11 @@ CREATE FUNCTION ledger_post(
   p_event_topics text[], p_event_payloads jsonb[],
   OUT entry_id bigint, OUT created_at timestamptz,
   OUT accounts bigint[], OUT units text[], OUT posted bigint[])
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql
+-- Plan once per session: re-planning the write statement for each call (what the plan cache
+-- does with these array parameters) cost about a fifth of the throughput.
+SET plan_cache_mode = force_generic_plan
+AS $fn$
 DECLARE
   b record;
   n_keys int;
@@ -48,9 +52,7 @@ DECLARE
   k_posted bigint[] := '{}';
   short json;
 BEGIN
-  SELECT count(DISTINCT (l.account_id, l.unit)) INTO n_keys
-  FROM unnest(p_accounts, p_units) AS l(account_id, unit);
-
+  posted := '{}';
   -- Lock in one fixed order so that concurrent postings queue instead of deadlocking.
   FOR b IN
     WITH delta AS (
@@ -83,7 +85,15 @@ BEGIN
     k_release := k_release || b.release;
     k_kind := k_kind || b.kind::text;
     k_posted := k_posted || b.posted;
+    posted := posted || (b.posted + b.amount);
   END LOOP;
+  -- Every leg on its own (account, unit) and all locked: nothing to count.
+  IF cardinality(k_account) < cardinality(p_accounts) THEN
+    SELECT count(DISTINCT (l.account_id, l.unit)) INTO n_keys
+    FROM unnest(p_accounts, p_units) AS l(account_id, unit);
+  ELSE
+    n_keys := cardinality(k_account);
+  END IF;
   IF cardinality(k_account) <> n_keys THEN
     RAISE EXCEPTION 'no such account among %', p_accounts
       USING ERRCODE = 'LD002', DETAIL = array_to_string(p_accounts, ',');
@@ -181,8 +191,6 @@ BEGIN
 
   accounts := k_account;
   units := k_unit;
-  SELECT array_agg(k.posted + k.amount ORDER BY k.ord) INTO posted
-  FROM unnest(k_posted, k_amount) WITH ORDINALITY AS k(posted, amount, ord);
 END
 $fn$
 """
