@@ -49,6 +49,7 @@ from lms.ledger.types import (
     SystemAccount,
     Unit,
 )
+from lms.settings import Settings, get_settings
 
 ALL_UNITS = (Unit.MILES, Unit.STATUS_MILES, Unit.SEGMENTS)
 EXTERNAL_REF_INDEX = "uq_journal_entries_source_ref"
@@ -107,6 +108,11 @@ class LedgerConfig:
     lot_validity_months: int = 36
     hold_max_ttl: timedelta = timedelta(days=7)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LedgerConfig:
+        return cls(lot_validity_months=settings.lot_validity_months,
+                   hold_max_ttl=timedelta(seconds=settings.hold_max_ttl_seconds))
+
 
 class Ledger:
     """Operations on the journal within one unit of work (one ``AsyncSession``)."""
@@ -117,7 +123,7 @@ class Ledger:
         # connection already inside a transaction (Database.raw_transaction, the fast path).
         self.session = session
         self.system = system
-        self.config = config or LedgerConfig()
+        self.config = config or LedgerConfig.from_settings(get_settings())
         self._repo: LedgerRepository | None = None
 
     async def repo(self) -> LedgerRepository:
