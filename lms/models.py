@@ -1,17 +1,21 @@
 """Every table of the loyalty core, imported in one place for Alembic and the schema test."""
 
 from lms.accounts.models import Member
+from lms.accrual.models import EarnRule, Promotion, PromotionAward, PromotionRegistration
 from lms.audit.models import AuditRecord
 from lms.auth.models import AccessToken, LoginFailure, StaffUser
+from lms.claims.models import Claim
 from lms.db import Base
 from lms.idempotency.models import IdempotencyKey
 from lms.ledger.models import Account, Balance, Hold, JournalEntry, Lot, Posting
 from lms.outbox.models import OutboxEvent
+from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
 
 metadata = Base.metadata
 
 __all__ = [
-    "AccessToken", "Account", "AuditRecord", "Balance", "Hold", "IdempotencyKey",
-    "JournalEntry", "LoginFailure", "Lot", "Member", "OutboxEvent", "Posting", "StaffUser",
-    "metadata",
+    "AccessToken", "Account", "AuditRecord", "Balance", "Claim", "EarnRule", "ExpiryNotice",
+    "Hold", "IdempotencyKey", "JournalEntry", "LoginFailure", "Lot", "Member", "OutboxEvent",
+    "PolicySetting", "Posting", "Promotion", "PromotionAward", "PromotionRegistration",
+    "StaffUser", "Tier", "TierChange", "metadata",
 ]

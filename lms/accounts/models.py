@@ -37,6 +37,8 @@ class Member(Base):
     timezone: Mapped[str] = mapped_column(String(64), server_default="UTC")
     status: Mapped[str] = mapped_column(String(16), server_default="active")
     tier: Mapped[str] = mapped_column(String(32), server_default="BASIC")
+    # End of the qualification period of ``tier``; NULL for the base tier (see lms.tiers).
+    tier_valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
                                                 server_default=func.now())
     last_activity_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

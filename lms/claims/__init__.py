@@ -1,0 +1,1 @@
+"""Missing-flight claims: a member asks for a flight the feed has not credited yet."""

@@ -1,0 +1,1 @@
+"""Tiers (status from qualifying units), programme policies and lot expiry."""
