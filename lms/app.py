@@ -20,6 +20,7 @@ from lms.auth.routes import SessionController, StaffAuthController, StaffMeContr
 from lms.db import Database
 from lms.ledger.service import SystemAccounts
 from lms.logging import configure as configure_logging
+from lms.partners.routes import PartnerAccrualController, PartnerAdminController
 from lms.settings import Settings, get_settings
 
 API_VERSION = "0.1.0"
@@ -57,7 +58,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     configure_logging(settings.log_level, settings.log_json)
     v1 = Router(path="/v1", route_handlers=[MemberAuthController, SessionController,
                                             MeController, StaffAuthController,
-                                            StaffMeController])
+                                            StaffMeController, PartnerAdminController,
+                                            PartnerAccrualController])
     return Litestar(
         route_handlers=[HealthController, v1],
         state=State({"settings": settings, "db": db,

@@ -9,13 +9,22 @@ from lms.db import Base
 from lms.idempotency.models import IdempotencyKey
 from lms.ledger.models import Account, Balance, Hold, JournalEntry, Lot, Posting
 from lms.outbox.models import OutboxEvent
+from lms.partners.models import (
+    ApiKey,
+    ApiKeyWindow,
+    Partner,
+    PartnerAccrual,
+    PartnerAccrualReversal,
+    PartnerEarnRate,
+)
 from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
 
 metadata = Base.metadata
 
 __all__ = [
-    "AccessToken", "Account", "AuditRecord", "Balance", "Claim", "EarnRule", "ExpiryNotice",
-    "Hold", "IdempotencyKey", "JournalEntry", "LoginFailure", "Lot", "Member", "OutboxEvent",
-    "PolicySetting", "Posting", "Promotion", "PromotionAward", "PromotionRegistration",
-    "StaffUser", "Tier", "TierChange", "metadata",
+    "AccessToken", "Account", "ApiKey", "ApiKeyWindow", "AuditRecord", "Balance", "Claim",
+    "EarnRule", "ExpiryNotice", "Hold", "IdempotencyKey", "JournalEntry", "LoginFailure", "Lot",
+    "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
+    "PartnerEarnRate", "PolicySetting", "Posting", "Promotion", "PromotionAward",
+    "PromotionRegistration", "StaffUser", "Tier", "TierChange", "metadata",
 ]

@@ -14,6 +14,12 @@ from lms.errors import Forbidden, Unauthorized
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
 
 
+
+class InsufficientScope(Forbidden):
+    code = "insufficient_scope"
+    title = "The API key lacks the scope this endpoint needs"
+
+
 def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     user = connection.scope.get("user")
     if not isinstance(user, Principal):
@@ -35,6 +41,20 @@ def requires(*roles: Role) -> Guard:
             raise Forbidden("Your role may not call this endpoint")
 
     guard.__name__ = "requires_" + "_or_".join(sorted(str(r) for r in roles))
+    return guard
+
+
+def requires_scope(scope: str) -> Guard:
+    """A partner whose API key has ``scope``; anyone else is refused with 403
+    ``insufficient_scope``."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal = current_principal(connection)
+        if principal.role is not Role.PARTNER or scope not in principal.scopes:
+            raise InsufficientScope(f"This endpoint needs an API key with scope {scope!r}",
+                                    scope=scope)
+
+    guard.__name__ = f"requires_scope_{scope}"
     return guard
 
 

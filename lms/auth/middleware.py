@@ -11,6 +11,8 @@ from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
 from lms.auth.service import AuthService
+from lms.partners.keys import is_api_key
+from lms.partners.service import ApiKeyService, KeyCheck
 
 
 class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
@@ -21,9 +23,24 @@ class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
         if scheme.lower() != "bearer" or not token.strip():
             return AuthenticationResult(user=None, auth=None)
         state = connection.app.state
+        token = token.strip()
+        if is_api_key(token):
+            return await self.authenticate_partner(connection, token)
 
         async def lookup(session: Any) -> Any:
-            return await AuthService(session, state.settings).principal_for(token.strip())
+            return await AuthService(session, state.settings).principal_for(token)
 
         principal = await state.db.transaction(lookup)
-        return AuthenticationResult(user=principal, auth=token.strip())
+        return AuthenticationResult(user=principal, auth=token)
+
+    async def authenticate_partner(self, connection: ASGIConnection[Any, Any, Any, Any],
+                                   token: str) -> AuthenticationResult:
+        """A partner's API key (``lms_<prefix>_<secret>``). Its refusals (address, rate
+        limit) are raised after the commit, so that refused requests are counted too."""
+        host = connection.client.host if connection.client else None
+
+        async def check(session: Any) -> KeyCheck:
+            return await ApiKeyService(session).authenticate(token, host)
+
+        checked = await connection.app.state.db.transaction(check)
+        return AuthenticationResult(user=checked.result(), auth=token)

@@ -23,6 +23,10 @@ class Principal:
     type: str  # "member" | "staff" | "partner"
     id: int
     role: Role
+    # What a partner's API key may do (lms.auth.guards.requires_scope); empty for the others.
+    scopes: frozenset[str] = frozenset()
+    # The API key a partner called with, for audit; None for the others.
+    key_id: int | None = None
 
     @property
     def key(self) -> str:

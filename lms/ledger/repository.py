@@ -147,6 +147,8 @@ WITH account AS (
 SELECT id FROM account
 """
 
+SYSTEM_ACCOUNT_ID = "SELECT id FROM accounts WHERE kind = 'system' AND code = $1 AND shard = $2"
+
 ACCOUNT_STATUS = "UPDATE accounts SET status = $2 WHERE id = $1 RETURNING id"
 
 
@@ -257,3 +259,7 @@ class LedgerRepository:
 
     async def ensure_system_account(self, code: str, shard: int, units: Sequence[Unit]) -> None:
         await self.conn.fetchval(ENSURE_SYSTEM_ACCOUNT, code, shard, [str(u) for u in units])
+
+    async def system_account_id(self, code: str, shard: int) -> int | None:
+        account_id: int | None = await self.conn.fetchval(SYSTEM_ACCOUNT_ID, code, shard)
+        return account_id

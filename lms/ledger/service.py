@@ -84,6 +84,16 @@ class SystemAccounts:
                 await repo.ensure_system_account(str(code), shard, ALL_UNITS)
         await self.load(repo)
 
+    async def ensure_partner(self, repo: LedgerRepository, partner_id: int) -> int:
+        """Open (or find) a partner's clearing account, code ``partner:<id>`` shard 0, and
+        return its id. One shard: partners post far less often than the programme's own
+        issuance, and settlement reads one account per partner."""
+        code = f"partner:{partner_id}"
+        await repo.ensure_system_account(code, 0, ALL_UNITS)
+        account_id = await repo.system_account_id(code, 0)
+        assert account_id is not None
+        return account_id
+
     async def load(self, repo: LedgerRepository) -> None:
         ids: dict[str, list[int]] = defaultdict(list)
         for row in await repo.system_accounts():

@@ -1,0 +1,159 @@
+"""SQL of partners, earn rates, API keys, rate-limit windows and partner accruals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lms.partners.models import (
+    ApiKey,
+    ApiKeyWindow,
+    Partner,
+    PartnerAccrual,
+    PartnerAccrualReversal,
+    PartnerEarnRate,
+)
+
+
+class PartnerRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # -- partners ---------------------------------------------------------------------------
+
+    async def add_partner(self, **values: Any) -> Partner | None:
+        """The new partner, or None when the code is taken (also by a concurrent insert)."""
+        row = (await self.session.execute(
+            pg_insert(Partner).values(**values)
+            .on_conflict_do_nothing(index_elements=[Partner.code])
+            .returning(Partner))).scalar_one_or_none()
+        return row
+
+    async def set_clearing_account(self, partner_id: int, account_id: int) -> Partner:
+        return (await self.session.execute(
+            update(Partner).where(Partner.id == partner_id)
+            .values(clearing_account_id=account_id).returning(Partner))).scalar_one()
+
+    async def by_code(self, code: str, *, lock: bool = False) -> Partner | None:
+        query = select(Partner).where(Partner.code == code)
+        if lock:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def by_id(self, partner_id: int) -> Partner | None:
+        return await self.session.get(Partner, partner_id)
+
+    async def all(self) -> list[Partner]:
+        return list((await self.session.execute(
+            select(Partner).order_by(Partner.id))).scalars())
+
+    # -- earn rates -------------------------------------------------------------------------
+
+    async def earn_rates(self, partner_id: int, category: str | None = None
+                         ) -> list[PartnerEarnRate]:
+        query = select(PartnerEarnRate).where(PartnerEarnRate.partner_id == partner_id)
+        if category is not None:
+            query = query.where(PartnerEarnRate.category == category)
+        return list((await self.session.execute(query.order_by(
+            PartnerEarnRate.category, PartnerEarnRate.effective_from))).scalars())
+
+    async def add_earn_rate(self, **values: Any) -> PartnerEarnRate:
+        return (await self.session.execute(
+            insert(PartnerEarnRate).values(**values).returning(PartnerEarnRate))).scalar_one()
+
+    async def end_earn_rate(self, rate_id: int, effective_to: datetime) -> None:
+        await self.session.execute(update(PartnerEarnRate).where(
+            PartnerEarnRate.id == rate_id).values(effective_to=effective_to))
+
+    async def rate_at(self, partner_id: int, category: str, at: datetime
+                      ) -> PartnerEarnRate | None:
+        return (await self.session.execute(select(PartnerEarnRate).where(
+            PartnerEarnRate.partner_id == partner_id, PartnerEarnRate.category == category,
+            PartnerEarnRate.effective_from <= at,
+            or_(PartnerEarnRate.effective_to.is_(None), PartnerEarnRate.effective_to > at))
+            .order_by(PartnerEarnRate.effective_from.desc()).limit(1))).scalar_one_or_none()
+
+    # -- API keys ---------------------------------------------------------------------------
+
+    async def add_key(self, **values: Any) -> ApiKey:
+        return (await self.session.execute(
+            insert(ApiKey).values(**values).returning(ApiKey))).scalar_one()
+
+    async def key_by_prefix(self, prefix: str) -> tuple[ApiKey, Partner] | None:
+        row = (await self.session.execute(
+            select(ApiKey, Partner).join(Partner, Partner.id == ApiKey.partner_id)
+            .where(ApiKey.prefix == prefix))).one_or_none()
+        return None if row is None else (row[0], row[1])
+
+    async def keys_of(self, partner_id: int) -> list[ApiKey]:
+        return list((await self.session.execute(select(ApiKey).where(
+            ApiKey.partner_id == partner_id).order_by(ApiKey.id))).scalars())
+
+    async def live_keys_of(self, partner_id: int, now: datetime) -> list[ApiKey]:
+        return list((await self.session.execute(select(ApiKey).where(
+            ApiKey.partner_id == partner_id, ApiKey.status == "active",
+            or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now))
+            .order_by(ApiKey.id))).scalars())
+
+    async def expire_keys(self, key_ids: list[int], until: datetime) -> None:
+        """Cut the keys' lives short at ``until`` (never lengthen them)."""
+        await self.session.execute(update(ApiKey).where(ApiKey.id.in_(key_ids)).values(
+            expires_at=func.least(func.coalesce(ApiKey.expires_at, until), until)))
+
+    async def revoke_key(self, prefix: str, now: datetime) -> ApiKey | None:
+        return (await self.session.execute(
+            update(ApiKey).where(ApiKey.prefix == prefix)
+            .values(status="revoked", revoked_at=func.coalesce(ApiKey.revoked_at, now))
+            .returning(ApiKey))).scalar_one_or_none()
+
+    async def count_request(self, key_id: int, window_start: datetime) -> int:
+        """Count one request in the key's current window; one statement, one row per key.
+        A new window resets the count, so the table never grows beyond one row per key."""
+        stmt = pg_insert(ApiKeyWindow).values(key_id=key_id, window_start=window_start,
+                                              count=1)
+        same_window = ApiKeyWindow.window_start == stmt.excluded.window_start
+        stmt = stmt.on_conflict_do_update(index_elements=[ApiKeyWindow.key_id], set_={
+            "count": case((same_window, ApiKeyWindow.count + 1), else_=1),
+            "window_start": stmt.excluded.window_start,
+        })
+        count: int = (await self.session.execute(
+            stmt.returning(ApiKeyWindow.count))).scalar_one()
+        return count
+
+    # -- accruals ---------------------------------------------------------------------------
+
+    async def add_accrual(self, **values: Any) -> int | None:
+        """The new accrual's id, or None when the partner already sent this transaction id
+        (a concurrent duplicate waits for the first one's commit, then gets None)."""
+        accrual_id: int | None = (await self.session.execute(
+            pg_insert(PartnerAccrual).values(**values)
+            .on_conflict_do_nothing(constraint="uq_partner_accruals_partner_txn")
+            .returning(PartnerAccrual.id))).scalar_one_or_none()
+        return accrual_id
+
+    async def set_accrual_entry(self, accrual_id: int, entry_id: int) -> None:
+        await self.session.execute(update(PartnerAccrual).where(
+            PartnerAccrual.id == accrual_id).values(entry_id=entry_id))
+
+    async def accrual(self, partner_id: int, partner_txn_id: str, *, lock: bool = False
+                      ) -> PartnerAccrual | None:
+        query = select(PartnerAccrual).where(and_(
+            PartnerAccrual.partner_id == partner_id,
+            PartnerAccrual.partner_txn_id == partner_txn_id))
+        if lock:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def add_reversal(self, *, accrual_id: int, entry_id: int | None, amount_minor: int,
+                           miles: int, reason: str) -> None:
+        await self.session.execute(insert(PartnerAccrualReversal).values(
+            accrual_id=accrual_id, entry_id=entry_id, amount_minor=amount_minor,
+            miles=miles, reason=reason))
+        await self.session.execute(update(PartnerAccrual).where(
+            PartnerAccrual.id == accrual_id).values(
+            reversed_amount_minor=PartnerAccrual.reversed_amount_minor + amount_minor,
+            reversed_miles=PartnerAccrual.reversed_miles + miles))

@@ -1,0 +1,403 @@
+"""Partner operations: contracts and earn rates, API keys (issue, rotate, revoke, and the
+check of every partner request), and partner accruals with their reversals.
+
+Units (see lms.partners.models): money per mile in thousandths of a minor unit, earn rates in
+basis points of a mile per whole currency unit. Miles earned are rounded down.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lms.accounts.errors import MemberNotFound
+from lms.accounts.repository import MemberRepository
+from lms.auth.principal import Principal, Role
+from lms.errors import LmsError
+from lms.ledger.errors import DuplicateExternalReference, InsufficientMiles
+from lms.ledger.service import Ledger, SystemAccounts
+from lms.ledger.types import Actor, EntryKind, Leg, Unit
+from lms.partners import keys
+from lms.partners.errors import (
+    AccrualNotFound,
+    ApiKeyNotFound,
+    CurrencyMismatch,
+    DuplicatePartnerTransaction,
+    EarnRateOverlap,
+    InvalidEarnRate,
+    InvalidIpAllowList,
+    InvalidOccurredAt,
+    IpNotAllowed,
+    MilesAlreadySpent,
+    NoEarnRate,
+    PartnerExists,
+    PartnerNotFound,
+    PartnerSuspended,
+    RateLimited,
+    ReversalExceedsAccrual,
+)
+from lms.partners.models import ApiKey, Partner, PartnerAccrual, PartnerEarnRate
+from lms.partners.repository import PartnerRepository
+from lms.partners.schemas import (
+    AccrualOut,
+    AccrualRequest,
+    ApiKeyCreate,
+    EarnRateSet,
+    PartnerCreate,
+    ReversalOut,
+    ReversalRequest,
+)
+
+SCOPES = frozenset({"accrue", "redeem", "statements", "flights"})
+RATE_WINDOW = timedelta(minutes=1)
+BP = 10_000
+# How far back a purchase may be credited: a lot's validity runs from the purchase, so a much
+# older purchase would credit miles that are already (nearly) expired.
+MAX_ACCRUAL_AGE = timedelta(days=365)
+CLOCK_SKEW = timedelta(minutes=5)
+# ISO 4217 currencies whose minor unit is not 1/100 of the major unit.
+MINOR_UNIT_EXPONENT = {"BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+                       "CLP": 0, "ISK": 0, "JPY": 0, "KRW": 0, "PYG": 0, "UGX": 0, "VND": 0,
+                       "XAF": 0, "XOF": 0}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def minor_per_unit(currency: str) -> int:
+    return int(10 ** MINOR_UNIT_EXPONENT.get(currency, 2))
+
+
+def miles_for(amount_minor: int, currency: str, rate_bp: int) -> int:
+    """Miles for a purchase at a rate, rounded down (a partner is never billed for a fraction
+    of a mile the member did not get)."""
+    return amount_minor * rate_bp // (minor_per_unit(currency) * BP)
+
+
+def check_networks(networks: list[str] | None) -> list[str] | None:
+    if networks is None:
+        return None
+    try:
+        return [str(ipaddress.ip_network(n.strip(), strict=False)) for n in networks]
+    except ValueError as exc:
+        raise InvalidIpAllowList(str(exc)) from exc
+
+
+def address_allowed(host: str | None, networks: list[str]) -> bool:
+    if host is None:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(n) for n in networks)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    key: str  # shown once
+    api_key: ApiKey
+    partner_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCheck:
+    """The outcome of checking a request's API key. A refusal (IP, rate limit) is an answer,
+    not an exception, so that the request counter is committed before it is raised."""
+
+    principal: Principal | None = None
+    refusal: LmsError | None = None
+
+    def result(self) -> Principal | None:
+        if self.refusal is not None:
+            raise self.refusal
+        return self.principal
+
+
+class PartnerService:
+    """Contracts, earn rates and API keys (admin operations)."""
+
+    def __init__(self, session: AsyncSession, system: SystemAccounts) -> None:
+        self.session = session
+        self.repo = PartnerRepository(session)
+        self.ledger = Ledger(session, system)
+        self.system = system
+
+    async def create(self, data: PartnerCreate) -> Partner:
+        partner = await self.repo.add_partner(
+            code=data.code, name=data.name, kind=data.kind, currency=data.currency,
+            price_per_mile_milli_minor=data.price_per_mile_milli_minor,
+            value_per_mile_milli_minor=data.value_per_mile_milli_minor,
+            min_cash_share_bp=data.min_cash_share_bp, webhook_url=data.webhook_url)
+        if partner is None:
+            raise PartnerExists()
+        account_id = await self.system.ensure_partner(await self.ledger.repo(), partner.id)
+        return await self.repo.set_clearing_account(partner.id, account_id)
+
+    async def get(self, code: str, *, lock: bool = False) -> Partner:
+        partner = await self.repo.by_code(code, lock=lock)
+        if partner is None:
+            raise PartnerNotFound()
+        return partner
+
+    async def all(self) -> list[Partner]:
+        return await self.repo.all()
+
+    async def earn_rates(self, partner_id: int) -> list[PartnerEarnRate]:
+        return await self.repo.earn_rates(partner_id)
+
+    async def set_earn_rate(self, code: str, data: EarnRateSet) -> PartnerEarnRate:
+        """Add a rate for a period. The open-ended rate in force before it is closed where
+        the new one starts; any other overlap is refused. Past credits keep their miles."""
+        start, end = data.effective_from, data.effective_to
+        if start.tzinfo is None or (end is not None and end.tzinfo is None):
+            raise InvalidEarnRate("Times need a UTC offset", field="effectiveFrom")
+        if end is not None and end <= start:
+            raise InvalidEarnRate("effectiveTo must be after effectiveFrom", field="effectiveTo")
+        # Locked so that two rate changes for a partner cannot both pass the overlap check.
+        partner = await self.get(code, lock=True)
+        existing = await self.repo.earn_rates(partner.id, data.category)
+        for rate in existing:
+            if rate.effective_to is None and rate.effective_from < start:
+                # Superseded from ``start`` on (only what is left of it in the future).
+                await self.repo.end_earn_rate(rate.id, start)
+                rate.effective_to = start
+        for rate in existing:
+            overlaps = ((rate.effective_to is None or rate.effective_to > start)
+                        and (end is None or rate.effective_from < end))
+            if overlaps:
+                raise EarnRateOverlap(
+                    f"Rate {rate.id} is in force from {rate.effective_from.isoformat()}")
+        return await self.repo.add_earn_rate(
+            partner_id=partner.id, category=data.category,
+            miles_per_unit_bp=data.miles_per_unit_bp, effective_from=start,
+            effective_to=end)
+
+    async def issue_key(self, code: str, data: ApiKeyCreate) -> IssuedKey:
+        partner = await self.get(code)
+        return await self._issue(partner, scopes=list(dict.fromkeys(data.scopes)),
+                                 networks=check_networks(data.ip_allow_list),
+                                 expires_at=data.expires_at,
+                                 rate_limit=data.rate_limit_per_minute)
+
+    async def _issue(self, partner: Partner, *, scopes: list[str],
+                     networks: list[str] | None, expires_at: datetime | None,
+                     rate_limit: int) -> IssuedKey:
+        material = keys.new_key()
+        row = await self.repo.add_key(
+            partner_id=partner.id, prefix=material.prefix, key_hash=material.key_hash,
+            scopes=scopes, ip_allow_list=networks, expires_at=expires_at,
+            rate_limit_per_minute=rate_limit)
+        return IssuedKey(material.key, row, partner.code)
+
+    async def rotate_key(self, code: str, overlap: timedelta) -> IssuedKey:
+        """A new key like the newest live one; the live keys stop working after ``overlap``
+        (never later than they would have anyway)."""
+        partner = await self.get(code, lock=True)
+        now = utcnow()
+        live = await self.repo.live_keys_of(partner.id, now)
+        if not live:
+            raise ApiKeyNotFound("The partner has no live key to rotate; create one")
+        newest = live[-1]
+        issued = await self._issue(partner, scopes=list(newest.scopes),
+                                   networks=newest.ip_allow_list, expires_at=None,
+                                   rate_limit=newest.rate_limit_per_minute)
+        await self.repo.expire_keys([k.id for k in live], now + overlap)
+        return issued
+
+    async def revoke_key(self, prefix: str) -> tuple[ApiKey, str]:
+        key = await self.repo.revoke_key(prefix, utcnow())
+        if key is None:
+            raise ApiKeyNotFound()
+        partner = await self.repo.by_id(key.partner_id)
+        assert partner is not None
+        return key, partner.code
+
+    async def keys(self, code: str) -> list[ApiKey]:
+        return await self.repo.keys_of((await self.get(code)).id)
+
+
+class ApiKeyService:
+    """Checks the API key of a partner request: the key, its partner, address, rate."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.repo = PartnerRepository(session)
+
+    async def authenticate(self, token: str, client_host: str | None,
+                           now: datetime | None = None) -> KeyCheck:
+        """A partner principal, nothing (unknown, revoked, expired key: the guard answers
+        401 without saying which), or a refusal (403 ip_not_allowed, 429 rate_limited).
+
+        The rate limit is a fixed one-minute window per key, counted in PostgreSQL by one
+        UPSERT, so it holds across every API process; at the edge of two windows a client
+        can send up to twice its limit within a minute.
+        """
+        now = now or utcnow()
+        prefix = keys.key_prefix(token)
+        found = None if prefix is None else await self.repo.key_by_prefix(prefix)
+        if found is None:
+            return KeyCheck()
+        key, partner = found
+        if (not keys.matches(token, key.key_hash) or key.status != "active"
+                or key.revoked_at is not None
+                or (key.expires_at is not None and key.expires_at <= now)):
+            return KeyCheck()
+        if partner.status != "active":
+            return KeyCheck(refusal=PartnerSuspended())
+        if key.ip_allow_list and not address_allowed(client_host, key.ip_allow_list):
+            return KeyCheck(refusal=IpNotAllowed())
+        window = now.replace(second=0, microsecond=0)
+        if await self.repo.count_request(key.id, window) > key.rate_limit_per_minute:
+            retry_after = int((window + RATE_WINDOW - now).total_seconds()) + 1
+            return KeyCheck(refusal=RateLimited(retry_after=retry_after,
+                                                limit=key.rate_limit_per_minute))
+        return KeyCheck(Principal("partner", partner.id, Role.PARTNER,
+                                  scopes=frozenset(key.scopes), key_id=key.id))
+
+
+class PartnerAccrualService:
+    """Miles for partner purchases and their reversals, on the partner's clearing account."""
+
+    def __init__(self, session: AsyncSession, system: SystemAccounts) -> None:
+        self.repo = PartnerRepository(session)
+        self.members = MemberRepository(session)
+        self.ledger = Ledger(session, system)
+
+    async def _partner(self, partner_id: int) -> Partner:
+        partner = await self.repo.by_id(partner_id)
+        if partner is None or partner.clearing_account_id is None:
+            raise PartnerNotFound()
+        if partner.status != "active":
+            raise PartnerSuspended()
+        return partner
+
+    async def accrue(self, partner_id: int, data: AccrualRequest) -> AccrualOut:
+        """Credit a purchase once, ever: the transaction id is unique per partner (in
+        partner_accruals and, as external reference, in the journal)."""
+        partner = await self._partner(partner_id)
+        if data.currency != partner.currency:
+            raise CurrencyMismatch(f"The contract's currency is {partner.currency}",
+                                   field="currency")
+        occurred = data.occurred_at
+        now = utcnow()
+        if occurred.tzinfo is None or occurred > now + CLOCK_SKEW \
+                or occurred < now - MAX_ACCRUAL_AGE:
+            raise InvalidOccurredAt(field="occurredAt")
+        member = await self.members.by_card(data.card_number)
+        if member is None:
+            raise MemberNotFound()
+        rate = await self.repo.rate_at(partner.id, data.category, occurred)
+        if rate is None:
+            raise NoEarnRate(f"No rate for {data.category!r} at {occurred.isoformat()}",
+                             field="category")
+        miles = miles_for(data.amount, data.currency, rate.miles_per_unit_bp)
+        accrual_id = await self.repo.add_accrual(
+            partner_id=partner.id, partner_txn_id=data.partner_txn_id, member_id=member.id,
+            amount_minor=data.amount, currency=data.currency, category=data.category,
+            rate_id=rate.id, miles=miles, occurred_at=occurred)
+        if accrual_id is None:
+            raise DuplicatePartnerTransaction()
+        entry_id, balance_after = None, None
+        if miles > 0:
+            assert partner.clearing_account_id is not None
+            try:
+                entry = await self.ledger.post(
+                    kind=EntryKind.ACCRUAL, actor=Actor("partner", str(partner.id)),
+                    description=f"{partner.name}: {data.category}",
+                    source=f"partner:{partner.id}", external_ref=data.partner_txn_id,
+                    effective_at=occurred,
+                    legs=[Leg(partner.clearing_account_id, Unit.MILES, -miles),
+                          Leg(member.account_id, Unit.MILES, miles)],
+                    details={"partnerTxnId": data.partner_txn_id, "amount": data.amount,
+                             "currency": data.currency, "category": data.category,
+                             "rateId": rate.id},
+                    events=[("miles.credited", {
+                        "memberId": member.id, "accountId": member.account_id,
+                        "amount": miles, "source": f"partner:{partner.id}",
+                        "partnerTxnId": data.partner_txn_id})])
+            except DuplicateExternalReference as exc:
+                raise DuplicatePartnerTransaction() from exc
+            await self.repo.set_accrual_entry(accrual_id, entry.id)
+            entry_id = entry.id
+            balance_after = entry.balances.get((member.account_id, Unit.MILES))
+        return AccrualOut(id=entry_id, card_number=member.card_number,
+                          partner_txn_id=data.partner_txn_id, miles=miles, amount=data.amount,
+                          currency=data.currency, category=data.category,
+                          occurred_at=occurred, reversed_amount=0, reversed_miles=0,
+                          balance_after=balance_after)
+
+    async def _accrual(self, partner_id: int, partner_txn_id: str, *, lock: bool = False
+                       ) -> PartnerAccrual:
+        # Filtered by the calling partner: another partner's transaction is simply not found.
+        accrual = await self.repo.accrual(partner_id, partner_txn_id, lock=lock)
+        if accrual is None:
+            raise AccrualNotFound()
+        return accrual
+
+    async def get(self, partner_id: int, partner_txn_id: str) -> AccrualOut:
+        accrual = await self._accrual(partner_id, partner_txn_id)
+        member = await self.members.by_id(accrual.member_id)
+        assert member is not None
+        return AccrualOut(id=accrual.entry_id, card_number=member.card_number,
+                          partner_txn_id=accrual.partner_txn_id, miles=accrual.miles,
+                          amount=accrual.amount_minor, currency=accrual.currency,
+                          category=accrual.category, occurred_at=accrual.occurred_at,
+                          reversed_amount=accrual.reversed_amount_minor,
+                          reversed_miles=accrual.reversed_miles)
+
+    async def reverse(self, partner_id: int, partner_txn_id: str,
+                      data: ReversalRequest) -> ReversalOut:
+        """Take back the miles of all or part of a purchase.
+
+        Miles are proportional to the amount reversed so far in total, rounded down, and
+        this reversal takes the difference from what earlier ones took: partial reversals
+        add up to exactly the credited miles when the whole amount is reversed, and never
+        more. The accrual row is locked, so concurrent reversals run one after the other.
+        Miles the member has already spent are refused (409 miles_already_spent); there is
+        no debt on member accounts yet.
+        """
+        partner = await self._partner(partner_id)
+        accrual = await self._accrual(partner.id, partner_txn_id, lock=True)
+        remaining = accrual.amount_minor - accrual.reversed_amount_minor
+        amount = remaining if data.amount is None else data.amount
+        if remaining == 0 or amount > remaining:
+            raise ReversalExceedsAccrual(f"{remaining} of {accrual.amount_minor} is left",
+                                         remainingAmount=remaining)
+        total_amount = accrual.reversed_amount_minor + amount
+        take = accrual.miles * total_amount // accrual.amount_minor - accrual.reversed_miles
+        entry_id, balance_after = None, None
+        if take > 0:
+            member = await self.members.by_id(accrual.member_id)
+            assert member is not None and partner.clearing_account_id is not None
+            try:
+                entry = await self.ledger.post(
+                    kind=EntryKind.REVERSAL, actor=Actor("partner", str(partner.id)),
+                    description=data.reason or f"{partner.name}: purchase returned",
+                    legs=[Leg(member.account_id, Unit.MILES, -take),
+                          Leg(partner.clearing_account_id, Unit.MILES, take)],
+                    details={"partnerTxnId": partner_txn_id, "accrualEntryId":
+                             accrual.entry_id, "amount": amount},
+                    events=[("miles.debited", {
+                        "memberId": member.id, "accountId": member.account_id,
+                        "amount": take, "source": f"partner:{partner.id}"}),
+                        ("accrual.reversed", {
+                            "partnerId": partner.id, "partnerTxnId": partner_txn_id,
+                            "amount": amount, "miles": take})])
+            except InsufficientMiles as exc:
+                available = exc.extra.get("available")
+                raise MilesAlreadySpent(
+                    f"The member has {available} miles available, {take} to take back",
+                    available=available, requested=take) from exc
+            entry_id = entry.id
+            balance_after = entry.balances.get((member.account_id, Unit.MILES))
+        await self.repo.add_reversal(accrual_id=accrual.id, entry_id=entry_id,
+                                     amount_minor=amount, miles=take, reason=data.reason)
+        return ReversalOut(id=entry_id, partner_txn_id=partner_txn_id, amount=amount,
+                           miles=take, total_reversed_amount=total_amount,
+                           total_reversed_miles=accrual.reversed_miles + take,
+                           remaining_amount=accrual.amount_minor - total_amount,
+                           balance_after=balance_after)
