@@ -14,7 +14,6 @@ from lms.errors import Forbidden, Unauthorized
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
 
 
-
 class InsufficientScope(Forbidden):
     code = "insufficient_scope"
     title = "The API key lacks the scope this endpoint needs"
