@@ -22,6 +22,7 @@ from lms.ledger.service import SystemAccounts
 from lms.logging import configure as configure_logging
 from lms.partners.routes import PartnerAccrualController, PartnerAdminController
 from lms.settings import Settings, get_settings
+from lms.tiers.routes import MyTierController
 
 API_VERSION = "0.1.0"
 
@@ -59,7 +60,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     v1 = Router(path="/v1", route_handlers=[MemberAuthController, SessionController,
                                             MeController, StaffAuthController,
                                             StaffMeController, PartnerAdminController,
-                                            PartnerAccrualController])
+                                            PartnerAccrualController, MyTierController])
     return Litestar(
         route_handlers=[HealthController, v1],
         state=State({"settings": settings, "db": db,
