@@ -185,6 +185,61 @@ def cmd_staff_create(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_import_flights(args: argparse.Namespace) -> int:
+    from lms.accrual.importer import import_flights
+    from lms.db import Database
+    from lms.ledger.service import SystemAccounts
+
+    settings = get_settings()
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"lms: no such file: {path}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        db = Database(resolved_url(), pool_size=args.concurrency + 2, max_overflow=0)
+        try:
+            report = await import_flights(
+                db, SystemAccounts(settings.system_account_shards), path,
+                batch_size=args.batch_size, concurrency=args.concurrency,
+                lot_validity_months=settings.lot_validity_months, resume=not args.restart,
+                progress=None if args.quiet else sys.stderr)
+        finally:
+            await db.dispose()
+        print(report.summary())
+        return 130 if report.interrupted else 0
+
+    return _run_async(run())
+
+
+def cmd_rules_load(args: argparse.Namespace) -> int:
+    from lms.accrual.programme import describe, load_file
+    from lms.db import Database
+
+    async def run() -> int:
+        db = Database(resolved_url())
+        try:
+            report = await load_file(db, Path(args.file))
+        finally:
+            await db.dispose()
+        print(describe(report))
+        return 0
+
+    return asyncio.run(run())
+
+
+def _run_async(coro: Any) -> int:
+    """asyncio.run with uvloop when installed (bulk commands are client-CPU bound)."""
+    try:
+        import uvloop
+    except ImportError:
+        result: int = asyncio.run(coro)
+        return result
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        value: int = runner.run(coro)
+        return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lms", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -227,6 +282,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("verify", cmd_ledger_verify, "check the ledger invariants; exit 1 on violation",
             ledger)
     p.add_argument("--limit", type=int, default=100, help="violations shown per invariant")
+
+    imports = sub.add_parser("import", help="bulk feeds").add_subparsers(
+        dest="import_command", required=True)
+    p = add("flights", cmd_import_flights, "credit a CSV of flown coupons (resumable: a rerun "
+            "skips committed rows and answers credited coupons as duplicates)", imports)
+    p.add_argument("file", help="CSV with a header: ticket_number, coupon_number, card_number, "
+                   "flight_date, marketing_carrier, operating_carrier, flight_number, origin, "
+                   "destination, booking_class[, cabin, booking_date, fare_amount, "
+                   "fare_currency]")
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--concurrency", type=int, default=4, help="batches in flight at once")
+    p.add_argument("--restart", action="store_true",
+                   help="ignore the checkpoint and read the file from its first row")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    rules = sub.add_parser("rules", help="programme rules").add_subparsers(
+        dest="rules_command", required=True)
+    p = add("load", cmd_rules_load, "load earn rules and promotions from a programme file "
+            "(TOML, see programme/demo.toml); existing versions are kept", rules)
+    p.add_argument("file")
 
     openapi = sub.add_parser("openapi", help="OpenAPI").add_subparsers(dest="oa_command",
                                                                        required=True)

@@ -1,0 +1,1 @@
+"""Accrual: programme earn rules, promotions and flown-flight credits."""

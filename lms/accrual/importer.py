@@ -1,0 +1,275 @@
+"""``lms import flights FILE.csv``: stream a file of flown coupons through ``credit_coupons``.
+
+The file is read row by row (never whole), cut into batches of ~1,000 coupons and credited by
+a few batches in flight at once. Resuming is safe by construction: a coupon's external
+reference makes a second credit impossible, so a rerun answers already-credited coupons as
+duplicates. To avoid even re-reading those, a side file ``FILE.csv.lms-import`` keeps the
+number of rows known committed (every batch up to it has committed); a rerun skips them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import IO
+
+from lms.accrual.earning import Coupon, Reason
+from lms.accrual.errors import ImportFileInvalid
+from lms.accrual.service import Outcome, credit_coupons
+from lms.db import Database
+from lms.ledger.service import SystemAccounts
+
+COLUMNS = ("ticket_number", "coupon_number", "card_number", "flight_date", "marketing_carrier",
+           "operating_carrier", "flight_number", "origin", "destination", "booking_class",
+           "cabin", "booking_date", "fare_amount", "fare_currency")
+REQUIRED = COLUMNS[:10]
+CHECKPOINT_SUFFIX = ".lms-import"
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    skipped: int = 0  # rows before the checkpoint, not read again
+    credited: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    miles: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    def add(self, outcome: Outcome) -> None:
+        if outcome.status == "credited":
+            self.credited += 1
+            self.miles += outcome.miles
+        elif outcome.status == "duplicate":
+            self.duplicates += 1
+        else:
+            self.rejected[str(outcome.reason)] += 1
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        lines = [
+            f"rows read      {self.rows:>12,}" + (f"  ({self.skipped:,} skipped: committed "
+                                                   "by an earlier run)" if self.skipped else ""),
+            f"credited       {self.credited:>12,}  ({self.miles:,} miles)",
+            f"duplicate      {self.duplicates:>12,}",
+            f"rejected       {sum(self.rejected.values()):>12,}",
+            *(f"  {reason:<24}{n:>10,}" for reason, n in self.rejected.most_common()),
+            f"time           {self.seconds:>12.1f} s",
+            f"rate           {self.rate:>12,.0f} rows/s",
+        ]
+        if self.interrupted:
+            lines.append("INTERRUPTED: run the same command again to resume")
+        return "\n".join(lines)
+
+
+class Invalid:
+    """A row that is not a coupon at all (bad date, missing field): rejected without a
+    database round trip."""
+
+    __slots__ = ("coupon", "detail")
+
+    def __init__(self, coupon: Coupon, detail: str) -> None:
+        self.coupon, self.detail = coupon, detail
+
+
+def _opt(value: str) -> str | None:
+    value = value.strip()
+    return value or None
+
+
+def parse_row(row: list[str], index: dict[str, int]) -> Coupon | Invalid:
+    def get(name: str) -> str:
+        i = index.get(name)
+        return row[i].strip() if i is not None and i < len(row) else ""
+
+    try:
+        fare = _opt(get("fare_amount"))
+        booked = _opt(get("booking_date"))
+        return Coupon(
+            ticket_number=get("ticket_number"), coupon_number=int(get("coupon_number")),
+            card_number=get("card_number"), flight_date=date.fromisoformat(get("flight_date")),
+            marketing_carrier=get("marketing_carrier").upper(),
+            operating_carrier=get("operating_carrier").upper(),
+            flight_number=get("flight_number"), origin=get("origin").upper(),
+            destination=get("destination").upper(), booking_class=get("booking_class").upper(),
+            cabin=_opt(get("cabin")), booking_date=date.fromisoformat(booked) if booked else None,
+            fare_amount=int(fare) if fare else None,
+            fare_currency=(_opt(get("fare_currency")) or "").upper() or None)
+    except ValueError as exc:
+        placeholder = Coupon(get("ticket_number") or "?", 0, get("card_number"), date.min, "",
+                             "", "", "", "", "")
+        return Invalid(placeholder, f"row is not a coupon: {exc}")
+
+
+def header_index(header: list[str]) -> dict[str, int]:
+    names = [h.strip().lower() for h in header]
+    # camelCase headers (the API's field names) are accepted too.
+    names = ["".join("_" + ch.lower() if ch.isupper() else ch for ch in h) for h in
+             (x.strip() for x in header)] if not set(REQUIRED) <= set(names) else names
+    index = {name: i for i, name in enumerate(names)}
+    missing = [c for c in REQUIRED if c not in index]
+    if missing:
+        raise ImportFileInvalid(f"missing columns: {', '.join(missing)}")
+    return index
+
+
+def checkpoint_path(path: Path) -> Path:
+    return path.with_name(path.name + CHECKPOINT_SUFFIX)
+
+
+def read_checkpoint(path: Path) -> int:
+    """Rows already committed by an earlier run of this same file (0 if none or changed)."""
+    try:
+        data = json.loads(checkpoint_path(path).read_text())
+    except (OSError, ValueError):
+        return 0
+    stat = path.stat()
+    # Only a file that is still the same one (or has only grown: a feed appended to).
+    if data.get("inode") != stat.st_ino or stat.st_size < data.get("size", 0):
+        return 0
+    return int(data.get("rows", 0))
+
+
+def write_checkpoint(path: Path, rows: int) -> None:
+    stat = path.stat()
+    target = checkpoint_path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps({"rows": rows, "inode": stat.st_ino, "size": stat.st_size}))
+    os.replace(tmp, target)
+
+
+def batches(reader: Iterator[list[str]], index: dict[str, int], size: int, skip: int
+            ) -> Iterator[tuple[int, list[Coupon | Invalid]]]:
+    """(rows read so far after this batch, batch), skipping the first ``skip`` data rows."""
+    n = 0
+    batch: list[Coupon | Invalid] = []
+    for row in reader:
+        if not row:
+            continue
+        n += 1
+        if n <= skip:
+            continue
+        batch.append(parse_row(row, index))
+        if len(batch) >= size:
+            yield n, batch
+            batch = []
+    if batch:
+        yield n, batch
+
+
+class Progress:
+    def __init__(self, stream: IO[str] | None, total_bytes: int) -> None:
+        self.stream, self.total = stream, total_bytes
+        self.last = 0.0
+
+    def show(self, report: ImportReport, position: int, started: float, final: bool = False
+             ) -> None:
+        now = time.monotonic()
+        if self.stream is None or (not final and now - self.last < 0.5):
+            return
+        self.last = now
+        elapsed = max(now - started, 1e-9)
+        done = min(position / self.total, 1.0) if self.total else 1.0
+        bar = "#" * int(done * 30)
+        self.stream.write(
+            f"\r[{bar:<30}] {done:6.1%} {report.rows:>11,} rows {report.rows / elapsed:>9,.0f}/s"
+            f"  credited {report.credited:,} dup {report.duplicates:,} "
+            f"rejected {sum(report.rejected.values()):,}" + ("\n" if final else ""))
+        self.stream.flush()
+
+
+async def import_flights(db: Database, system: SystemAccounts, path: Path, *,
+                         batch_size: int = 1000, concurrency: int = 4,
+                         lot_validity_months: int = 36, resume: bool = True,
+                         progress: IO[str] | None = sys.stderr,
+                         after_batch: Callable[[int], None] | None = None) -> ImportReport:
+    """Import a CSV of flown coupons; ``after_batch(n)`` is called after each committed batch
+    (tests use it to interrupt a run)."""
+    report = ImportReport()
+    skip = read_checkpoint(path) if resume else 0
+    report.skipped = skip
+    started = time.monotonic()
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        try:
+            index = header_index(next(reader))
+        except StopIteration as exc:
+            raise ImportFileInvalid("the file is empty") from exc
+        size = os.fstat(handle.fileno()).st_size
+        bar = Progress(progress, size)
+        queue: asyncio.Queue[tuple[int, int, list[Coupon | Invalid]] | None] = asyncio.Queue(
+            maxsize=concurrency * 2)
+        done: dict[int, int] = {}  # batch number -> rows read after it, until contiguous
+        watermark = [0, skip]  # next batch number expected, rows known committed
+        committed = 0
+        failures: list[BaseException] = []
+
+        async def worker() -> None:
+            nonlocal committed
+            while (item := await queue.get()) is not None:
+                if failures:
+                    continue  # drain: the run is stopping
+                try:
+                    await credit_batch(*item)
+                except Exception as exc:  # re-raised by the reader below
+                    failures.append(exc)
+
+        async def credit_batch(number: int, rows_after: int,
+                               batch: list[Coupon | Invalid]) -> None:
+            nonlocal committed
+            coupons = [c for c in batch if isinstance(c, Coupon)]
+            outcomes = iter(await credit_coupons(
+                db, system, coupons, lot_validity_months=lot_validity_months)
+                if coupons else [])
+            for c in batch:
+                if isinstance(c, Invalid):
+                    report.add(Outcome(c.coupon, reason=Reason.INVALID_COUPON,
+                                       detail=c.detail))
+                else:
+                    report.add(next(outcomes))
+            report.rows += len(batch)
+            done[number] = rows_after
+            while watermark[0] in done:
+                watermark[1] = done.pop(watermark[0])
+                watermark[0] += 1
+            write_checkpoint(path, watermark[1])
+            committed += 1
+            if after_batch is not None:
+                after_batch(committed)
+            bar.show(report, handle.tell(), started)
+
+        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        try:
+            for number, (rows_after, batch) in enumerate(
+                    batches(reader, index, batch_size, skip)):
+                if failures:
+                    break
+                await queue.put((number, rows_after, batch))
+            for _ in workers:
+                await queue.put(None)
+            await asyncio.gather(*workers)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            # Ctrl-C: batches in flight roll back; the checkpoint only counts committed ones.
+            report.interrupted = True
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        if failures:
+            raise failures[0]
+        report.seconds = time.monotonic() - started
+        bar.show(report, size, started, final=True)
+    return report
+

@@ -1,0 +1,251 @@
+"""All SQL of accrual, spoken to asyncpg directly inside the caller's transaction.
+
+A batch of coupons is a handful of statements whatever its size: members, earlier credits,
+registrations and first flights are read with array parameters, and the credits themselves
+are one statement that calls the ledger's own write path, ledger_post(), once per coupon, so
+that each coupon is still its own journal entry with its own external reference.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+
+MEMBERS_BY_CARD = """
+SELECT id, account_id, card_number, status, tier FROM members WHERE card_number = ANY($1::text[])
+"""
+
+CREDITED_REFS = """
+SELECT external_ref FROM journal_entries WHERE source = $1 AND external_ref = ANY($2::text[])
+"""
+
+# A member has flown before when a SEGMENTS posting exists on their account: only flights
+# earn segments (ix_postings_account_unit_id answers this without reading the journal).
+ACCOUNTS_WITH_SEGMENTS = """
+SELECT a.id FROM unnest($1::bigint[]) AS a(id)
+WHERE EXISTS (SELECT 1 FROM postings p WHERE p.account_id = a.id AND p.unit = 'SEGMENTS')
+"""
+
+REGISTRATIONS = """
+SELECT promotion_code, member_id FROM promotion_registrations WHERE member_id = ANY($1::bigint[])
+"""
+
+ALL_RULES = """
+SELECT kind, key, effective_from, body FROM earn_rules ORDER BY kind, key, effective_from
+"""
+
+RULES_PAGE = """
+SELECT id, kind, key, effective_from, body, created_by, created_at FROM earn_rules
+WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR key = $2)
+ORDER BY kind, key, effective_from
+"""
+
+INSERT_RULE = """
+INSERT INTO earn_rules (kind, key, effective_from, body, created_by) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT ON CONSTRAINT uq_earn_rules_version DO NOTHING
+RETURNING id, kind, key, effective_from, body, created_by, created_at
+"""
+
+PROMOTION_COLUMNS = """code, name, bonus_percent, fixed_miles, carriers, origins, destinations,
+countries, booking_classes, tiers, travel_from, travel_to, booked_from, booked_to,
+first_flight_only, requires_registration, member_cap, budget, used, created_at"""
+
+ALL_PROMOTIONS = f"SELECT {PROMOTION_COLUMNS} FROM promotions ORDER BY code"
+
+# Promotions whose travel window is still open for some coupon of the batch.
+ACTIVE_PROMOTIONS = f"""
+SELECT {PROMOTION_COLUMNS} FROM promotions
+WHERE (travel_to IS NULL OR travel_to >= $1) AND (travel_from IS NULL OR travel_from <= $2)
+ORDER BY code
+"""
+
+GET_PROMOTION = f"SELECT {PROMOTION_COLUMNS} FROM promotions WHERE code = $1"
+
+INSERT_PROMOTION = f"""
+INSERT INTO promotions (code, name, bonus_percent, fixed_miles, carriers, origins, destinations,
+  countries, booking_classes, tiers, travel_from, travel_to, booked_from, booked_to,
+  first_flight_only, requires_registration, member_cap, budget)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+ON CONFLICT (code) DO NOTHING
+RETURNING {PROMOTION_COLUMNS}
+"""
+
+# Limited promotions are locked in code order, before any balance row, by every batch: the
+# same order everywhere, so concurrent batches queue instead of deadlocking.
+LOCK_PROMOTIONS = """
+SELECT code, used, budget, member_cap FROM promotions WHERE code = ANY($1::text[])
+ORDER BY code FOR UPDATE
+"""
+
+ENSURE_AWARDS = """
+INSERT INTO promotion_awards (promotion_code, member_id)
+SELECT * FROM unnest($1::text[], $2::bigint[]) ORDER BY 1, 2
+ON CONFLICT DO NOTHING
+"""
+
+LOCK_AWARDS = """
+SELECT w.promotion_code, w.member_id, w.awarded
+FROM promotion_awards w
+JOIN unnest($1::text[], $2::bigint[]) AS k(code, member_id)
+  ON w.promotion_code = k.code AND w.member_id = k.member_id
+ORDER BY w.promotion_code, w.member_id
+FOR UPDATE OF w
+"""
+
+ADD_USAGE = """
+UPDATE promotions p SET used = p.used + d.amount
+FROM unnest($1::text[], $2::bigint[]) AS d(code, amount) WHERE p.code = d.code
+"""
+
+ADD_AWARDS = """
+UPDATE promotion_awards w SET awarded = w.awarded + d.amount
+FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS d(code, member_id, amount)
+WHERE w.promotion_code = d.code AND w.member_id = d.member_id
+"""
+
+REGISTER = """
+INSERT INTO promotion_registrations (promotion_code, member_id) VALUES ($1, $2)
+ON CONFLICT DO NOTHING
+RETURNING registered_at
+"""
+
+REGISTERED_AT = """
+SELECT registered_at FROM promotion_registrations WHERE promotion_code = $1 AND member_id = $2
+"""
+
+# One journal entry per coupon through ledger_post() (migration 0002), called once per row
+# in the given order: the rows come sorted by member account, and every batch uses one
+# issuance and one qualification shard (lower ids than any member), so the balance rows of
+# concurrent batches are always locked in ascending order. Zero legs are left out.
+POST_COUPONS = """
+SELECT c.ord, p.entry_id
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+            $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[])
+     WITH ORDINALITY AS c(ref, account_id, miles, status_miles, segments, effective_at,
+                          description, details, lot_expires_at, ord)
+CROSS JOIN LATERAL (
+  SELECT array_agg(l.account_id ORDER BY l.n) AS accounts,
+         array_agg(l.unit ORDER BY l.n) AS units,
+         array_agg(l.amount ORDER BY l.n) AS amounts
+  FROM (VALUES (1, $10::bigint, 'MILES', -c.miles), (2, c.account_id, 'MILES', c.miles),
+               (3, $11::bigint, 'STATUS_MILES', -c.status_miles),
+               (4, c.account_id, 'STATUS_MILES', c.status_miles),
+               (5, $11::bigint, 'SEGMENTS', -c.segments),
+               (6, c.account_id, 'SEGMENTS', c.segments)) AS l(n, account_id, unit, amount)
+  WHERE l.amount <> 0
+) AS legs
+CROSS JOIN LATERAL ledger_post(
+  'accrual', $12::text, $13::text, c.description, $14::text, c.ref, NULL, NULL,
+  c.effective_at, c.details::jsonb, legs.accounts, legs.units, legs.amounts, NULL, NULL,
+  c.lot_expires_at, '{}'::text[], '{}'::jsonb[]) AS p
+ORDER BY c.ord
+"""
+
+# Locked in id order, like everything else, and only moved forward.
+TOUCH_MEMBERS = """
+UPDATE members m SET last_activity_at = d.at
+FROM (SELECT u.id, max(u.at) AS at FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, at)
+      GROUP BY u.id) AS d
+WHERE m.id = d.id AND (m.last_activity_at IS NULL OR m.last_activity_at < d.at)
+  AND m.id IN (SELECT id FROM members WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE)
+"""
+
+
+class AccrualRepository:
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    # -- rules and promotions ----------------------------------------------------------
+
+    async def all_rules(self) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self.conn.fetch(ALL_RULES)
+        return rows
+
+    async def rules(self, kind: str | None, key: str | None) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self.conn.fetch(RULES_PAGE, kind, key)
+        return rows
+
+    async def insert_rule(self, kind: str, key: str, effective_from: date,
+                          body: dict[str, Any], created_by: str) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self.conn.fetchrow(
+            INSERT_RULE, kind, key, effective_from, json.dumps(body), created_by)
+        return row
+
+    async def promotions(self) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self.conn.fetch(ALL_PROMOTIONS)
+        return rows
+
+    async def active_promotions(self, first: date, last: date) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self.conn.fetch(ACTIVE_PROMOTIONS, first, last)
+        return rows
+
+    async def promotion(self, code: str) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self.conn.fetchrow(GET_PROMOTION, code)
+        return row
+
+    async def insert_promotion(self, values: Sequence[Any]) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self.conn.fetchrow(INSERT_PROMOTION, *values)
+        return row
+
+    async def register(self, code: str, member_id: int) -> tuple[datetime, bool]:
+        """(registered_at, created now?)"""
+        at = await self.conn.fetchval(REGISTER, code, member_id)
+        if at is not None:
+            return at, True
+        return await self.conn.fetchval(REGISTERED_AT, code, member_id), False
+
+    # -- a batch of coupons ------------------------------------------------------------
+
+    async def members_by_card(self, cards: Sequence[str]) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self.conn.fetch(MEMBERS_BY_CARD, list(cards))
+        return rows
+
+    async def credited_refs(self, source: str, refs: Sequence[str]) -> set[str]:
+        rows = await self.conn.fetch(CREDITED_REFS, source, list(refs))
+        return {r["external_ref"] for r in rows}
+
+    async def accounts_that_flew(self, account_ids: Sequence[int]) -> set[int]:
+        rows = await self.conn.fetch(ACCOUNTS_WITH_SEGMENTS, list(account_ids))
+        return {r["id"] for r in rows}
+
+    async def registrations(self, member_ids: Sequence[int]) -> set[tuple[str, int]]:
+        rows = await self.conn.fetch(REGISTRATIONS, list(member_ids))
+        return {(r["promotion_code"], r["member_id"]) for r in rows}
+
+    async def lock_promotions(self, codes: Sequence[str]) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self.conn.fetch(LOCK_PROMOTIONS, sorted(codes))
+        return rows
+
+    async def lock_awards(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        codes, members = [k[0] for k in keys], [k[1] for k in keys]
+        await self.conn.execute(ENSURE_AWARDS, codes, members)
+        rows = await self.conn.fetch(LOCK_AWARDS, codes, members)
+        return {(r["promotion_code"], r["member_id"]): r["awarded"] for r in rows}
+
+    async def add_usage(self, usage: dict[str, int]) -> None:
+        if usage:
+            await self.conn.execute(ADD_USAGE, list(usage), list(usage.values()))
+
+    async def add_awards(self, awards: dict[tuple[str, int], int]) -> None:
+        if awards:
+            await self.conn.execute(ADD_AWARDS, [k[0] for k in awards],
+                                    [k[1] for k in awards], list(awards.values()))
+
+    async def post_coupons(self, rows: Sequence[tuple[Any, ...]], *, issuance: int,
+                           qualification: int, actor_type: str, actor_id: str | None,
+                           source: str) -> list[int]:
+        """Post one entry per row (ref, account_id, miles, status_miles, segments,
+        effective_at, description, details JSON, lot_expires_at); returns the entry ids."""
+        columns = list(zip(*rows, strict=True))
+        result = await self.conn.fetch(POST_COUPONS, *(list(c) for c in columns), issuance,
+                                       qualification, actor_type, actor_id, source)
+        return [r["entry_id"] for r in result]
+
+    async def touch_members(self, activity: dict[int, datetime]) -> None:
+        if activity:
+            ids = sorted(activity)
+            await self.conn.execute(TOUCH_MEMBERS, ids, [activity[i] for i in ids])

@@ -1,0 +1,119 @@
+"""Crediting flown coupons through the service: amounts, duplicates, rejections, rules."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, timedelta
+
+from sqlalchemy import text
+
+from lms.accrual.earning import Reason
+from lms.accrual.schemas import EarnRuleIn
+from lms.accrual.service import SOURCE, credit_coupons
+from lms.db import Database
+from lms.ledger.service import SystemAccounts
+from lms.ledger.types import Unit
+from tests.accrual.support import (
+    add_rules,
+    balances,
+    coupon,
+    distance_carrier,
+    make_member,
+    tier_name,
+)
+
+LHR_JFK = 3442
+
+
+async def test_business_flight_with_tier_bonus_is_credited_by_hand_figures(
+        db: Database, system: SystemAccounts) -> None:
+    carrier = await distance_carrier(db)
+    tier = tier_name()
+    await add_rules(db, EarnRuleIn("tier_bonus", tier, date(2020, 1, 1), {"bonusPercent": 50}))
+    member = await make_member(db, system, tier=tier)
+
+    [outcome] = await credit_coupons(db, system, [coupon(member, carrier, booking_class="J")])
+
+    # 3442 x 200 % = 6884 base + 50 % tier bonus 3442 = 10326; status 3442 x 200 % = 6884.
+    assert (outcome.status, outcome.miles, outcome.status_miles, outcome.segments) == (
+        "credited", 10326, 6884, 1)
+    assert await balances(db, system, member.account_id) == {
+        Unit.MILES: 10326, Unit.STATUS_MILES: 6884, Unit.SEGMENTS: 1}
+    async with db.engine.connect() as conn:
+        row = (await conn.execute(text(
+            "SELECT e.kind, e.source, e.external_ref, e.details->>'distance', "
+            "m.last_activity_at FROM journal_entries e, members m "
+            "WHERE e.id = :id AND m.id = :member"),
+            {"id": outcome.entry_id, "member": member.id})).one()
+    assert row[:4] == ("accrual", SOURCE, outcome.coupon.external_ref, str(LHR_JFK))
+    assert row[4].date() == date(2026, 6, 1)
+
+
+async def test_duplicates_in_one_batch_and_across_batches_change_nothing(
+        db: Database, system: SystemAccounts) -> None:
+    carrier = await distance_carrier(db)
+    member = await make_member(db, system)
+    first = coupon(member, carrier)
+    second = coupon(member, carrier, coupon_number=2, origin="JFK", destination="LHR")
+
+    outcomes = await credit_coupons(db, system, [first, second, first])
+    assert [o.status for o in outcomes] == ["credited", "credited", "duplicate"]
+    after_first = await balances(db, system, member.account_id)
+    assert after_first[Unit.MILES] == 2 * LHR_JFK and after_first[Unit.SEGMENTS] == 2
+
+    again = await credit_coupons(db, system, [second, first])
+    assert [o.status for o in again] == ["duplicate", "duplicate"]
+    assert await balances(db, system, member.account_id) == after_first
+
+
+async def test_rejections_carry_reasons_and_credit_nothing(
+        db: Database, system: SystemAccounts) -> None:
+    carrier = await distance_carrier(db)
+    member = await make_member(db, system)
+    locked = await make_member(db, system, status="locked")
+    ghost = replace(member, card_number="7999999999")
+    batch = [
+        coupon(ghost, carrier),
+        coupon(member, carrier, destination="XQZ"),
+        coupon(member, carrier, booking_class="G"),
+        coupon(member, carrier, booking_class="P"),
+        coupon(member, carrier, origin="JFK"),  # JFK-JFK
+        coupon(member, carrier, flight_date=date.today() + timedelta(days=5)),
+        coupon(locked, carrier),
+        coupon(member, "ZZ9"),
+        coupon(member, carrier, ticket_number="not a ticket"),
+    ]
+    outcomes = await credit_coupons(db, system, batch)
+    assert [(o.status, o.reason) for o in outcomes] == [
+        ("rejected", Reason.UNKNOWN_MEMBER),
+        ("rejected", Reason.UNKNOWN_AIRPORT),
+        ("rejected", Reason.CLASS_NOT_ELIGIBLE),
+        ("rejected", Reason.CLASS_NOT_ELIGIBLE),
+        ("rejected", Reason.INVALID_COUPON),
+        ("rejected", Reason.FLIGHT_IN_FUTURE),
+        ("rejected", Reason.MEMBER_NOT_ACTIVE),
+        ("rejected", Reason.CARRIER_NOT_ELIGIBLE),
+        ("rejected", Reason.INVALID_COUPON),
+    ]
+    assert await balances(db, system, member.account_id) == {
+        Unit.MILES: 0, Unit.STATUS_MILES: 0, Unit.SEGMENTS: 0}
+    # A rejected coupon is not "used up": once the cause is fixed it can be credited.
+    fixed = await credit_coupons(db, system, [replace(batch[2], booking_class="Y")])
+    assert fixed[0].status == "credited"
+
+
+async def test_a_new_rule_version_applies_from_its_date_and_never_rewrites_past_credits(
+        db: Database, system: SystemAccounts) -> None:
+    carrier = await distance_carrier(db, min_miles=0)
+    member = await make_member(db, system)
+    [early] = await credit_coupons(db, system, [
+        coupon(member, carrier, booking_class="Q", flight_date=date(2026, 3, 1))])
+    assert early.miles == 861  # 3442 x 25 %
+
+    await add_rules(db, EarnRuleIn("booking_class", f"{carrier}/Q", date(2026, 4, 1), {
+        "cabin": "economy", "milesPercent": 50, "statusMilesPercent": 25}))
+    outcomes = await credit_coupons(db, system, [
+        coupon(member, carrier, booking_class="Q", flight_date=date(2026, 3, 31)),
+        coupon(member, carrier, booking_class="Q", flight_date=date(2026, 4, 1))])
+    assert [o.miles for o in outcomes] == [861, 1721]
+    assert (await balances(db, system, member.account_id))[Unit.MILES] == 861 + 861 + 1721
