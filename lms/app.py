@@ -17,6 +17,7 @@ from lms.api.health import HealthController
 from lms.api.problems import EXCEPTION_HANDLERS
 from lms.auth.middleware import BearerTokenMiddleware
 from lms.auth.routes import SessionController, StaffAuthController, StaffMeController
+from lms.claims.routes import MyClaimsController
 from lms.db import Database
 from lms.ledger.service import SystemAccounts
 from lms.logging import configure as configure_logging
@@ -60,7 +61,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     v1 = Router(path="/v1", route_handlers=[MemberAuthController, SessionController,
                                             MeController, StaffAuthController,
                                             StaffMeController, PartnerAdminController,
-                                            PartnerAccrualController, MyTierController])
+                                            PartnerAccrualController, MyTierController,
+                                            MyClaimsController])
     return Litestar(
         route_handlers=[HealthController, v1],
         state=State({"settings": settings, "db": db,
