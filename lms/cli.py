@@ -240,6 +240,73 @@ def _run_async(coro: Any) -> int:
         return value
 
 
+def run_partner_service(work: Callable[[Any], Any]) -> Any:
+    """Run ``work(PartnerService)`` as one unit of work against the configured database."""
+    from lms.db import Database
+    from lms.ledger.service import SystemAccounts
+    from lms.partners.service import PartnerService
+
+    async def run() -> Any:
+        db = Database(resolved_url())
+        system = SystemAccounts(get_settings().system_account_shards)
+        try:
+            return await db.transaction(lambda s: work(PartnerService(s, system)))
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+def print_issued(issued: Any) -> None:
+    key = issued.api_key
+    print(json.dumps({"partner": issued.partner_code, "prefix": key.prefix,
+                      "scopes": list(key.scopes), "key": issued.key}))
+    print("The key is shown this once; only its hash is stored.", file=sys.stderr)
+
+
+def cmd_partners_create(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from lms.errors import ValidationFailed
+    from lms.partners.schemas import ApiKeyCreate, PartnerCreate
+
+    # Through msgspec.convert, so that the command checks what the admin API checks.
+    try:
+        data = msgspec.convert({
+            "code": args.code, "name": args.name, "kind": args.kind,
+            "currency": args.currency,
+            "pricePerMileMilliMinor": args.price_per_mile_milli_minor,
+            "valuePerMileMilliMinor": args.value_per_mile_milli_minor,
+            "minCashShareBp": args.min_cash_share_bp, "webhookUrl": args.webhook_url,
+        }, PartnerCreate)
+        key = msgspec.convert({"scopes": args.scopes.split(","), "ipAllowList": (
+            args.ip_allow_list.split(",") if args.ip_allow_list else None)}, ApiKeyCreate)
+    except msgspec.ValidationError as exc:
+        raise ValidationFailed(str(exc)) from exc
+
+    async def work(service: Any) -> Any:
+        await service.create(data)
+        return await service.issue_key(args.code, key)
+
+    print_issued(run_partner_service(work))
+    return 0
+
+
+def cmd_partners_rotate_key(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    overlap = timedelta(hours=args.overlap_hours)
+    print_issued(run_partner_service(lambda service: service.rotate_key(args.code, overlap)))
+    return 0
+
+
+def cmd_partners_revoke(args: argparse.Namespace) -> int:
+    key, code = run_partner_service(lambda service: service.revoke_key(args.prefix))
+    print(json.dumps({"partner": code, "prefix": key.prefix, "status": key.status,
+                      "revokedAt": key.revoked_at.isoformat()}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lms", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -316,6 +383,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", required=True,
                    choices=["agent", "supervisor", "marketer", "admin"])
     p.add_argument("--password", required=True)
+    partners = sub.add_parser("partners", help="partners and their API keys").add_subparsers(
+        dest="partners_command", required=True)
+    p = add("create", cmd_partners_create,
+            "create a partner with its clearing account and print its first API key (once)",
+            partners)
+    p.add_argument("--code", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--kind", required=True, choices=["shop", "ota", "airline", "client"])
+    p.add_argument("--currency", default="EUR")
+    p.add_argument("--price-per-mile-milli-minor", type=int, default=0,
+                   help="what the partner pays per mile issued, in 1/1000 minor units")
+    p.add_argument("--value-per-mile-milli-minor", type=int, default=0,
+                   help="what the programme pays per mile redeemed, in 1/1000 minor units")
+    p.add_argument("--min-cash-share-bp", type=int, default=0)
+    p.add_argument("--webhook-url", default=None)
+    p.add_argument("--scopes", default="accrue",
+                   help="comma-separated: accrue, redeem, statements, flights")
+    p.add_argument("--ip-allow-list", default=None, help="comma-separated CIDR networks")
+    p = add("rotate-key", cmd_partners_rotate_key,
+            "issue a new key; the partner's live keys stop working after the overlap",
+            partners)
+    p.add_argument("code")
+    p.add_argument("--overlap-hours", type=float, default=24.0)
+    p = add("revoke", cmd_partners_revoke, "revoke an API key at once", partners)
+    p.add_argument("prefix", metavar="KEY_PREFIX")
     return parser
 
 
