@@ -203,7 +203,14 @@ async def import_flights(db: Database, system: SystemAccounts, path: Path, *,
     report.skipped = skip
     started = time.monotonic()
     with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
+        consumed = [0]  # characters read so far, for the progress bar
+
+        def lines() -> Iterator[str]:
+            for line in handle:
+                consumed[0] += len(line)
+                yield line
+
+        reader = csv.reader(lines())
         try:
             index = header_index(next(reader))
         except StopIteration as exc:
@@ -249,7 +256,7 @@ async def import_flights(db: Database, system: SystemAccounts, path: Path, *,
             committed += 1
             if after_batch is not None:
                 after_batch(committed)
-            bar.show(report, handle.tell(), started)
+            bar.show(report, consumed[0], started)
 
         workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
         try:

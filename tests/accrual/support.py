@@ -25,7 +25,7 @@ _used_codes: set[str] = set()
 
 
 @dataclass(frozen=True)
-class TestMember:
+class Flyer:
     id: int
     account_id: int
     card_number: str
@@ -47,8 +47,8 @@ def tier_name() -> str:
 
 
 async def make_member(db: Database, system: SystemAccounts, tier: str = "BASIC",
-                      status: str = "active") -> TestMember:
-    async def work(session: AsyncSession) -> TestMember:
+                      status: str = "active") -> Flyer:
+    async def work(session: AsyncSession) -> Flyer:
         account_id = await Ledger(session, system).open_account(AccountKind.MEMBER)
         seq = (await session.execute(text("SELECT nextval('card_number_seq')"))).scalar_one()
         card = make_card_number("7", seq)
@@ -58,12 +58,12 @@ async def make_member(db: Database, system: SystemAccounts, tier: str = "BASIC",
             ":tier, :status) RETURNING id"),
             {"card": card, "account": account_id, "email": f"flyer-{seq}@example.com",
              "tier": tier, "status": status})).scalar_one()
-        return TestMember(member_id, account_id, card, tier)
+        return Flyer(member_id, account_id, card, tier)
 
     return await db.transaction(work)
 
 
-def coupon(member: TestMember, carrier: str, **overrides: Any) -> Coupon:
+def coupon(member: Flyer, carrier: str, **overrides: Any) -> Coupon:
     base = Coupon(ticket_number=f"{next(_tickets):013d}", coupon_number=1,
                   card_number=member.card_number, flight_date=date(2026, 6, 1),
                   marketing_carrier=carrier, operating_carrier=carrier, flight_number="100",

@@ -1,0 +1,77 @@
+"""``lms import flights``: streaming a CSV, resuming after an interruption without double
+credit."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from lms.accrual.errors import ImportFileInvalid
+from lms.accrual.importer import COLUMNS, checkpoint_path, import_flights
+from lms.db import Database
+from lms.ledger.service import SystemAccounts
+from lms.ledger.types import Unit
+from tests.accrual.support import Flyer, balances, coupon, distance_carrier, make_member
+
+LHR_JFK = 3442
+
+
+class Interrupted(Exception):
+    pass
+
+
+def write_feed(path: Path, members: list[Flyer], carrier: str, n: int) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        for i in range(n):
+            c = asdict(coupon(members[i % len(members)], carrier))
+            row = ["" if c[k] is None else c[k] for k in COLUMNS]
+            writer.writerow(row)
+        writer.writerow(["bad", "x", "1", "not-a-date", "", "", "", "", "", ""])
+
+
+async def test_import_resumes_after_an_interruption_without_double_credit(
+        db: Database, system: SystemAccounts, tmp_path: Path) -> None:
+    carrier = await distance_carrier(db)
+    members = [await make_member(db, system) for _ in range(3)]
+    feed = tmp_path / "flown.csv"
+    write_feed(feed, members, carrier, 60)
+
+    def stop_after_three(batches: int) -> None:
+        if batches == 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        await import_flights(db, system, feed, batch_size=7, concurrency=2, progress=None,
+                             after_batch=stop_after_three)
+    committed = int(checkpoint_path(feed).read_text().split('"rows": ')[1].split(",")[0])
+    assert committed >= 14  # at least the first two batches, in order
+
+    resumed = await import_flights(db, system, feed, batch_size=7, concurrency=2,
+                                   progress=None)
+    assert resumed.skipped == committed
+    assert resumed.rows == 61 - committed
+    assert resumed.rejected == {"invalid_coupon": 1}
+    # Batches committed after the checkpoint was written come back as duplicates.
+    assert resumed.credited + resumed.duplicates == 60 - committed
+    total = sum([(await balances(db, system, m.account_id))[Unit.SEGMENTS] for m in members])
+    assert total == 60
+    for m in members:
+        assert (await balances(db, system, m.account_id))[Unit.MILES] == 20 * LHR_JFK
+
+    again = await import_flights(db, system, feed, batch_size=7, concurrency=3, progress=None,
+                                 resume=False)
+    assert (again.credited, again.duplicates, again.rows) == (0, 60, 61)
+    assert "duplicate" in again.summary() and "rows/s" in again.summary()
+
+
+async def test_a_file_without_the_columns_is_refused(
+        db: Database, system: SystemAccounts, tmp_path: Path) -> None:
+    feed = tmp_path / "wrong.csv"
+    feed.write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(ImportFileInvalid):
+        await import_flights(db, system, feed, progress=None)

@@ -1,0 +1,109 @@
+"""Promotions: budgets never exceeded under concurrency, member caps, registration, first
+flight."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+
+from sqlalchemy import text
+
+from lms.accrual.schemas import PromotionIn
+from lms.accrual.service import ProgrammeRules, credit_coupons
+from lms.db import Database
+from lms.ledger.service import SystemAccounts
+from lms.ledger.types import Unit
+from tests.accrual.support import (
+    add_promotion,
+    balances,
+    coupon,
+    distance_carrier,
+    make_member,
+)
+
+LHR_JFK = 3442
+
+
+def promo_code(carrier: str, name: str) -> str:
+    return f"{name}-{carrier}"
+
+
+async def used(db: Database, code: str) -> int:
+    async with db.engine.connect() as conn:
+        value: int = (await conn.execute(text("SELECT used FROM promotions WHERE code = :c"),
+                                         {"c": code})).scalar_one()
+        return value
+
+
+async def test_budget_is_never_exceeded_under_40_concurrent_credits(
+        db: Database, system: SystemAccounts) -> None:
+    carrier = await distance_carrier(db)
+    code = promo_code(carrier, "BUDGET")
+    await add_promotion(db, PromotionIn(code=code, name="Budgeted", fixed_miles=1000,
+                                        carriers=[carrier], budget=10_500))
+    members = [await make_member(db, system) for _ in range(40)]
+
+    results = await asyncio.gather(*(
+        credit_coupons(db, system, [coupon(m, carrier)]) for m in members))
+
+    awarded = [r[0].promotions.get(code, 0) for r in results]
+    assert all(r[0].status == "credited" for r in results)
+    assert sum(awarded) == 10_500 == await used(db, code)
+    assert sorted(awarded, reverse=True)[:11] == [1000] * 10 + [500]
+    for member, result in zip(members, results, strict=True):
+        miles = (await balances(db, system, member.account_id))[Unit.MILES]
+        assert miles == LHR_JFK + result[0].promotions.get(code, 0)
+
+
+async def test_member_cap_gives_a_partial_award_then_nothing(
+        db: Database, system: SystemAccounts) -> None:
+    carrier = await distance_carrier(db)
+    code = promo_code(carrier, "CAP")
+    await add_promotion(db, PromotionIn(code=code, name="Capped", fixed_miles=1000,
+                                        carriers=[carrier], member_cap=1500))
+    member = await make_member(db, system)
+    first = await credit_coupons(db, system, [coupon(member, carrier, coupon_number=1),
+                                              coupon(member, carrier, coupon_number=2)])
+    later = await credit_coupons(db, system, [coupon(member, carrier)])
+    assert [o.promotions.get(code, 0) for o in [*first, *later]] == [1000, 500, 0]
+    assert (await balances(db, system, member.account_id))[Unit.MILES] == 3 * LHR_JFK + 1500
+
+
+async def test_registration_is_needed_when_the_promotion_asks_for_it(
+        db: Database, system: SystemAccounts) -> None:
+    carrier = await distance_carrier(db)
+    code = promo_code(carrier, "REG")
+    await add_promotion(db, PromotionIn(
+        code=code, name="Register first", bonus_percent=100, carriers=[carrier],
+        origins=["LHR"], travel_from=date(2026, 1, 1), travel_to=date(2027, 12, 31),
+        requires_registration=True))
+    member = await make_member(db, system)
+    [before] = await credit_coupons(db, system, [coupon(member, carrier)])
+    assert before.promotions == {}
+
+    async def register() -> tuple[object, bool]:
+        return await db.raw_transaction(
+            lambda conn: ProgrammeRules(conn).register(code, member.id,
+                                                       today=date(2026, 6, 1)))
+
+    (_, created), (_, again) = await register(), await register()
+    assert (created, again) == (True, False)
+    [after] = await credit_coupons(db, system, [coupon(member, carrier)])
+    assert after.promotions == {code: LHR_JFK}
+    [elsewhere] = await credit_coupons(db, system, [coupon(member, carrier, origin="CDG")])
+    assert elsewhere.promotions == {}
+
+
+async def test_first_flight_bonus_once_per_member(db: Database, system: SystemAccounts) -> None:
+    carrier = await distance_carrier(db)
+    code = promo_code(carrier, "FIRST")
+    await add_promotion(db, PromotionIn(code=code, name="Welcome", fixed_miles=1000,
+                                        carriers=[carrier], first_flight_only=True))
+    member = await make_member(db, system)
+    batch = [coupon(member, carrier, flight_date=date(2026, 5, 2)),
+             coupon(member, carrier, flight_date=date(2026, 5, 1))]
+    outcomes = await credit_coupons(db, system, batch)
+    # The earlier flight of the batch is the first one, whatever the order in the feed.
+    assert [o.promotions.get(code, 0) for o in outcomes] == [0, 1000]
+    [later] = await credit_coupons(db, system, [coupon(member, carrier)])
+    assert later.promotions == {}
