@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from celery import Celery
+from celery.schedules import crontab
 
 from lms.broker import TRANSPORT as DIRECTORY_TRANSPORT
 from lms.db import Database
@@ -18,7 +19,7 @@ from lms.settings import Settings, get_settings
 
 T = TypeVar("T")
 
-TASK_MODULES = ("lms.outbox.tasks", "lms.ledger.tasks")
+TASK_MODULES = ("lms.outbox.tasks", "lms.ledger.tasks", "lms.tiers.tasks", "lms.claims.tasks")
 
 RELAY_EVERY_SECONDS = 5.0
 
@@ -35,10 +36,24 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 30.0,
         "options": {"expires": 60.0},
     },
-    "ledger-expire-lots": {
-        "task": "ledger.expire_lots",
+    # Lot expiry under the programme's policy (notices ahead, activity extension, breakage in
+    # batches of accounts); it replaces the account-at-a-time ledger.expire_lots schedule.
+    "tiers-expire-lots": {
+        "task": "tiers.expire_lots",
         "schedule": 3600.0,
         "options": {"expires": 1800.0},
+    },
+    # Upgrades happen at credit time (TierService.reevaluate); the nightly pass catches what
+    # that missed and applies the downgrades of periods that ended.
+    "tiers-reevaluate-all": {
+        "task": "tiers.reevaluate_all",
+        "schedule": crontab(hour=1, minute=30),
+        "options": {"expires": 6 * 3600.0},
+    },
+    "claims-resolve": {
+        "task": "claims.resolve",
+        "schedule": 900.0,
+        "options": {"expires": 900.0},
     },
 }
 
