@@ -280,7 +280,8 @@ def cmd_partners_create(args: argparse.Namespace) -> int:
             "minCashShareBp": args.min_cash_share_bp, "webhookUrl": args.webhook_url,
         }, PartnerCreate)
         key = msgspec.convert({"scopes": args.scopes.split(","), "ipAllowList": (
-            args.ip_allow_list.split(",") if args.ip_allow_list else None)}, ApiKeyCreate)
+            args.ip_allow_list.split(",") if args.ip_allow_list else None),
+            "rateLimitPerMinute": args.rate_limit_per_minute}, ApiKeyCreate)
     except msgspec.ValidationError as exc:
         raise ValidationFailed(str(exc)) from exc
 
@@ -289,6 +290,28 @@ def cmd_partners_create(args: argparse.Namespace) -> int:
         return await service.issue_key(args.code, key)
 
     print_issued(run_partner_service(work))
+    return 0
+
+
+def cmd_partners_set_rate(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from lms.errors import ValidationFailed
+    from lms.partners.schemas import EarnRateSet
+
+    try:
+        data = msgspec.convert({"category": args.category,
+                                "milesPerUnitBp": args.miles_per_unit_bp,
+                                "effectiveFrom": args.effective_from,
+                                "effectiveTo": args.effective_to}, EarnRateSet, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ValidationFailed(str(exc)) from exc
+    rate = run_partner_service(lambda service: service.set_earn_rate(args.code, data))
+    print(json.dumps({"partner": args.code, "id": rate.id, "category": rate.category,
+                      "milesPerUnitBp": rate.miles_per_unit_bp,
+                      "effectiveFrom": rate.effective_from.isoformat(),
+                      "effectiveTo": rate.effective_to.isoformat()
+                      if rate.effective_to else None}))
     return 0
 
 
@@ -401,6 +424,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scopes", default="accrue",
                    help="comma-separated: accrue, redeem, statements, flights")
     p.add_argument("--ip-allow-list", default=None, help="comma-separated CIDR networks")
+    p.add_argument("--rate-limit-per-minute", type=int, default=6000)
+    p = add("set-rate", cmd_partners_set_rate,
+            "add an earn rate for a category (closes the open-ended rate before it)", partners)
+    p.add_argument("code")
+    p.add_argument("category")
+    p.add_argument("--miles-per-unit-bp", type=int, required=True,
+                   help="miles per whole currency unit in basis points (1.5 miles = 15000)")
+    p.add_argument("--effective-from", required=True, help="ISO 8601 with a UTC offset")
+    p.add_argument("--effective-to", default=None)
     p = add("rotate-key", cmd_partners_rotate_key,
             "issue a new key; the partner's live keys stop working after the overlap",
             partners)

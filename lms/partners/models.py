@@ -95,7 +95,7 @@ class ApiKey(Base):
     status: Mapped[str] = mapped_column(String(16), server_default="active")
     # Networks in CIDR form, checked with the ipaddress module (validated on the way in).
     ip_allow_list: Mapped[list[str] | None] = mapped_column(ARRAY(String(64)))
-    rate_limit_per_minute: Mapped[int] = mapped_column(Integer, server_default="600")
+    rate_limit_per_minute: Mapped[int] = mapped_column(Integer, server_default="6000")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
                                                  server_default=func.now())
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -74,7 +74,9 @@ class ApiKeyCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
                                           description="CIDR networks, e.g. 203.0.113.0/24"
                                           )] | None = None
     expires_at: datetime | None = None
-    rate_limit_per_minute: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 600
+    rate_limit_per_minute: Annotated[int, msgspec.Meta(
+        ge=1, le=1_000_000, description="Requests per fixed one-minute window; more are "
+        "answered 429 `rate_limited` with Retry-After")] = 6000
 
 
 class ApiKeyRotate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):

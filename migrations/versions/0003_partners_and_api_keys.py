@@ -71,7 +71,7 @@ def upgrade() -> None:
         sa.Column("scopes", postgresql.ARRAY(sa.String(length=16)), nullable=False),
         sa.Column("status", sa.String(length=16), server_default="active", nullable=False),
         sa.Column("ip_allow_list", postgresql.ARRAY(sa.String(length=64)), nullable=True),
-        sa.Column("rate_limit_per_minute", sa.Integer(), server_default="600", nullable=False),
+        sa.Column("rate_limit_per_minute", sa.Integer(), server_default="6000", nullable=False),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),

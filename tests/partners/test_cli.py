@@ -26,6 +26,14 @@ async def test_create_rotate_and_revoke(database_url: str,
     assert first["partner"] == code and first["key"].startswith(f"lms_{first['prefix']}_")
     assert await probe(client, first["key"]) == 404
 
+    rate = lms(database_url, "partners", "set-rate", code, "retail", "--miles-per-unit-bp",
+               "15000", "--effective-from", "2026-01-01T00:00:00Z")
+    assert rate.returncode == 0, rate.stderr
+    assert json.loads(rate.stdout)["milesPerUnitBp"] == 15000
+    naive = lms(database_url, "partners", "set-rate", code, "retail", "--miles-per-unit-bp",
+                "1", "--effective-from", "2026-02-01T00:00:00")
+    assert naive.returncode == 1 and "invalid_earn_rate" in naive.stderr
+
     again = lms(database_url, "partners", "create", "--code", code, "--name", "Cli Shop",
                 "--kind", "shop")
     assert again.returncode == 1 and "partner_exists" in again.stderr
