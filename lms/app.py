@@ -13,6 +13,11 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from lms.accounts.routes import MeController, MemberAuthController
+from lms.accrual.routes import (
+    FlightFeedController,
+    MyPromotionsController,
+    ProgrammeAdminController,
+)
 from lms.api.health import HealthController
 from lms.api.problems import EXCEPTION_HANDLERS
 from lms.auth.middleware import BearerTokenMiddleware
@@ -62,7 +67,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             MeController, StaffAuthController,
                                             StaffMeController, PartnerAdminController,
                                             PartnerAccrualController, MyTierController,
-                                            MyClaimsController])
+                                            MyClaimsController, FlightFeedController,
+                                            ProgrammeAdminController,
+                                            MyPromotionsController])
     return Litestar(
         route_handlers=[HealthController, v1],
         state=State({"settings": settings, "db": db,

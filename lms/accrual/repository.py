@@ -117,6 +117,11 @@ REGISTERED_AT = """
 SELECT registered_at FROM promotion_registrations WHERE promotion_code = $1 AND member_id = $2
 """
 
+AUDIT = """
+INSERT INTO audit_log (actor_type, actor_id, actor_role, action, target_type, target_id, after)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
+"""
+
 # One journal entry per coupon through ledger_post() (migration 0002), called once per row
 # in the given order: the rows come sorted by member account, and every batch uses one
 # issuance and one qualification shard (lower ids than any member), so the balance rows of
@@ -197,6 +202,11 @@ class AccrualRepository:
         if at is not None:
             return at, True
         return await self.conn.fetchval(REGISTERED_AT, code, member_id), False
+
+    async def audit(self, actor: tuple[str, str, str], action: str, target_type: str,
+                    target_id: str, after: dict[str, Any]) -> None:
+        await self.conn.execute(AUDIT, *actor, action, target_type, target_id,
+                                json.dumps(after, default=str))
 
     # -- a batch of coupons ------------------------------------------------------------
 

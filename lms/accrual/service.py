@@ -351,6 +351,10 @@ def check_rule(data: EarnRuleIn) -> dict[str, Any]:
     return result
 
 
+# (actor type, actor id, role) of a staff user, for the audit log.
+StaffActor = tuple[str, str, str]
+
+
 class ProgrammeRules:
     """Reading and adding versions of earn rules and promotions (asyncpg, caller's tx)."""
 
@@ -362,7 +366,8 @@ class ProgrammeRules:
         return [rule_out(r) for r in await self.repo.rules(kind, key)]
 
     async def add_rule(self, data: EarnRuleIn, created_by: str, *,
-                       if_absent: bool = False) -> EarnRuleOut | None:
+                       if_absent: bool = False, staff: StaffActor | None = None
+                       ) -> EarnRuleOut | None:
         """A new version; an existing (kind, key, effectiveFrom) is never overwritten."""
         body = check_rule(data)
         row = await self.repo.insert_rule(data.kind, data.key, data.effective_from, body,
@@ -371,13 +376,17 @@ class ProgrammeRules:
             if if_absent:
                 return None
             raise RuleVersionExists(f"{data.kind} {data.key} from {data.effective_from}")
-        return rule_out(row)
+        out = rule_out(row)
+        if staff is not None:  # rules decide how many miles members get: audited
+            await self.repo.audit(staff, "earn_rule.added", "earn_rule", str(out.id),
+                                  msgspec.to_builtins(out))
+        return out
 
     async def list_promotions(self) -> list[PromotionOut]:
         return [promotion_out(r) for r in await self.repo.promotions()]
 
-    async def add_promotion(self, data: PromotionIn, *, if_absent: bool = False
-                            ) -> PromotionOut | None:
+    async def add_promotion(self, data: PromotionIn, *, if_absent: bool = False,
+                            staff: StaffActor | None = None) -> PromotionOut | None:
         if data.bonus_percent == 0 and data.fixed_miles == 0:
             raise InvalidPromotion("A promotion needs bonusPercent or fixedMiles")
         for start, end, name in ((data.travel_from, data.travel_to, "travel"),
@@ -393,7 +402,11 @@ class ProgrammeRules:
             if if_absent:
                 return None
             raise PromotionExists(data.code)
-        return promotion_out(row)
+        out = promotion_out(row)
+        if staff is not None:
+            await self.repo.audit(staff, "promotion.added", "promotion", out.code,
+                                  msgspec.to_builtins(out))
+        return out
 
     async def register(self, code: str, member_id: int, *, today: date | None = None
                        ) -> tuple[datetime, bool]:
