@@ -9,6 +9,7 @@ from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lms.audit.models import AuditRecord
 from lms.partners.models import (
     ApiKey,
     ApiKeyWindow,
@@ -123,6 +124,13 @@ class PartnerRepository:
         count: int = (await self.session.execute(
             stmt.returning(ApiKeyWindow.count))).scalar_one()
         return count
+
+    async def audit(self, *, actor_type: str, actor_id: str | None, actor_role: str | None,
+                    action: str, target_type: str, target_id: str,
+                    after: dict[str, Any]) -> None:
+        await self.session.execute(insert(AuditRecord).values(
+            actor_type=actor_type, actor_id=actor_id, actor_role=actor_role, action=action,
+            target_type=target_type, target_id=target_id, after=after))
 
     # -- accruals ---------------------------------------------------------------------------
 

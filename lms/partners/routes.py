@@ -65,6 +65,11 @@ PARTNER_AUTH_PROBLEMS = (Unauthorized, InsufficientScope, IpNotAllowed, PartnerS
                          RateLimited)
 
 
+def admin_service(session: AsyncSession, state: State,
+                  request: Request[Any, Any, Any]) -> PartnerService:
+    return PartnerService(session, state.system_accounts, current_principal(request))
+
+
 def rate_out(r: PartnerEarnRate) -> EarnRateOut:
     return EarnRateOut(id=r.id, category=r.category, miles_per_unit_bp=r.miles_per_unit_bp,
                        effective_from=r.effective_from, effective_to=r.effective_to)
@@ -107,7 +112,7 @@ class PartnerAdminController(Controller):
                      state: State, idempotency_key: IdempotencyKeyHeader = None
                      ) -> Response[PartnerOut]:
         async def work(session: AsyncSession) -> PartnerOut:
-            return partner_out(await PartnerService(session, state.system_accounts)
+            return partner_out(await admin_service(session, state, request)
                                .create(data))
 
         return await idempotent(request, current_principal(request), state.db, work,
@@ -115,10 +120,11 @@ class PartnerAdminController(Controller):
 
     @get("/partners", operation_id="listPartners", summary="All partners",
          responses=problems(Unauthorized, Forbidden))
-    async def list_partners(self, state: State) -> list[PartnerOut]:
+    async def list_partners(self, request: Request[Any, Any, Any], state: State
+                            ) -> list[PartnerOut]:
         async def work(session: AsyncSession) -> list[PartnerOut]:
             return [partner_out(p) for p in
-                    await PartnerService(session, state.system_accounts).all()]
+                    await admin_service(session, state, request).all()]
 
         result: list[PartnerOut] = await state.db.transaction(work)
         return result
@@ -126,9 +132,10 @@ class PartnerAdminController(Controller):
     @get("/partners/{code:str}", operation_id="getPartner",
          summary="A partner with its earn rates",
          responses=problems(Unauthorized, Forbidden, PartnerNotFound))
-    async def get_partner(self, code: CodePath, state: State) -> PartnerOut:
+    async def get_partner(self, request: Request[Any, Any, Any], code: CodePath,
+                          state: State) -> PartnerOut:
         async def work(session: AsyncSession) -> PartnerOut:
-            service = PartnerService(session, state.system_accounts)
+            service = admin_service(session, state, request)
             partner = await service.get(code)
             return partner_out(partner, await service.earn_rates(partner.id))
 
@@ -147,7 +154,7 @@ class PartnerAdminController(Controller):
                             idempotency_key: IdempotencyKeyHeader = None
                             ) -> Response[EarnRateOut]:
         async def work(session: AsyncSession) -> EarnRateOut:
-            return rate_out(await PartnerService(session, state.system_accounts)
+            return rate_out(await admin_service(session, state, request)
                             .set_earn_rate(code, data))
 
         return await idempotent(request, current_principal(request), state.db, work,
@@ -156,10 +163,11 @@ class PartnerAdminController(Controller):
     @get("/partners/{code:str}/api-keys", operation_id="listPartnerApiKeys",
          summary="A partner's API keys (never the keys themselves)",
          responses=problems(Unauthorized, Forbidden, PartnerNotFound))
-    async def list_keys(self, code: CodePath, state: State) -> list[ApiKeyOut]:
+    async def list_keys(self, request: Request[Any, Any, Any], code: CodePath,
+                        state: State) -> list[ApiKeyOut]:
         async def work(session: AsyncSession) -> list[ApiKeyOut]:
             return [key_out(k, code) for k in
-                    await PartnerService(session, state.system_accounts).keys(code)]
+                    await admin_service(session, state, request).keys(code)]
 
         result: list[ApiKeyOut] = await state.db.transaction(work)
         return result
@@ -169,10 +177,10 @@ class PartnerAdminController(Controller):
           status_code=201, summary="Issue an API key; the key is in this answer only",
           responses=problems(Unauthorized, Forbidden, ValidationFailed, PartnerNotFound,
                              InvalidIpAllowList))
-    async def create_key(self, code: CodePath, data: JSONBody[ApiKeyCreate],
-                         state: State) -> IssuedApiKeyOut:
+    async def create_key(self, request: Request[Any, Any, Any], code: CodePath,
+                         data: JSONBody[ApiKeyCreate], state: State) -> IssuedApiKeyOut:
         async def work(session: AsyncSession) -> IssuedApiKeyOut:
-            return issued_out(await PartnerService(session, state.system_accounts)
+            return issued_out(await admin_service(session, state, request)
                               .issue_key(code, data))
 
         result: IssuedApiKeyOut = await state.db.transaction(work)
@@ -184,13 +192,13 @@ class PartnerAdminController(Controller):
                   "after the overlap",
           responses=problems(Unauthorized, Forbidden, ValidationFailed, PartnerNotFound,
                              ApiKeyNotFound))
-    async def rotate_key(self, code: CodePath, state: State,
+    async def rotate_key(self, request: Request[Any, Any, Any], code: CodePath, state: State,
                          data: Annotated[ApiKeyRotate | None, Body()] = None
                          ) -> IssuedApiKeyOut:
         overlap = timedelta(seconds=(data or ApiKeyRotate()).overlap_seconds)
 
         async def work(session: AsyncSession) -> IssuedApiKeyOut:
-            return issued_out(await PartnerService(session, state.system_accounts)
+            return issued_out(await admin_service(session, state, request)
                               .rotate_key(code, overlap))
 
         result: IssuedApiKeyOut = await state.db.transaction(work)
@@ -199,10 +207,11 @@ class PartnerAdminController(Controller):
     @post("/api-keys/{prefix:str}/revoke", operation_id="revokeApiKey", status_code=200,
           summary="Revoke an API key at once (revoking twice changes nothing)",
           responses=problems(Unauthorized, Forbidden, ApiKeyNotFound))
-    async def revoke_key(self, prefix: Annotated[str, Parameter(max_length=16)],
+    async def revoke_key(self, request: Request[Any, Any, Any],
+                         prefix: Annotated[str, Parameter(max_length=16)],
                          state: State) -> ApiKeyOut:
         async def work(session: AsyncSession) -> ApiKeyOut:
-            key, code = await PartnerService(session, state.system_accounts).revoke_key(prefix)
+            key, code = await admin_service(session, state, request).revoke_key(prefix)
             return key_out(key, code)
 
         result: ApiKeyOut = await state.db.transaction(work)

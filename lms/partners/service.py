@@ -8,6 +8,7 @@ basis points of a mile per whole currency unit. Miles earned are rounded down.
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -97,6 +98,13 @@ def address_allowed(host: str | None, networks: list[str]) -> bool:
     return any(address in ipaddress.ip_network(n) for n in networks)
 
 
+def key_facts(key: ApiKey) -> dict[str, object]:
+    """What the audit log keeps of a key: never the key or its hash."""
+    return {"keyId": key.id, "prefix": key.prefix, "scopes": list(key.scopes),
+            "ipAllowList": key.ip_allow_list, "expiresAt": key.expires_at,
+            "rateLimitPerMinute": key.rate_limit_per_minute, "revokedAt": key.revoked_at}
+
+
 @dataclass(frozen=True, slots=True)
 class IssuedKey:
     key: str  # shown once
@@ -119,13 +127,27 @@ class KeyCheck:
 
 
 class PartnerService:
-    """Contracts, earn rates and API keys (admin operations)."""
+    """Contracts, earn rates and API keys (admin operations). Every change is in the audit
+    log under ``actor`` (the admin; None for an operator at the ``lms`` command): contracts
+    and rates decide what partners are billed, keys who may credit miles."""
 
-    def __init__(self, session: AsyncSession, system: SystemAccounts) -> None:
+    def __init__(self, session: AsyncSession, system: SystemAccounts,
+                 actor: Principal | None = None) -> None:
         self.session = session
         self.repo = PartnerRepository(session)
         self.ledger = Ledger(session, system)
         self.system = system
+        self.actor = actor
+
+    async def _audit(self, action: str, target_type: str, target_id: object,
+                     after: dict[str, object]) -> None:
+        actor = self.actor
+        await self.repo.audit(
+            actor_type=actor.type if actor else "operator",
+            actor_id=str(actor.id) if actor else None,
+            actor_role=str(actor.role) if actor else None, action=action,
+            target_type=target_type, target_id=str(target_id),
+            after=json.loads(json.dumps(after, default=str)))
 
     async def create(self, data: PartnerCreate) -> Partner:
         partner = await self.repo.add_partner(
@@ -136,7 +158,14 @@ class PartnerService:
         if partner is None:
             raise PartnerExists()
         account_id = await self.system.ensure_partner(await self.ledger.repo(), partner.id)
-        return await self.repo.set_clearing_account(partner.id, account_id)
+        partner = await self.repo.set_clearing_account(partner.id, account_id)
+        await self._audit("partner.created", "partner", partner.code, {
+            "id": partner.id, "name": partner.name, "kind": partner.kind,
+            "currency": partner.currency,
+            "pricePerMileMilliMinor": partner.price_per_mile_milli_minor,
+            "valuePerMileMilliMinor": partner.value_per_mile_milli_minor,
+            "minCashShareBp": partner.min_cash_share_bp, "clearingAccountId": account_id})
+        return partner
 
     async def get(self, code: str, *, lock: bool = False) -> Partner:
         partner = await self.repo.by_code(code, lock=lock)
@@ -172,17 +201,24 @@ class PartnerService:
             if overlaps:
                 raise EarnRateOverlap(
                     f"Rate {rate.id} is in force from {rate.effective_from.isoformat()}")
-        return await self.repo.add_earn_rate(
+        added = await self.repo.add_earn_rate(
             partner_id=partner.id, category=data.category,
             miles_per_unit_bp=data.miles_per_unit_bp, effective_from=start,
             effective_to=end)
+        await self._audit("partner.earn_rate_added", "partner", partner.code, {
+            "rateId": added.id, "category": added.category,
+            "milesPerUnitBp": added.miles_per_unit_bp, "effectiveFrom": start,
+            "effectiveTo": end})
+        return added
 
     async def issue_key(self, code: str, data: ApiKeyCreate) -> IssuedKey:
         partner = await self.get(code)
-        return await self._issue(partner, scopes=list(dict.fromkeys(data.scopes)),
-                                 networks=check_networks(data.ip_allow_list),
-                                 expires_at=data.expires_at,
-                                 rate_limit=data.rate_limit_per_minute)
+        issued = await self._issue(partner, scopes=list(dict.fromkeys(data.scopes)),
+                                   networks=check_networks(data.ip_allow_list),
+                                   expires_at=data.expires_at,
+                                   rate_limit=data.rate_limit_per_minute)
+        await self._audit("api_key.issued", "partner", partner.code, key_facts(issued.api_key))
+        return issued
 
     async def _issue(self, partner: Partner, *, scopes: list[str],
                      networks: list[str] | None, expires_at: datetime | None,
@@ -207,6 +243,10 @@ class PartnerService:
                                    networks=newest.ip_allow_list, expires_at=None,
                                    rate_limit=newest.rate_limit_per_minute)
         await self.repo.expire_keys([k.id for k in live], now + overlap)
+        await self._audit("api_key.rotated", "partner", partner.code,
+                          key_facts(issued.api_key) | {
+                              "replaced": [k.prefix for k in live],
+                              "replacedUntil": now + overlap})
         return issued
 
     async def revoke_key(self, prefix: str) -> tuple[ApiKey, str]:
@@ -215,6 +255,7 @@ class PartnerService:
             raise ApiKeyNotFound()
         partner = await self.repo.by_id(key.partner_id)
         assert partner is not None
+        await self._audit("api_key.revoked", "partner", partner.code, key_facts(key))
         return key, partner.code
 
     async def keys(self, code: str) -> list[ApiKey]:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lms.audit.models import AuditRecord
 from lms.db import Database
 from lms.partners.models import ApiKey
 from lms.settings import Settings
@@ -47,6 +48,15 @@ async def key_rows(db: Database, partner_id: int) -> list[ApiKey]:
     return await db.transaction(load)
 
 
+async def audit_of(db: Database, code: str) -> list[AuditRecord]:
+    async def load(session: AsyncSession) -> list[AuditRecord]:
+        return list((await session.execute(select(AuditRecord).where(
+            AuditRecord.target_type == "partner", AuditRecord.target_id == code)
+            .order_by(AuditRecord.id))).scalars())
+
+    return await db.transaction(load)
+
+
 async def test_key_is_shown_once_and_stored_only_as_its_hash(
         client: httpx.AsyncClient, admin: dict[str, str], db: Database) -> None:
     partner = await make_partner(client, admin)
@@ -64,6 +74,12 @@ async def test_key_is_shown_once_and_stored_only_as_its_hash(
     assert row.key_hash == hashlib.sha256(key.encode()).hexdigest()
     assert all(secret not in str(value) for value in vars(row).values())
     assert (await probe(client, key)).status_code == 404  # authenticated: accrual unknown
+
+    audit = await audit_of(db, partner["code"])
+    assert [a.action for a in audit] == ["partner.created", "partner.earn_rate_added",
+                                         "api_key.issued"]
+    assert all(a.actor_type == "staff" and a.actor_role == "admin" for a in audit)
+    assert secret not in str(audit[-1].after) and row.key_hash not in str(audit[-1].after)
 
 
 async def test_wrong_unknown_revoked_and_expired_keys_are_401(
