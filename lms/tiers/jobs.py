@@ -11,13 +11,14 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lms.db import Database, RawConnection
-from lms.ledger.service import SystemAccounts
-from lms.tiers.expiry import ExpiryService, PinnedBreakage, expire_batch
+from lms.db import Database
+from lms.ledger.errors import AccountNotFound
+from lms.ledger.service import Ledger, SystemAccounts
+from lms.ledger.types import SystemAccount
+from lms.tiers.expiry import ExpiryService
 from lms.tiers.policy import ExpiryPolicy
 from lms.tiers.service import TierService
 
@@ -49,7 +50,8 @@ async def gather_limited(jobs: Sequence[Callable[[], Awaitable[int]]], concurren
         nonlocal total
         while queue:
             job = queue.pop()
-            total += await job()
+            done = await job()  # not ``total += await job()``: that reads total first
+            total += done
 
     await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(jobs))))))
     return total
@@ -72,8 +74,8 @@ async def expiry_nightly(db: Database, system: SystemAccounts, *,
                          now: datetime | None = None, batch: int = EXPIRY_BATCH,
                          concurrency: int = 4, step: int = TIER_RANGE) -> ExpiryRun:
     """Announce lots expiring soon, extend lots of active members (activity policy), then
-    expire what is due, ``batch`` accounts per transaction, ``concurrency`` transactions
-    at a time, each on a breakage shard of its own."""
+    expire what is due, ``batch`` accounts per transaction and entry, ``concurrency``
+    transactions at a time."""
     now = now or datetime.now(UTC)
     policies = await db.transaction(lambda s: TierService(s).policies(now))
 
@@ -100,20 +102,16 @@ async def expiry_nightly(db: Database, system: SystemAccounts, *,
         return await ExpiryService(session).accounts_with_due_lots(now)
 
     accounts = await db.transaction(due)
-    workers = max(1, min(concurrency, system.shards, len(system.all("breakage")) or 1))
+    breakage = system.all(SystemAccount.BREAKAGE)
+    if not breakage:
+        raise AccountNotFound("No breakage account; run `lms db upgrade`")
     chunks = [accounts[i:i + batch] for i in range(0, len(accounts), batch)]
-    # Worker w always uses breakage shard w (see PinnedBreakage).
-    per_worker: list[list[list[int]]] = [chunks[w::workers] for w in range(workers)]
 
-    async def work(chunk: list[int], pinned: SystemAccounts, conn: RawConnection) -> int:
-        return await expire_batch(conn, pinned, chunk, now=now)
+    def expire(n: int, chunk: list[int]) -> Callable[[], Awaitable[int]]:
+        # A shard per batch in turn: concurrent batches rarely queue on one breakage row.
+        shard = breakage[n % len(breakage)]
+        return lambda: db.transaction(lambda s: ExpiryService(s).expire_batch(
+            Ledger(s, system), chunk, breakage=shard, now=now))
 
-    async def run_worker(w: int) -> int:
-        pinned = PinnedBreakage(system, w)
-        done = 0
-        for chunk in per_worker[w]:
-            done += await db.raw_transaction(partial(work, chunk, pinned))
-        return done
-
-    expired = sum(await asyncio.gather(*(run_worker(w) for w in range(workers))))
+    expired = await gather_limited([expire(n, c) for n, c in enumerate(chunks)], concurrency)
     return ExpiryRun(notices=notices, extended=extended, expired=expired)

@@ -253,6 +253,22 @@ ORDER BY account_id
 
 LOT_ACCOUNT_BOUNDS = text("SELECT min(account_id), max(account_id) FROM lots")
 
+# The ledger's lock order: (account, unit) ascending, so that a batch never deadlocks
+# against postings or other batches.
+LOCK_MILES_BALANCES = text("""
+SELECT b.account_id, b.posted - b.held AS available, a.status
+FROM balances b JOIN accounts a ON a.id = b.account_id
+WHERE b.account_id = ANY(CAST(:ids AS bigint[])) AND b.unit = 'MILES'
+ORDER BY b.account_id
+FOR UPDATE OF b
+""")
+
+DUE_LOTS = text("""
+SELECT account_id, sum(remaining)::bigint AS due FROM lots
+WHERE account_id = ANY(CAST(:ids AS bigint[])) AND remaining > 0 AND expires_at <= :now
+GROUP BY account_id
+""")
+
 
 class ExpiryRepository:
     def __init__(self, session: AsyncSession) -> None:
@@ -276,3 +292,13 @@ class ExpiryRepository:
     async def lot_account_bounds(self) -> tuple[int, int] | None:
         lo, hi = (await self.session.execute(LOT_ACCOUNT_BOUNDS)).one()
         return None if lo is None else (lo, hi)
+
+    async def lock_miles_balances(self, account_ids: Sequence[int]) -> dict[int, Any]:
+        rows = (await self.session.execute(LOCK_MILES_BALANCES,
+                                           {"ids": list(account_ids)})).all()
+        return {r.account_id: r for r in rows}
+
+    async def due_lots(self, account_ids: Sequence[int], now: datetime) -> dict[int, int]:
+        rows = (await self.session.execute(DUE_LOTS, {"ids": list(account_ids),
+                                                      "now": now})).all()
+        return {r.account_id: r.due for r in rows}
