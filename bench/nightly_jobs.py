@@ -123,7 +123,7 @@ def generate(url: str, members: int, due_fraction: float, now: datetime,
              seed: int = 7) -> dict[str, int]:
     """Bulk load the programme; returns counts of what the jobs should find."""
     rng = random.Random(seed)
-    expected = defaultdict(int)
+    expected: defaultdict[str, int] = defaultdict(int)
     with psycopg.connect(url) as conn:
         system: dict[str, list[int]] = defaultdict(list)
         for code, ident in conn.execute(
