@@ -1,7 +1,13 @@
 """Every table of the loyalty core, imported in one place for Alembic and the schema test."""
 
 from lms.accounts.models import Member
-from lms.accrual.models import EarnRule, Promotion, PromotionAward, PromotionRegistration
+from lms.accrual.models import (
+    EarnRule,
+    FlownCoupon,
+    Promotion,
+    PromotionAward,
+    PromotionRegistration,
+)
 from lms.audit.models import AuditRecord
 from lms.auth.models import AccessToken, LoginFailure, StaffUser
 from lms.claims.models import Claim
@@ -23,7 +29,8 @@ metadata = Base.metadata
 
 __all__ = [
     "AccessToken", "Account", "ApiKey", "ApiKeyWindow", "AuditRecord", "Balance", "Claim",
-    "EarnRule", "ExpiryNotice", "Hold", "IdempotencyKey", "JournalEntry", "LoginFailure", "Lot",
+    "EarnRule", "ExpiryNotice", "FlownCoupon", "Hold", "IdempotencyKey", "JournalEntry",
+    "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
     "PartnerEarnRate", "PolicySetting", "Posting", "Promotion", "PromotionAward",
     "PromotionRegistration", "StaffUser", "Tier", "TierChange", "metadata",

@@ -17,8 +17,10 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Identity,
+    Index,
     Integer,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     UniqueConstraint,
     func,
@@ -53,6 +55,32 @@ class EarnRule(Base):
 
 def _codes() -> Mapped[list[str]]:
     return mapped_column(ARRAY(String(8)), server_default=text("'{}'::varchar[]"))
+
+
+class FlownCoupon(Base):
+    """A coupon claimed for credit: the row is inserted (ON CONFLICT DO NOTHING, in key order)
+    before the coupon's journal entry, in the same transaction. A concurrent batch carrying
+    the same coupon waits on the row and then finds it taken: it answers "duplicate" instead
+    of failing on the journal's unique reference. Also what claims match flights against."""
+
+    __tablename__ = "flown_coupons"
+
+    ticket_number: Mapped[str] = mapped_column(String(20))
+    coupon_number: Mapped[int] = mapped_column(SmallInteger)
+    member_id: Mapped[int] = mapped_column(BigInteger)
+    flight_date: Mapped[date] = mapped_column(Date)
+    carrier: Mapped[str] = mapped_column(String(3))
+    flight_number: Mapped[str] = mapped_column(String(5))
+    origin: Mapped[str] = mapped_column(String(3))
+    destination: Mapped[str] = mapped_column(String(3))
+    booking_class: Mapped[str] = mapped_column(String(1))
+    credited_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                  server_default=func.now())
+
+    __table_args__ = (
+        PrimaryKeyConstraint("ticket_number", "coupon_number", name="pk_flown_coupons"),
+        Index("ix_flown_coupons_member_flight_date", "member_id", "flight_date"),
+    )
 
 
 class Promotion(Base):

@@ -1,6 +1,6 @@
 """All SQL of accrual, spoken to asyncpg directly inside the caller's transaction.
 
-A batch of coupons is a handful of statements whatever its size: members, earlier credits,
+A batch of coupons is a handful of statements whatever its size: members, coupon claims,
 registrations and first flights are read with array parameters, and the credits themselves
 are one statement that calls the ledger's own write path, ledger_post(), once per coupon, so
 that each coupon is still its own journal entry with its own external reference.
@@ -19,8 +19,17 @@ MEMBERS_BY_CARD = """
 SELECT id, account_id, card_number, status, tier FROM members WHERE card_number = ANY($1::text[])
 """
 
-CREDITED_REFS = """
-SELECT external_ref FROM journal_entries WHERE source = $1 AND external_ref = ANY($2::text[])
+# Claims the coupons in key order, so that two batches sharing coupons never wait on each
+# other in a cycle; a coupon another transaction holds is waited for, then skipped if it
+# committed. What comes back is ours to credit; the rest are duplicates.
+CLAIM_COUPONS = """
+INSERT INTO flown_coupons (ticket_number, coupon_number, member_id, flight_date, carrier,
+                           flight_number, origin, destination, booking_class)
+SELECT * FROM unnest($1::text[], $2::smallint[], $3::bigint[], $4::date[], $5::text[],
+                     $6::text[], $7::text[], $8::text[], $9::text[])
+ORDER BY 1, 2
+ON CONFLICT DO NOTHING
+RETURNING ticket_number, coupon_number
 """
 
 # A member has flown before when a SEGMENTS posting exists on their account: only flights
@@ -214,9 +223,14 @@ class AccrualRepository:
         rows: list[asyncpg.Record] = await self.conn.fetch(MEMBERS_BY_CARD, list(cards))
         return rows
 
-    async def credited_refs(self, source: str, refs: Sequence[str]) -> set[str]:
-        rows = await self.conn.fetch(CREDITED_REFS, source, list(refs))
-        return {r["external_ref"] for r in rows}
+    async def claim_coupons(self, rows: Sequence[tuple[Any, ...]]) -> set[tuple[str, int]]:
+        """Claim (ticket, coupon, member_id, flight_date, carrier, flight_number, origin,
+        destination, booking_class) rows; returns the (ticket, coupon) claimed now."""
+        if not rows:
+            return set()
+        columns = [list(c) for c in zip(*rows, strict=True)]
+        result = await self.conn.fetch(CLAIM_COUPONS, *columns)
+        return {(r["ticket_number"], r["coupon_number"]) for r in result}
 
     async def accounts_that_flew(self, account_ids: Sequence[int]) -> set[int]:
         rows = await self.conn.fetch(ACCOUNTS_WITH_SEGMENTS, list(account_ids))

@@ -146,16 +146,12 @@ class FlightCredits:
                                                  r["tier"])
                    for r in await self.repo.members_by_card(
                        list({coupons[i].card_number for i in todo}))}
-        credited = await self.repo.credited_refs(
-            SOURCE, [coupons[i].external_ref for i in todo])
         candidates: list[tuple[int, BatchMember]] = []
         for i in todo:
             c = coupons[i]
             member = members.get(c.card_number)
             if member is None:
                 outcomes[i] = rejected(c, Reason.UNKNOWN_MEMBER, c.card_number)
-            elif c.external_ref in credited:
-                outcomes[i] = Outcome(c, "duplicate", detail="credited before")
             elif member.status != "active":
                 outcomes[i] = rejected(c, Reason.MEMBER_NOT_ACTIVE, member.status)
             else:
@@ -180,8 +176,27 @@ class FlightCredits:
                 continue
             flown.add(member.id)
             earned.append((i, member, result))
+        earned = await self._claim(coupons, earned, outcomes)
         granted = await self._grant_promotions(earned)
         await self._post(coupons, earned, granted, outcomes)
+
+    async def _claim(self, coupons: Sequence[Coupon],
+                     earned: list[tuple[int, BatchMember, Earning]],
+                     outcomes: list[Outcome | None]) -> list[tuple[int, BatchMember, Earning]]:
+        """Keep the coupons this batch may credit; the others were credited before (or by a
+        concurrent batch, which we waited for) and are answered duplicate."""
+        claimed = await self.repo.claim_coupons([
+            (c.ticket_number, c.coupon_number, m.id, c.flight_date, c.marketing_carrier,
+             c.flight_number, c.origin, c.destination, c.booking_class)
+            for c, m in ((coupons[i], m) for i, m, _ in earned)])
+        kept = []
+        for i, member, earning in earned:
+            c = coupons[i]
+            if (c.ticket_number, c.coupon_number) in claimed:
+                kept.append((i, member, earning))
+            else:
+                outcomes[i] = Outcome(c, "duplicate", detail="credited before")
+        return kept
 
     async def _member_facts(self, rules: RuleBook, members: list[BatchMember]
                             ) -> dict[int, MemberFacts]:

@@ -4,9 +4,11 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-23 20:00:00
 
-Earn rules are versioned rows (a change is a new version, never an update). Flown coupons
-need no table of their own: each credit is a journal entry with source ``flight`` and
-external_ref ``<ticket>/<coupon>``, whose unique index makes a coupon creditable once, ever.
+Earn rules are versioned rows (a change is a new version, never an update). Each credited
+coupon is a journal entry with source ``flight`` and external_ref ``<ticket>/<coupon>``
+(unique: credited once, ever) and a row in flown_coupons, claimed first in the same
+transaction so that concurrent batches carrying the same coupon queue on that row instead of
+failing on the journal's index.
 """
 
 from collections.abc import Sequence
@@ -42,6 +44,23 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_earn_rules")),
         sa.UniqueConstraint("kind", "key", "effective_from", name="uq_earn_rules_version"),
     )
+    op.create_table(
+        "flown_coupons",
+        sa.Column("ticket_number", sa.String(length=20), nullable=False),
+        sa.Column("coupon_number", sa.SmallInteger(), nullable=False),
+        sa.Column("member_id", sa.BigInteger(), nullable=False),
+        sa.Column("flight_date", sa.Date(), nullable=False),
+        sa.Column("carrier", sa.String(length=3), nullable=False),
+        sa.Column("flight_number", sa.String(length=5), nullable=False),
+        sa.Column("origin", sa.String(length=3), nullable=False),
+        sa.Column("destination", sa.String(length=3), nullable=False),
+        sa.Column("booking_class", sa.String(length=1), nullable=False),
+        sa.Column("credited_at", sa.DateTime(timezone=True), server_default=sa.text("now()"),
+                  nullable=False),
+        sa.PrimaryKeyConstraint("ticket_number", "coupon_number", name="pk_flown_coupons"),
+    )
+    op.create_index("ix_flown_coupons_member_flight_date", "flown_coupons",
+                    ["member_id", "flight_date"], unique=False)
     op.create_table(
         "promotions",
         sa.Column("code", sa.String(length=32), nullable=False),
@@ -99,3 +118,5 @@ def downgrade() -> None:
     op.drop_table("promotion_registrations")
     op.drop_table("promotions")
     op.drop_table("earn_rules")
+    op.drop_index("ix_flown_coupons_member_flight_date", table_name="flown_coupons")
+    op.drop_table("flown_coupons")

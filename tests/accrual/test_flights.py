@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import date, timedelta
 
@@ -117,3 +118,21 @@ async def test_a_new_rule_version_applies_from_its_date_and_never_rewrites_past_
         coupon(member, carrier, booking_class="Q", flight_date=date(2026, 4, 1))])
     assert [o.miles for o in outcomes] == [861, 1721]
     assert (await balances(db, system, member.account_id))[Unit.MILES] == 861 + 861 + 1721
+
+
+async def test_concurrent_batches_sharing_coupons_credit_each_coupon_once(
+        db: Database, system: SystemAccounts) -> None:
+    carrier = await distance_carrier(db)
+    members = [await make_member(db, system) for _ in range(6)]
+    pool = [coupon(members[i % 6], carrier, coupon_number=1 + i % 4) for i in range(60)]
+    # 12 batches of 25 drawn in different orders from the same 60 coupons, all at once.
+    batches = [[pool[(k * 7 + j * (k + 1)) % 60] for j in range(25)] for k in range(12)]
+    results = await asyncio.gather(*(credit_coupons(db, system, b) for b in batches))
+
+    credited = [o.coupon.external_ref for r in results for o in r if o.status == "credited"]
+    assert len(credited) == len(set(credited))
+    assert set(credited) == {c.external_ref for b in batches for c in b}
+    assert all(o.status in ("credited", "duplicate") for r in results for o in r)
+    segments = sum([(await balances(db, system, m.account_id))[Unit.SEGMENTS]
+                    for m in members])
+    assert segments == len(set(credited))
