@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lms.accounts.repository import MemberRepository
 from lms.db import Database
 from lms.ledger.service import Ledger
-from lms.ledger.types import EntryKind
+from lms.ledger.types import EntryKind, Unit
 from lms.settings import Settings
 from tests.conftest import LedgerRunner
 from tests.factories import TEST_ACTOR, bearer, register_member
@@ -56,7 +56,8 @@ async def miles_of(client: httpx.AsyncClient, member: dict[str, Any]) -> dict[st
 
 
 async def test_accrual_credits_the_member_at_the_rate(
-        client: httpx.AsyncClient, shop: dict[str, Any], member: dict[str, Any]) -> None:
+        client: httpx.AsyncClient, shop: dict[str, Any], member: dict[str, Any],
+        in_ledger: LedgerRunner[Any]) -> None:
     card = member["member"]["cardNumber"]
     response = await accrue(client, shop["key"], accrual_body(card, amount=12345))
     assert response.status_code == 201, response.text
@@ -68,6 +69,13 @@ async def test_accrual_credits_the_member_at_the_rate(
     got = await client.get(f"/v1/partner/accruals/{body['partnerTxnId']}",
                            headers=bearer(shop["key"]))
     assert got.status_code == 200 and got.json()["miles"] == 185
+    # The partner's clearing account carries what it issued (settlement bills it).
+    clearing = shop["partner"]["clearingAccountId"]
+    balances = await in_ledger(lambda ledger: ledger.balances(clearing))
+    assert {b.unit: b.posted for b in balances}[Unit.MILES] == -185
+    await reverse(client, shop["key"], body["partnerTxnId"], 2345)
+    balances = await in_ledger(lambda ledger: ledger.balances(clearing))
+    assert {b.unit: b.posted for b in balances}[Unit.MILES] == -185 + 35
 
 
 async def test_accrual_needs_an_idempotency_key(
