@@ -144,8 +144,9 @@ class PartnerAdminController(Controller):
 
     @post("/partners/{code:str}/earn-rates", operation_id="setPartnerEarnRate",
           status_code=201, summary="Add an earn rate for a category and period",
-          description=("An open-ended rate in force before `effectiveFrom` ends there; any "
-                       "other overlap is refused. Credits already made keep their miles."),
+          description=("A new open-ended rate (no `effectiveTo`) ends the open-ended rate "
+                       "before it at `effectiveFrom`; any other overlap is refused. Credits "
+                       "already made keep their miles."),
           response_headers=REPLAYED_HEADER,
           responses=problems(Unauthorized, Forbidden, ValidationFailed, PartnerNotFound,
                              InvalidEarnRate, EarnRateOverlap, *IDEMPOTENCY_PROBLEMS))

@@ -180,8 +180,8 @@ class PartnerService:
         return await self.repo.earn_rates(partner_id)
 
     async def set_earn_rate(self, code: str, data: EarnRateSet) -> PartnerEarnRate:
-        """Add a rate for a period. The open-ended rate in force before it is closed where
-        the new one starts; any other overlap is refused. Past credits keep their miles."""
+        """Add a rate for a period. A new open-ended rate closes the open-ended one before it
+        where it starts; any other overlap is refused. Past credits keep their miles."""
         start, end = data.effective_from, data.effective_to
         if start.tzinfo is None or (end is not None and end.tzinfo is None):
             raise InvalidEarnRate("Times need a UTC offset", field="effectiveFrom")
@@ -191,8 +191,9 @@ class PartnerService:
         partner = await self.get(code, lock=True)
         existing = await self.repo.earn_rates(partner.id, data.category)
         for rate in existing:
-            if rate.effective_to is None and rate.effective_from < start:
-                # Superseded from ``start`` on (only what is left of it in the future).
+            # An open-ended new rate supersedes the open-ended one from ``start`` on. A rate
+            # for a bounded period does not: cutting the old one would leave no rate after it.
+            if end is None and rate.effective_to is None and rate.effective_from < start:
                 await self.repo.end_earn_rate(rate.id, start)
                 rate.effective_to = start
         for rate in existing:

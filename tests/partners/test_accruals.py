@@ -153,6 +153,9 @@ async def test_the_rate_in_force_at_the_purchase_applies(
     overlap = await set_rate(client, admin, code, "retail", 50000, t - timedelta(days=10),
                              t - timedelta(days=7))
     assert_problem(overlap, 409, "earn_rate_overlap")
+    bounded = await set_rate(client, admin, code, "retail", 50000, t + timedelta(days=1),
+                             t + timedelta(days=3))
+    assert_problem(bounded, 409, "earn_rate_overlap")  # would leave a gap after it
     bad = await set_rate(client, admin, code, "retail", 50000, t, t - timedelta(days=1))
     assert_problem(bad, 422, "invalid_earn_rate")
     key = await issue_key(client, admin, code)
