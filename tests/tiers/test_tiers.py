@@ -3,6 +3,7 @@ history, events and GET /v1/me/tier."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -149,3 +150,14 @@ async def test_me_tier_needs_a_member(client: httpx.AsyncClient) -> None:
     response = await client.get("/v1/me/tier")
     assert response.status_code == 401
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_concurrent_reevaluations_upgrade_once(
+        client: httpx.AsyncClient, db: Database, in_ledger: Any) -> None:
+    m = await new_member(client, db)
+    await earn(in_ledger, m["accountId"], status_miles=50000)
+    changes = await asyncio.gather(*(reevaluate(db, m["id"]) for _ in range(8)),
+                                   tiers_nightly(db))
+    assert sum(1 for c in changes[:8] if c is not None) <= 1
+    assert (await standing(db, m["id"]))[0] == "GOLD"
+    assert await history(db, m["id"]) == [("BASIC", "GOLD", "upgrade")]
