@@ -47,7 +47,7 @@ from lms.accrual.errors import (
 from lms.accrual.repository import AccrualRepository
 from lms.accrual.schemas import EarnRuleIn, EarnRuleOut, PromotionIn, PromotionOut
 from lms.db import Database, RawConnection
-from lms.ledger.errors import DuplicateExternalReference
+from lms.ledger.errors import AccountClosed, DuplicateExternalReference
 from lms.ledger.repository import LedgerRepository
 from lms.ledger.service import SystemAccounts, add_months, ledger_error
 from lms.ledger.types import Actor, SystemAccount
@@ -290,8 +290,15 @@ class FlightCredits:
         issuance = random.choice(self.system.all(SystemAccount.ISSUANCE))  # noqa: S311
         qualification = random.choice(  # noqa: S311 - load spreading, not security
             self.system.all(SystemAccount.QUALIFICATION))
+        status = await self.repo.lock_balances(
+            [issuance, qualification, *(m.account_id for _, m, _ in earned)])
+        closed = {a for a, s in status.items() if s != "open"}
+        if closed:
+            # Only a member whose account was closed after the member lookup gets here (rare:
+            # closing locks the same rows); the whole batch rolls back and can be resent.
+            raise AccountClosed(f"accounts {sorted(closed)} are not open")
         try:
-            entry_ids = await self.repo.post_coupons(
+            entry_ids = await self.repo.post_credits(
                 rows, issuance=issuance, qualification=qualification,
                 actor_type=self.actor.type, actor_id=self.actor.id, source=SOURCE)
         except asyncpg.PostgresError as exc:
