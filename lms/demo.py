@@ -17,6 +17,9 @@ import lms.models  # noqa: F401 - the ORM resolves members' foreign keys over ev
 from lms.accounts.repository import MemberRepository
 from lms.accounts.schemas import RegisterRequest
 from lms.accounts.service import EmailTaken, MemberService
+from lms.accrual.earning import Coupon
+from lms.accrual.programme import demo_programme_path, load_file
+from lms.accrual.service import credit_coupons
 from lms.auth.service import AuthService, StaffExists
 from lms.db import Database, raw_connection
 from lms.ledger.errors import DuplicateExternalReference, InsufficientMiles
@@ -80,6 +83,13 @@ CREDITS = (
     DemoCredit("katherine", "katherine-iah-nrt", 25000, "Flight IAH-NRT, first", 150),
 )
 
+# (member, ticket, coupon, days ago, flight, origin, destination, booking class)
+DEMO_COUPONS = (
+    ("alan", "1259900000001", 1, 40, "117", "LHR", "JFK", "J"),
+    ("alan", "1259900000001", 2, 33, "118", "JFK", "LHR", "J"),
+    ("marie", "1259900000002", 1, 12, "331", "CDG", "LHR", "Y"),
+)
+
 TRANSFER = ("grace", "alan", 2000, "grace-to-alan")
 HOLD = ("katherine", 4000, "demo: partner hotel booking awaiting confirmation")
 
@@ -106,6 +116,9 @@ async def load(db: Database, settings: Settings) -> DemoReport:
     # Ledger.credit picks a system account before its first query would load them.
     await db.transaction(load_system_accounts)
     report = DemoReport()
+    rules = await load_file(db, demo_programme_path(), "demo")
+    report.created += rules.added
+    report.skipped += rules.kept
     accounts = {m.key: await _member(db, settings, system, m, report) for m in MEMBERS}
     now = datetime.now(UTC)
 
@@ -143,6 +156,8 @@ async def load(db: Database, settings: Settings) -> DemoReport:
     (report.created if await db.transaction(hold) else report.skipped).append(
         f"hold on {holder}")
 
+    await _flights(db, settings, system, report)
+
     for email, name, role in STAFF:
         async def staff(session: AsyncSession, e: str = email, n: str = name,
                         r: str = role) -> None:
@@ -154,6 +169,29 @@ async def load(db: Database, settings: Settings) -> DemoReport:
         except StaffExists:
             report.skipped.append(f"staff {email}")
     return report
+
+
+async def _flights(db: Database, settings: Settings, system: SystemAccounts,
+                   report: DemoReport) -> None:
+    """Flown coupons through the feed's own path (earn rules, tier bonus, promotions); a
+    second load finds them credited and changes nothing."""
+    today = datetime.now(UTC).date()
+
+    async def cards(session: AsyncSession) -> dict[str, str]:
+        repo = MemberRepository(session)
+        found = {m.key: await repo.by_email(m.email) for m in MEMBERS}
+        return {k: m.card_number for k, m in found.items() if m is not None}
+
+    card = await db.transaction(cards)
+    coupons = [Coupon(ticket, number, card[who], today - timedelta(days=days_ago), "LM", "LM",
+                      flight, origin, destination, booking_class)
+               for who, ticket, number, days_ago, flight, origin, destination, booking_class
+               in DEMO_COUPONS]
+    for outcome in await credit_coupons(db, system, coupons,
+                                        lot_validity_months=settings.lot_validity_months):
+        what = (f"flight {outcome.coupon.external_ref} {outcome.coupon.origin}-"
+                f"{outcome.coupon.destination}")
+        (report.created if outcome.status == "credited" else report.skipped).append(what)
 
 
 async def _member(db: Database, settings: Settings, system: SystemAccounts, m: DemoMember,

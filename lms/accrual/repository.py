@@ -32,11 +32,11 @@ ON CONFLICT DO NOTHING
 RETURNING ticket_number, coupon_number
 """
 
-# A member has flown before when a SEGMENTS posting exists on their account: only flights
-# earn segments (ix_postings_account_unit_id answers this without reading the journal).
-ACCOUNTS_WITH_SEGMENTS = """
-SELECT a.id FROM unnest($1::bigint[]) AS a(id)
-WHERE EXISTS (SELECT 1 FROM postings p WHERE p.account_id = a.id AND p.unit = 'SEGMENTS')
+# A member has flown before when a coupon of theirs was credited (the index on
+# flown_coupons (member_id, flight_date) answers this without reading the journal).
+MEMBERS_WHO_FLEW = """
+SELECT m.id FROM unnest($1::bigint[]) AS m(id)
+WHERE EXISTS (SELECT 1 FROM flown_coupons f WHERE f.member_id = m.id)
 """
 
 REGISTRATIONS = """
@@ -283,8 +283,8 @@ class AccrualRepository:
         result = await self.conn.fetch(CLAIM_COUPONS, *columns)
         return {(r["ticket_number"], r["coupon_number"]) for r in result}
 
-    async def accounts_that_flew(self, account_ids: Sequence[int]) -> set[int]:
-        rows = await self.conn.fetch(ACCOUNTS_WITH_SEGMENTS, list(account_ids))
+    async def members_who_flew(self, member_ids: Sequence[int]) -> set[int]:
+        rows = await self.conn.fetch(MEMBERS_WHO_FLEW, list(member_ids))
         return {r["id"] for r in rows}
 
     async def registrations(self, member_ids: Sequence[int]) -> set[tuple[str, int]]:

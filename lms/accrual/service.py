@@ -207,8 +207,8 @@ class FlightCredits:
                 registrations[member_id].add(code)
         flew: set[int] | None = None
         if any(p.first_flight_only for p in rules.promotions):
-            flew = await self.repo.accounts_that_flew(sorted({m.account_id for m in members}))
-        return {m.id: MemberFacts(m.tier, flew is not None and m.account_id not in flew,
+            flew = await self.repo.members_who_flew(ids)
+        return {m.id: MemberFacts(m.tier, flew is not None and m.id not in flew,
                                   frozenset(registrations[m.id])) for m in members}
 
     async def _grant_promotions(self, earned: list[tuple[int, BatchMember, Earning]]
