@@ -260,6 +260,9 @@ def main(argv: Iterator[str] | None = None) -> None:
     parser.add_argument("--due-fraction", type=float, default=0.1)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--database", default="lms_bench_nightly")
+    parser.add_argument("--expiry-policy", choices=("fixed", "activity"), default="fixed",
+                        help="activity: the expiry job first extends the lots of members "
+                             "who earned in the last 36 months (all of them, here)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args(list(argv) if argv is not None else None)
 
@@ -270,6 +273,11 @@ def main(argv: Iterator[str] | None = None) -> None:
     started = time.perf_counter()
     expected = generate(url, args.members, args.due_fraction, now)
     seconds = time.perf_counter() - started
+    if args.expiry_policy == "activity":
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("INSERT INTO policy_settings (name, value, effective_from) "
+                         "VALUES ('expiry_policy', 'activity', %s)",
+                         (now - timedelta(hours=1),))
     print(f"load: {args.members:,} members, {expected['rows']:,} rows by COPY in "
           f"{seconds:.1f} s ({expected['rows'] / seconds:,.0f} rows/s, with VACUUM ANALYZE); "
           f"expected: {expected.get('upgrades', 0):,} upgrades, "
