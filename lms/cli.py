@@ -197,6 +197,13 @@ def cmd_import_flights(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> int:
+        import signal
+
+        # SIGTERM stops the import like Ctrl-C does (asyncio.run cancels on SIGINT): batches
+        # in flight roll back, the summary is printed, the checkpoint says where to resume.
+        this = asyncio.current_task()
+        if this is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this.cancel)
         db = Database(resolved_url(), pool_size=args.concurrency + 2, max_overflow=0)
         try:
             report = await import_flights(

@@ -217,8 +217,9 @@ async def import_flights(db: Database, system: SystemAccounts, path: Path, *,
             raise ImportFileInvalid("the file is empty") from exc
         size = os.fstat(handle.fileno()).st_size
         bar = Progress(progress, size)
-        queue: asyncio.Queue[tuple[int, int, list[Coupon | Invalid]] | None] = asyncio.Queue(
-            maxsize=concurrency * 2)
+        queue: asyncio.Queue[tuple[int, int, int, list[Coupon | Invalid]] | None] = (
+            asyncio.Queue(
+            maxsize=concurrency * 2))
         done: dict[int, int] = {}  # batch number -> rows read after it, until contiguous
         watermark = [0, skip]  # next batch number expected, rows known committed
         committed = 0
@@ -234,7 +235,9 @@ async def import_flights(db: Database, system: SystemAccounts, path: Path, *,
                 except Exception as exc:  # re-raised by the reader below
                     failures.append(exc)
 
-        async def credit_batch(number: int, rows_after: int,
+        shown = [0]  # file position of the furthest batch credited, for the progress bar
+
+        async def credit_batch(number: int, rows_after: int, position: int,
                                batch: list[Coupon | Invalid]) -> None:
             nonlocal committed
             coupons = [c for c in batch if isinstance(c, Coupon)]
@@ -256,7 +259,8 @@ async def import_flights(db: Database, system: SystemAccounts, path: Path, *,
             committed += 1
             if after_batch is not None:
                 after_batch(committed)
-            bar.show(report, consumed[0], started)
+            shown[0] = max(shown[0], position)
+            bar.show(report, shown[0], started)
 
         workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
         try:
@@ -264,7 +268,7 @@ async def import_flights(db: Database, system: SystemAccounts, path: Path, *,
                     batches(reader, index, batch_size, skip)):
                 if failures:
                     break
-                await queue.put((number, rows_after, batch))
+                await queue.put((number, rows_after, consumed[0], batch))
             for _ in workers:
                 await queue.put(None)
             await asyncio.gather(*workers)
