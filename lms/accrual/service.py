@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
@@ -80,6 +81,13 @@ class BatchMember:
     account_id: int
     status: str
     tier: str
+
+
+@lru_cache(maxsize=4096)
+def credit_times(flight_date: date, lot_validity_months: int) -> tuple[datetime, datetime]:
+    """When a flight's credit takes effect (the flight date, UTC) and when its lot expires."""
+    effective = datetime.combine(flight_date, time(), UTC)
+    return effective, add_months(effective, lot_validity_months)
 
 
 def rejected(coupon: Coupon, reason: Reason, detail: str = "") -> Outcome:
@@ -271,7 +279,7 @@ class FlightCredits:
             c = coupons[i]
             promo = granted.get(i, {})
             miles = e.miles_before_promotions + sum(promo.values())
-            effective = datetime.combine(c.flight_date, time(), UTC)
+            effective, expires = credit_times(c.flight_date, self.lot_validity_months)
             details = {"ticket": c.ticket_number, "coupon": c.coupon_number,
                        "flight": f"{c.marketing_carrier}{c.flight_number}",
                        "operatedBy": c.operating_carrier, "route": f"{c.origin}-{c.destination}",
@@ -282,7 +290,7 @@ class FlightCredits:
             rows.append((c.external_ref, member.account_id, miles, e.status_miles, e.segments,
                          effective, f"Flight {c.marketing_carrier}{c.flight_number} "
                          f"{c.origin}-{c.destination} {c.flight_date.isoformat()}",
-                         json.dumps(details), add_months(effective, self.lot_validity_months)))
+                         json.dumps(details), expires))
             outcomes[i] = Outcome(c, "credited", miles=miles, status_miles=e.status_miles,
                                   segments=e.segments, promotions=promo)
             activity[member.id] = max(activity.get(member.id, effective), effective)
