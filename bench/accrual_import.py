@@ -8,8 +8,9 @@ the demo programme's carriers (programme/demo.toml), with 1 % repeated coupons a
 unknown cards, then runs ``lms import flights FILE.csv`` as a subprocess, end to end: CSV
 parsing, duplicate checks, earn rules, one journal entry per coupon with its postings,
 balances, lots and outbox events, commits. The baseline is ``COPY`` of the same file into an
-unindexed table of text columns. Prints coupons/s for both; the last line is ``ratio <x>``
-(import rate / COPY rate).
+unindexed table of text columns. The import runs with ``--no-tiers``: the closing tier pass
+over all members is the nightly job's, measured by bench/nightly_jobs.py. Prints coupons/s
+for both; the last line is ``ratio <x>`` (import rate / COPY rate).
 
 The server is LMS_BENCH_DATABASE_URL, else LMS_TEST_DATABASE_URL, else the embedded PostgreSQL.
 """
@@ -135,6 +136,7 @@ def import_with_cli(url: str, path: Path, concurrency: int) -> tuple[float, str]
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "lms.cli", "import", "flights", str(path), "--quiet",
+         "--no-tiers",
          "--concurrency", str(concurrency)], env=env, cwd=PROJECT_ROOT, capture_output=True,
         text=True, check=False)
     elapsed = time.perf_counter() - started

@@ -210,7 +210,7 @@ def cmd_import_flights(args: argparse.Namespace) -> int:
                 db, SystemAccounts(settings.system_account_shards), path,
                 batch_size=args.batch_size, concurrency=args.concurrency,
                 lot_validity_months=settings.lot_validity_months, resume=not args.restart,
-                progress=None if args.quiet else sys.stderr)
+                progress=None if args.quiet else sys.stderr, reevaluate_tiers=args.tiers)
         finally:
             await db.dispose()
         print(report.summary())
@@ -393,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restart", action="store_true",
                    help="ignore the checkpoint and read the file from its first row")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-tiers", dest="tiers", action="store_false",
+                   help="skip the closing pass that brings every member's tier up to date "
+                        "(the nightly job does it later)")
 
     rules = sub.add_parser("rules", help="programme rules").add_subparsers(
         dest="rules_command", required=True)

@@ -28,6 +28,7 @@ from lms.accrual.errors import ImportFileInvalid
 from lms.accrual.service import Outcome, credit_coupons
 from lms.db import Database
 from lms.ledger.service import SystemAccounts
+from lms.tiers.jobs import tiers_nightly
 
 COLUMNS = ("ticket_number", "coupon_number", "card_number", "flight_date", "marketing_carrier",
            "operating_carrier", "flight_number", "origin", "destination", "booking_class",
@@ -46,6 +47,8 @@ class ImportReport:
     miles: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    tier_changes: int | None = None  # members whose tier the closing pass changed
+    tier_seconds: float = 0.0
 
     def add(self, outcome: Outcome) -> None:
         if outcome.status == "credited":
@@ -71,6 +74,9 @@ class ImportReport:
             f"time           {self.seconds:>12.1f} s",
             f"rate           {self.rate:>12,.0f} rows/s",
         ]
+        if self.tier_changes is not None:
+            lines.append(f"tiers          {self.tier_changes:>12,}  members changed "
+                         f"({self.tier_seconds:.1f} s)")
         if self.interrupted:
             lines.append("INTERRUPTED: run the same command again to resume")
         return "\n".join(lines)
@@ -193,9 +199,11 @@ async def import_flights(db: Database, system: SystemAccounts, path: Path, *,
                          batch_size: int = 1000, concurrency: int = 4,
                          lot_validity_months: int = 36, resume: bool = True,
                          progress: IO[str] | None = sys.stderr,
-                         after_batch: Callable[[int], None] | None = None) -> ImportReport:
+                         after_batch: Callable[[int], None] | None = None,
+                         reevaluate_tiers: bool = True) -> ImportReport:
     """Import a CSV of flown coupons; ``after_batch(n)`` is called after each committed batch
-    (tests use it to interrupt a run)."""
+    (tests use it to interrupt a run). Tiers are brought up to date by one set-based pass
+    over all members at the end (``reevaluate_tiers``), not coupon by coupon."""
     report = ImportReport()
     skip = read_checkpoint(path) if resume else 0
     report.skipped = skip
@@ -280,5 +288,9 @@ async def import_flights(db: Database, system: SystemAccounts, path: Path, *,
             raise failures[0]
         report.seconds = time.monotonic() - started
         bar.show(report, size, started, final=True)
+    if reevaluate_tiers and report.credited and not report.interrupted:
+        tiers_started = time.monotonic()
+        report.tier_changes = await tiers_nightly(db, concurrency=concurrency)
+        report.tier_seconds = time.monotonic() - tiers_started
     return report
 

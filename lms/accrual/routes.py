@@ -32,11 +32,11 @@ from lms.accrual.schemas import (
     RuleKindName,
 )
 from lms.accrual.service import (
-    FlightCredits,
     Outcome,
     ProgrammeRules,
     StaffActor,
     credit_coupons,
+    credit_in_session,
 )
 from lms.api.idempotency import (
     IDEMPOTENCY_PROBLEMS,
@@ -116,13 +116,13 @@ class FlightFeedController(Controller):
         months = state.settings.lot_validity_months
         if idempotency_key is None:
             outcomes = await credit_coupons(state.db, state.system_accounts, coupons,
-                                            actor=actor, lot_validity_months=months)
+                                            actor=actor, lot_validity_months=months,
+                                            reevaluate_tiers=True)
             return Response(batch_out(outcomes), status_code=200)
 
         async def work(session: AsyncSession) -> FlightBatchResponse:
-            conn = await raw_connection(session)
-            return batch_out(await FlightCredits(conn, state.system_accounts, actor=actor,
-                                                 lot_validity_months=months).credit(coupons))
+            return batch_out(await credit_in_session(session, state.system_accounts, coupons,
+                                                     actor=actor, lot_validity_months=months))
 
         return await idempotent(request, principal, state.db, work, key=idempotency_key,
                                 status_code=200)

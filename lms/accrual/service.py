@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accrual.earning import (
     RULE_TYPES,
@@ -47,11 +48,12 @@ from lms.accrual.errors import (
 )
 from lms.accrual.repository import AccrualRepository
 from lms.accrual.schemas import EarnRuleIn, EarnRuleOut, PromotionIn, PromotionOut
-from lms.db import Database, RawConnection
+from lms.db import Database, RawConnection, raw_connection
 from lms.ledger.errors import AccountClosed, DuplicateExternalReference
 from lms.ledger.repository import LedgerRepository
 from lms.ledger.service import SystemAccounts, add_months, ledger_error
 from lms.ledger.types import Actor, SystemAccount
+from lms.tiers.service import TierService
 
 SOURCE = "flight"
 FEED_ACTOR = Actor("system", "flights")
@@ -73,6 +75,7 @@ class Outcome:
     detail: str | None = None
     entry_id: int | None = None
     promotions: dict[str, int] = field(default_factory=dict)
+    member_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,12 @@ def credit_times(flight_date: date, lot_validity_months: int) -> tuple[datetime,
     """When a flight's credit takes effect (the flight date, UTC) and when its lot expires."""
     effective = datetime.combine(flight_date, time(), UTC)
     return effective, add_months(effective, lot_validity_months)
+
+
+def json_value(raw: Any) -> Any:
+    """A jsonb column's value: asyncpg hands over text, the connection of a SQLAlchemy
+    session (which installs its own codec) the decoded value."""
+    return json.loads(raw) if isinstance(raw, str) else raw
 
 
 def rejected(coupon: Coupon, reason: Reason, detail: str = "") -> Outcome:
@@ -122,7 +131,7 @@ class FlightCredits:
         rows = await self.repo.all_rules()
         promotions = [promotion_from_row(r)
                       for r in await self.repo.active_promotions(first, last)]
-        return rulebook(((r["kind"], r["key"], r["effective_from"], json.loads(r["body"]))
+        return rulebook(((r["kind"], r["key"], r["effective_from"], json_value(r["body"]))
                          for r in rows), promotions)
 
     async def credit(self, coupons: Sequence[Coupon], *, today: date | None = None
@@ -292,7 +301,7 @@ class FlightCredits:
                          f"{c.origin}-{c.destination} {c.flight_date.isoformat()}",
                          json.dumps(details), expires))
             outcomes[i] = Outcome(c, "credited", miles=miles, status_miles=e.status_miles,
-                                  segments=e.segments, promotions=promo)
+                                  segments=e.segments, promotions=promo, member_id=member.id)
             activity[member.id] = max(activity.get(member.id, effective), effective)
         # One shard of each system account for the whole batch (see POST_COUPONS).
         issuance = random.choice(self.system.all(SystemAccount.ISSUANCE))  # noqa: S311
@@ -318,14 +327,43 @@ class FlightCredits:
         await self.repo.touch_members(activity)
 
 
+async def credit_in_session(session: AsyncSession, system: SystemAccounts,
+                            coupons: Sequence[Coupon], *, actor: Actor = FEED_ACTOR,
+                            lot_validity_months: int = 36, today: date | None = None
+                            ) -> list[Outcome]:
+    """Credit a batch in the session's unit of work and bring the tiers of the members who
+    earned status miles or segments up to date at once (lms.tiers), in member id order like
+    every other lock on members in this batch."""
+    conn = await raw_connection(session)
+    outcomes = await FlightCredits(conn, system, actor=actor,
+                                   lot_validity_months=lot_validity_months
+                                   ).credit(coupons, today=today)
+    qualified = sorted({o.member_id for o in outcomes if o.member_id is not None
+                        and (o.status_miles or o.segments)})
+    tiers = TierService(session)
+    for member_id in qualified:
+        await tiers.reevaluate(member_id)
+    return outcomes
+
+
 async def credit_coupons(db: Database, system: SystemAccounts, coupons: Sequence[Coupon], *,
                          actor: Actor = FEED_ACTOR, lot_validity_months: int = 36,
-                         today: date | None = None) -> list[Outcome]:
-    """Credit up to 1,000 coupons as one unit of work; one outcome per coupon, in order."""
+                         today: date | None = None, reevaluate_tiers: bool = False
+                         ) -> list[Outcome]:
+    """Credit up to 1,000 coupons as one unit of work; one outcome per coupon, in order.
+
+    With ``reevaluate_tiers`` a member who crosses a tier threshold is upgraded in the same
+    unit of work (the feed's HTTP path); bulk imports leave it to one set-based pass at the
+    end (lms.tiers.jobs.tiers_nightly), which costs far less than one member at a time.
+    """
     attempt = 0
     while True:
         attempt += 1
         try:
+            if reevaluate_tiers:
+                return await db.transaction(lambda session: credit_in_session(
+                    session, system, coupons, actor=actor,
+                    lot_validity_months=lot_validity_months, today=today))
             return await db.raw_transaction(
                 lambda conn: FlightCredits(conn, system, actor=actor,
                                            lot_validity_months=lot_validity_months
@@ -338,10 +376,8 @@ async def credit_coupons(db: Database, system: SystemAccounts, coupons: Sequence
 # -- rules and promotions ---------------------------------------------------------------
 
 def rule_out(r: Any) -> EarnRuleOut:
-    body = r["body"]
     return EarnRuleOut(id=r["id"], kind=r["kind"], key=r["key"],
-                       effective_from=r["effective_from"],
-                       body=json.loads(body) if isinstance(body, str) else body,
+                       effective_from=r["effective_from"], body=json_value(r["body"]),
                        created_by=r["created_by"], created_at=r["created_at"])
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import asdict
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
 from lms.accrual.earning import Coupon
 from lms.db import Database
@@ -134,3 +135,28 @@ async def test_admin_adds_rule_versions_and_promotions(
                    404, "promotion_not_found")
     assert_problem(await client.get("/v1/admin/programme/promotions", headers=me),
                    403, "forbidden")
+
+
+async def test_feed_upgrades_a_tier_at_once_when_a_threshold_is_crossed(
+        client: httpx.AsyncClient, db: Database, system: SystemAccounts,
+        settings: Settings) -> None:
+    admin = await admin_headers(db, settings)
+    key = await feed_key(client, admin)
+    carrier = await distance_carrier(db)
+    member = await make_member(db, system)
+    # 4 x LHR-JFK in J: 4 x 6884 = 27,536 status miles, past SILVER's 25,000.
+    coupons = [wire(coupon(member, carrier, booking_class="J", coupon_number=n,
+                           flight_date=date.today() - timedelta(days=3)))
+               for n in range(1, 5)]
+    response = await client.post("/v1/activities/flights:batch", json={"coupons": coupons},
+                                 headers=key)
+    assert response.json()["credited"] == 4, response.text
+    async with db.engine.connect() as conn:
+        tier = (await conn.execute(text("SELECT tier FROM members WHERE id = :id"),
+                                   {"id": member.id})).scalar_one()
+        shapes = (await conn.execute(text(
+            "SELECT DISTINCT jsonb_typeof(details) FROM journal_entries "
+            "WHERE source = 'flight' AND external_ref = ANY(:refs)"),
+            {"refs": [f"{c['ticketNumber']}/{c['couponNumber']}" for c in coupons]})).all()
+    assert tier == "SILVER"
+    assert shapes == [("object",)]  # details stored as JSON objects on this path too
