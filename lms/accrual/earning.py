@@ -328,8 +328,9 @@ def apply_limits(requested: int, *, member_left: int | None, budget_left: int | 
 IATA_AIRPORT_LEN = 3
 
 
-def coupon_problem(c: Coupon, today: date) -> str | None:
-    """What is wrong with a coupon's fields beyond their types, or None."""
+def coupon_problem(c: Coupon) -> str | None:
+    """What is wrong with a coupon's fields beyond their types, or None (a flight in the
+    future is a reason of its own, decided by the caller, who knows the date)."""
     if not (c.ticket_number.isalnum() and 8 <= len(c.ticket_number) <= 20):
         return "ticketNumber must be 8-20 letters or digits"
     if not 1 <= c.coupon_number <= 16:
@@ -353,8 +354,6 @@ def coupon_problem(c: Coupon, today: date) -> str | None:
         return "fareAmount must not be negative"
     if c.booking_date is not None and c.booking_date > c.flight_date:
         return "bookingDate is after flightDate"
-    if c.flight_date > today:
-        return None  # a reason of its own, FLIGHT_IN_FUTURE, decided by the caller
     return None
 
 

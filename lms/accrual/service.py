@@ -141,7 +141,7 @@ class FlightCredits:
         todo: list[int] = []
         seen: set[str] = set()
         for i, c in enumerate(coupons):
-            problem = coupon_problem(c, today)
+            problem = coupon_problem(c)
             if problem:
                 outcomes[i] = rejected(c, Reason.INVALID_COUPON, problem)
             elif c.flight_date > today + FUTURE_TOLERANCE:
@@ -175,7 +175,8 @@ class FlightCredits:
                 candidates.append((i, member))
         if not candidates:
             return
-        # Lock order of the whole batch: promotions, awards, then balance rows by account.
+        # Lock order of every batch: coupon claims (by ticket), limited promotions (by code),
+        # their award rows, then balance rows (by account), then member rows (by id).
         candidates.sort(key=lambda x: (x[1].account_id, coupons[x[0]].flight_date,
                                        coupons[x[0]].external_ref))
         rules = await self.rules(min(coupons[i].flight_date for i, _ in candidates),
