@@ -1,7 +1,8 @@
 """The nightly tier and expiry jobs over a generated programme of members.
 
     uv run python bench/nightly_jobs.py [--members 100000] [--due-fraction 0.1]
-                                        [--concurrency 2] [--keep]
+                                        [--concurrency 4] [--expiry-batch 1000]
+                                        [--expiry-policy fixed|activity] [--keep]
 
 Generates ``--members`` members (1,000,000 for the issue's figure) into a dedicated database,
 bulk loaded with COPY (psycopg): per member an account with its balance rows, one qualifying
@@ -228,7 +229,8 @@ async def ensure_system(url: str) -> None:
     await db.dispose()
 
 
-async def run_jobs(url: str, members: int, concurrency: int, now: datetime) -> None:
+async def run_jobs(url: str, members: int, concurrency: int, now: datetime,
+                   expiry_batch: int) -> None:
     db = Database(url, pool_size=concurrency + 2, max_overflow=2)
     system = SystemAccounts(SHARDS)
 
@@ -245,7 +247,8 @@ async def run_jobs(url: str, members: int, concurrency: int, now: datetime) -> N
                   f"members/s  changed {changed:,}  peak RSS {peak_rss_mib():,.0f} MiB")
         for attempt in (1, 2):
             started = time.perf_counter()
-            run = await expiry_nightly(db, system, now=now, concurrency=concurrency)
+            run = await expiry_nightly(db, system, now=now, concurrency=concurrency,
+                                       batch=expiry_batch)
             seconds = time.perf_counter() - started
             print(f"expiry run {attempt}: {seconds:7.2f} s  {members / seconds:10,.0f} "
                   f"members/s  expired {run.expired:,} accounts  notices {run.notices:,}  "
@@ -258,7 +261,9 @@ def main(argv: Iterator[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--due-fraction", type=float, default=0.1)
-    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--expiry-batch", type=int, default=1000,
+                        help="accounts per expiry transaction (and ledger entry)")
     parser.add_argument("--database", default="lms_bench_nightly")
     parser.add_argument("--expiry-policy", choices=("fixed", "activity"), default="fixed",
                         help="activity: the expiry job first extends the lots of members "
@@ -285,7 +290,7 @@ def main(argv: Iterator[str] | None = None) -> None:
           f"due lots, ~{expected.get('notices', 0):,} notices; peak RSS "
           f"{peak_rss_mib():,.0f} MiB")
     try:
-        asyncio.run(run_jobs(url, args.members, args.concurrency, now))
+        asyncio.run(run_jobs(url, args.members, args.concurrency, now, args.expiry_batch))
     finally:
         if not args.keep:
             with psycopg.connect(database(server_url(), "postgres"), autocommit=True) as conn:

@@ -23,7 +23,7 @@ from lms.tiers.policy import ExpiryPolicy
 from lms.tiers.service import TierService
 
 TIER_RANGE = 20_000
-EXPIRY_BATCH = 500
+EXPIRY_BATCH = 1000
 NOTICE_BATCH = 10_000
 
 
