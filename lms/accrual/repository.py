@@ -32,6 +32,13 @@ ON CONFLICT DO NOTHING
 RETURNING ticket_number, coupon_number
 """
 
+# Coupons credited before: answered duplicate whatever the rules or the member say today.
+CREDITED_COUPONS = """
+SELECT f.ticket_number, f.coupon_number FROM flown_coupons f
+JOIN unnest($1::text[], $2::smallint[]) AS k(ticket_number, coupon_number)
+  ON f.ticket_number = k.ticket_number AND f.coupon_number = k.coupon_number
+"""
+
 # A member has flown before when a coupon of theirs was credited (the index on
 # flown_coupons (member_id, flight_date) answers this without reading the journal).
 MEMBERS_WHO_FLEW = """
@@ -273,6 +280,11 @@ class AccrualRepository:
     async def members_by_card(self, cards: Sequence[str]) -> list[asyncpg.Record]:
         rows: list[asyncpg.Record] = await self.conn.fetch(MEMBERS_BY_CARD, list(cards))
         return rows
+
+    async def credited_coupons(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+        rows = await self.conn.fetch(CREDITED_COUPONS, [k[0] for k in keys],
+                                     [k[1] for k in keys])
+        return {(r["ticket_number"], r["coupon_number"]) for r in rows}
 
     async def claim_coupons(self, rows: Sequence[tuple[Any, ...]]) -> set[tuple[str, int]]:
         """Claim (ticket, coupon, member_id, flight_date, carrier, flight_number, origin,

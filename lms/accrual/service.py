@@ -163,13 +163,19 @@ class FlightCredits:
                                                  r["tier"])
                    for r in await self.repo.members_by_card(
                        list({coupons[i].card_number for i in todo}))}
+        credited = await self.repo.credited_coupons(
+            [(coupons[i].ticket_number, coupons[i].coupon_number) for i in todo])
         candidates: list[tuple[int, BatchMember]] = []
         for i in todo:
             c = coupons[i]
             member = members.get(c.card_number)
-            if member is None:
+            if (c.ticket_number, c.coupon_number) in credited:
+                outcomes[i] = Outcome(c, "duplicate", detail="credited before")
+            elif member is None:
                 outcomes[i] = rejected(c, Reason.UNKNOWN_MEMBER, c.card_number)
-            elif member.status != "active":
+            # A locked member (sign-in or fraud hold) still earns what they flew; only a
+            # closed membership refuses credit.
+            elif member.status == "closed":
                 outcomes[i] = rejected(c, Reason.MEMBER_NOT_ACTIVE, member.status)
             else:
                 candidates.append((i, member))

@@ -71,7 +71,7 @@ async def test_rejections_carry_reasons_and_credit_nothing(
         db: Database, system: SystemAccounts) -> None:
     carrier = await distance_carrier(db)
     member = await make_member(db, system)
-    locked = await make_member(db, system, status="locked")
+    closed = await make_member(db, system, status="closed")
     ghost = replace(member, card_number="7999999999")
     batch = [
         coupon(ghost, carrier),
@@ -80,7 +80,7 @@ async def test_rejections_carry_reasons_and_credit_nothing(
         coupon(member, carrier, booking_class="P"),
         coupon(member, carrier, origin="JFK"),  # JFK-JFK
         coupon(member, carrier, flight_date=date.today() + timedelta(days=5)),
-        coupon(locked, carrier),
+        coupon(closed, carrier),
         coupon(member, "ZZ9"),
         coupon(member, carrier, ticket_number="not a ticket"),
     ]
@@ -136,3 +136,15 @@ async def test_concurrent_batches_sharing_coupons_credit_each_coupon_once(
     segments = sum([(await balances(db, system, m.account_id))[Unit.SEGMENTS]
                     for m in members])
     assert segments == len(set(credited))
+
+
+async def test_a_credited_coupon_stays_a_duplicate_whatever_the_rules_say_later(
+        db: Database, system: SystemAccounts) -> None:
+    carrier = await distance_carrier(db)
+    member = await make_member(db, system)
+    flown = coupon(member, carrier, booking_class="Q", flight_date=date(2026, 5, 5))
+    [first] = await credit_coupons(db, system, [flown])
+    await add_rules(db, EarnRuleIn("booking_class", f"{carrier}/Q", date(2026, 5, 1), {
+        "cabin": "economy", "eligible": False}))
+    [again] = await credit_coupons(db, system, [flown])
+    assert (first.status, again.status) == ("credited", "duplicate")
