@@ -2,8 +2,8 @@
 
 A batch of coupons is a handful of statements whatever its size: members, coupon claims,
 registrations and first flights are read with array parameters, and the credits themselves
-are one statement that calls the ledger's own write path, ledger_post(), once per coupon, so
-that each coupon is still its own journal entry with its own external reference.
+are one set-based statement (POST_CREDITS) that writes what ledger_post() would, so that each
+coupon is still its own journal entry with its own external reference and postings.
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ ON CONFLICT (code) DO NOTHING
 RETURNING {PROMOTION_COLUMNS}
 """
 
-# Limited promotions are locked in code order, before any balance row, by every batch: the
-# same order everywhere, so concurrent batches queue instead of deadlocking.
+# Limited promotions are locked in code order, after the batch's balance rows, by every batch
+# (nothing else locks them): the same order everywhere, so batches queue, never cycle.
 LOCK_PROMOTIONS = """
 SELECT code, used, budget, member_cap FROM promotions WHERE code = ANY($1::text[])
 ORDER BY code FOR UPDATE

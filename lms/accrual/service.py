@@ -181,8 +181,10 @@ class FlightCredits:
                 candidates.append((i, member))
         if not candidates:
             return
-        # Lock order of every batch: coupon claims (by ticket), limited promotions (by code),
-        # their award rows, then balance rows (by account), then member rows (by id).
+        # Lock order of every batch: coupon claims (by ticket), balance rows (by account),
+        # limited promotions (by code) and their award rows, member rows (by id). Promotions
+        # come late so that a budget row, which every batch may need, is held only for the
+        # posting and the commit, never while waiting for a member's balance.
         candidates.sort(key=lambda x: (x[1].account_id, coupons[x[0]].flight_date,
                                        coupons[x[0]].external_ref))
         rules = await self.rules(min(coupons[i].flight_date for i, _ in candidates),
@@ -201,8 +203,11 @@ class FlightCredits:
             flown.add(member.id)
             earned.append((i, member, result))
         earned = await self._claim(coupons, earned, outcomes)
+        if not earned:
+            return
+        shards = await self._lock_balances(earned)
         granted = await self._grant_promotions(earned)
-        await self._post(coupons, earned, granted, outcomes)
+        await self._post(coupons, earned, granted, outcomes, shards)
 
     async def _claim(self, coupons: Sequence[Coupon],
                      earned: list[tuple[int, BatchMember, Earning]],
@@ -284,11 +289,27 @@ class FlightCredits:
         await self.repo.add_awards({k: v for k, v in award_add.items() if v})
         return granted
 
+    async def _lock_balances(self, earned: list[tuple[int, BatchMember, Earning]]
+                             ) -> tuple[int, int]:
+        """Lock the batch's balance rows; returns the (issuance, qualification) shards."""
+        # One shard of each system account for the whole batch (see POST_CREDITS).
+        issuance = random.choice(self.system.all(SystemAccount.ISSUANCE))  # noqa: S311
+        qualification = random.choice(  # noqa: S311 - load spreading, not security
+            self.system.all(SystemAccount.QUALIFICATION))
+        status = await self.repo.lock_balances(
+            [issuance, qualification, *(m.account_id for _, m, _ in earned)])
+        closed = {a for a, s in status.items() if s != "open"}
+        if closed:
+            # Only a member whose account was closed after the member lookup gets here (rare:
+            # closing locks the same rows); the whole batch rolls back and can be resent.
+            raise AccountClosed(f"accounts {sorted(closed)} are not open")
+        return issuance, qualification
+
     async def _post(self, coupons: Sequence[Coupon],
                     earned: list[tuple[int, BatchMember, Earning]],
-                    granted: dict[int, dict[str, int]], outcomes: list[Outcome | None]) -> None:
-        if not earned:
-            return
+                    granted: dict[int, dict[str, int]], outcomes: list[Outcome | None],
+                    shards: tuple[int, int]) -> None:
+        issuance, qualification = shards
         rows = []
         activity: dict[int, datetime] = {}
         for i, member, e in earned:
@@ -310,17 +331,6 @@ class FlightCredits:
             outcomes[i] = Outcome(c, "credited", miles=miles, status_miles=e.status_miles,
                                   segments=e.segments, promotions=promo, member_id=member.id)
             activity[member.id] = max(activity.get(member.id, effective), effective)
-        # One shard of each system account for the whole batch (see POST_COUPONS).
-        issuance = random.choice(self.system.all(SystemAccount.ISSUANCE))  # noqa: S311
-        qualification = random.choice(  # noqa: S311 - load spreading, not security
-            self.system.all(SystemAccount.QUALIFICATION))
-        status = await self.repo.lock_balances(
-            [issuance, qualification, *(m.account_id for _, m, _ in earned)])
-        closed = {a for a, s in status.items() if s != "open"}
-        if closed:
-            # Only a member whose account was closed after the member lookup gets here (rare:
-            # closing locks the same rows); the whole batch rolls back and can be resent.
-            raise AccountClosed(f"accounts {sorted(closed)} are not open")
         try:
             entry_ids = await self.repo.post_credits(
                 rows, issuance=issuance, qualification=qualification,
