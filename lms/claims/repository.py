@@ -31,7 +31,8 @@ MEMBER_ACCOUNT = text("SELECT account_id FROM members WHERE id = :id")
 # references are looked up on the unique (source, external_ref) index instead of a prefix
 # scan. The entry must post to the claimant's account, and where it records the flight
 # ("flight" in details, with the flight date as effective time) that must be the claimed one,
-# so that a claim for coupon 2 is not answered by the credit of coupon 1.
+# so that a claim for coupon 2 is not answered by the credit of coupon 1. Flight numbers are
+# compared without leading zeros (LM0123 is LM123), as the service stores the claim's.
 MATCH = text("""
 WITH matched AS (
   SELECT DISTINCT ON (c.id) c.id, e.id AS entry_id
@@ -50,7 +51,8 @@ WITH matched AS (
     AND EXISTS (SELECT 1 FROM postings p
                 WHERE p.entry_id = e.id AND p.account_id = m.account_id AND p.amount > 0)
     AND (e.details ->> 'flight' IS NULL
-         OR (upper(e.details ->> 'flight') = c.flight_number
+         OR (regexp_replace(upper(e.details ->> 'flight'), '^([A-Z0-9]{2}[A-Z]?)0+([0-9])',
+                            '\\1\\2') = c.flight_number
              AND (e.effective_at AT TIME ZONE 'UTC')::date = c.flight_date))
   ORDER BY c.id, e.id
   LIMIT :limit

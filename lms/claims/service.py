@@ -7,6 +7,7 @@ source of a flight credit (credited once, ever), the claim only follows it.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,17 @@ from lms.outbox.service import emit
 CLAIM_WINDOW = timedelta(days=180)
 MATCH_BATCH = 5000
 LIST_LIMIT = 200
+
+
+FLIGHT = re.compile(r"([A-Z0-9]{2}[A-Z]??)0*([0-9]+[A-Z]?)")
+
+
+def normal_flight_number(raw: str) -> str:
+    """Upper case, no leading zeros in the number: what members type and what the feed
+    sends compare equal (LM0123, lm123 -> LM123)."""
+    flight = raw.strip().upper()
+    match = FLIGHT.fullmatch(flight)
+    return match.group(1) + match.group(2) if match else flight
 
 
 def today() -> date:
@@ -54,7 +66,7 @@ class ClaimService:
         if await self.repo.member_account(member_id) is None:
             raise MemberNotFound()
         row = await self.repo.insert(member_id, data.ticket_number,
-                                     data.flight_number.upper(), data.flight_date)
+                                     normal_flight_number(data.flight_number), data.flight_date)
         if row is None:
             raise ClaimExists()
         await emit(self.session, "claim.submitted", {

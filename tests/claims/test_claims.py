@@ -192,3 +192,15 @@ async def test_rejected_when_the_window_closes(client: httpx.AsyncClient, db: Da
     assert (rejected["id"], rejected["status"], rejected["reason"]) == (
         claim.id, "rejected", "no_matching_flight")
     assert len(await events(db, "claim.rejected", "memberId", m["id"])) == 1
+
+
+async def test_flight_numbers_compare_without_leading_zeros(
+        client: httpx.AsyncClient, db: Database, in_ledger: Any) -> None:
+    m = await new_member(client, db)
+    t = ticket()
+    claim = (await client.post("/v1/me/claims", json=body(t, flight="lm0123", days_ago=2),
+                               headers=bearer(m["accessToken"]))).json()
+    assert (claim["flightNumber"], claim["status"]) == ("LM123", "pending")
+    await credit_coupon(in_ledger, m["accountId"], t, 1, "LM0123", today() - timedelta(days=2))
+    await resolve_claims(db)
+    assert (await claims_of(client, m["accessToken"]))[0]["status"] == "credited"
