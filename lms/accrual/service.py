@@ -48,6 +48,7 @@ from lms.accrual.errors import (
 )
 from lms.accrual.repository import AccrualRepository
 from lms.accrual.schemas import EarnRuleIn, EarnRuleOut, PromotionIn, PromotionOut
+from lms.claims.service import ClaimService
 from lms.db import Database, RawConnection, raw_connection
 from lms.ledger.errors import AccountClosed, DuplicateExternalReference
 from lms.ledger.repository import LedgerRepository
@@ -76,6 +77,7 @@ class Outcome:
     entry_id: int | None = None
     promotions: dict[str, int] = field(default_factory=dict)
     member_id: int | None = None
+    account_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,7 +331,8 @@ class FlightCredits:
                          f"{c.origin}-{c.destination} {c.flight_date.isoformat()}",
                          json.dumps(details), expires))
             outcomes[i] = Outcome(c, "credited", miles=miles, status_miles=e.status_miles,
-                                  segments=e.segments, promotions=promo, member_id=member.id)
+                                  segments=e.segments, promotions=promo, member_id=member.id,
+                                  account_id=member.account_id)
             activity[member.id] = max(activity.get(member.id, effective), effective)
         try:
             entry_ids = await self.repo.post_credits(
@@ -348,9 +351,10 @@ async def credit_in_session(session: AsyncSession, system: SystemAccounts,
                             coupons: Sequence[Coupon], *, actor: Actor = FEED_ACTOR,
                             lot_validity_months: int = 36, today: date | None = None
                             ) -> list[Outcome]:
-    """Credit a batch in the session's unit of work and bring the tiers of the members who
-    earned status miles or segments up to date at once (lms.tiers), in member id order like
-    every other lock on members in this batch."""
+    """Credit a batch in the session's unit of work, then, in the same unit: bring the tiers
+    of the members who earned status miles or segments up to date (lms.tiers, in member id
+    order like every other lock on members in this batch) and mark the missing-flight claims
+    these coupons answer (lms.claims; its beat job catches whatever a bulk import skips)."""
     conn = await raw_connection(session)
     outcomes = await FlightCredits(conn, system, actor=actor,
                                    lot_validity_months=lot_validity_months
@@ -360,6 +364,11 @@ async def credit_in_session(session: AsyncSession, system: SystemAccounts,
     tiers = TierService(session)
     for member_id in qualified:
         await tiers.reevaluate(member_id)
+    claims = ClaimService(session)
+    for o in outcomes:
+        if o.status == "credited" and o.account_id is not None:
+            await claims.match_credited(o.coupon.ticket_number, account_id=o.account_id,
+                                        entry_id=o.entry_id)
     return outcomes
 
 

@@ -11,6 +11,8 @@ from sqlalchemy import text
 from lms.accrual.earning import Reason
 from lms.accrual.schemas import EarnRuleIn
 from lms.accrual.service import SOURCE, credit_coupons
+from lms.claims.schemas import ClaimRequest
+from lms.claims.service import ClaimService
 from lms.db import Database
 from lms.ledger.service import SystemAccounts
 from lms.ledger.types import Unit
@@ -148,3 +150,21 @@ async def test_a_credited_coupon_stays_a_duplicate_whatever_the_rules_say_later(
         "cabin": "economy", "eligible": False}))
     [again] = await credit_coupons(db, system, [flown])
     assert (first.status, again.status) == ("credited", "duplicate")
+
+
+async def test_a_pending_claim_is_credited_when_its_coupon_arrives(
+        db: Database, system: SystemAccounts) -> None:
+    carrier = await distance_carrier(db)
+    member = await make_member(db, system)
+    flown = coupon(member, carrier, flight_date=date.today() - timedelta(days=3))
+    await db.transaction(lambda s: ClaimService(s).submit(member.id, ClaimRequest(
+        ticket_number=flown.ticket_number, flight_number=f"{carrier}{flown.flight_number}",
+        flight_date=flown.flight_date)))
+
+    [outcome] = await credit_coupons(db, system, [flown], reevaluate_tiers=True)
+
+    async with db.engine.connect() as conn:
+        status, entry_id = (await conn.execute(text(
+            "SELECT status, entry_id FROM claims WHERE member_id = :m"),
+            {"m": member.id})).one()
+    assert (status, entry_id) == ("credited", outcome.entry_id)
