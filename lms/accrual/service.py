@@ -19,7 +19,6 @@ from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
-import asyncpg
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,7 +51,7 @@ from lms.claims.service import ClaimService
 from lms.db import Database, RawConnection, raw_connection
 from lms.ledger.errors import AccountClosed, DuplicateExternalReference
 from lms.ledger.repository import LedgerRepository
-from lms.ledger.service import SystemAccounts, add_months, ledger_error
+from lms.ledger.service import Ledger, SystemAccounts, add_months
 from lms.ledger.types import Actor, SystemAccount
 from lms.tiers.service import TierService
 
@@ -125,6 +124,7 @@ class FlightCredits:
                  lot_validity_months: int = 36, actor: Actor = FEED_ACTOR) -> None:
         self.conn = conn
         self.repo = AccrualRepository(conn)
+        self.ledger = Ledger(conn, system)
         self.system = system
         self.lot_validity_months = lot_validity_months
         self.actor = actor
@@ -298,7 +298,7 @@ class FlightCredits:
         issuance = random.choice(self.system.all(SystemAccount.ISSUANCE))  # noqa: S311
         qualification = random.choice(  # noqa: S311 - load spreading, not security
             self.system.all(SystemAccount.QUALIFICATION))
-        status = await self.repo.lock_balances(
+        status = await self.ledger.lock_for_credits(
             [issuance, qualification, *(m.account_id for _, m, _ in earned)])
         closed = {a for a, s in status.items() if s != "open"}
         if closed:
@@ -334,12 +334,9 @@ class FlightCredits:
                                   segments=e.segments, promotions=promo, member_id=member.id,
                                   account_id=member.account_id)
             activity[member.id] = max(activity.get(member.id, effective), effective)
-        try:
-            entry_ids = await self.repo.post_credits(
-                rows, issuance=issuance, qualification=qualification,
-                actor_type=self.actor.type, actor_id=self.actor.id, source=SOURCE)
-        except asyncpg.PostgresError as exc:
-            raise ledger_error(exc, SOURCE, None) from exc
+        entry_ids = await self.ledger.post_credits(
+            rows, issuance=issuance, qualification=qualification, actor=self.actor,
+            source=SOURCE)
         for (i, _, _), entry_id in zip(earned, entry_ids, strict=True):
             outcome = outcomes[i]
             assert outcome is not None

@@ -212,6 +212,24 @@ class Ledger:
             (a, Unit(u)): p for a, u, p in zip(row["accounts"], row["units"], row["posted"],
                                                strict=True)})
 
+    # -- batches of credits (flown coupons) ------------------------------------------------
+
+    async def lock_for_credits(self, account_ids: Sequence[int]) -> dict[int, str]:
+        """Lock these accounts' balance rows in ledger order; each account's status."""
+        return await (await self.repo()).lock_balances_for_credits(account_ids)
+
+    async def post_credits(self, rows: Sequence[tuple[Any, ...]], *, issuance: int,
+                           qualification: int, actor: Actor, source: str) -> list[int]:
+        """One credit entry per row from the given (locked) system shards, in one statement:
+        see POST_CREDITS. Rows: (external_ref, account_id, miles, status_miles, segments,
+        effective_at, description, details JSON, lot_expires_at); returns the entry ids."""
+        try:
+            return await (await self.repo()).post_credits(
+                rows, issuance=issuance, qualification=qualification, actor_type=actor.type,
+                actor_id=actor.id, source=source)
+        except asyncpg.PostgresError as exc:
+            raise ledger_error(exc, source, None) from exc
+
     # -- common shapes of entries ------------------------------------------------------------
 
     async def credit(self, account_id: int, amount: int, *, kind: EntryKind, actor: Actor,
