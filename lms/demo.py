@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +27,9 @@ from lms.ledger.errors import DuplicateExternalReference, InsufficientMiles
 from lms.ledger.repository import LedgerRepository
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import Actor, EntryKind, SystemAccount, Unit
+from lms.partners.errors import PartnerExists
+from lms.partners.schemas import ApiKeyCreate, EarnRateSet, PartnerCreate
+from lms.partners.service import PartnerService
 from lms.settings import Settings
 
 MEMBER_PASSWORD = "demo-member-pass"
@@ -157,6 +161,7 @@ async def load(db: Database, settings: Settings) -> DemoReport:
         f"hold on {holder}")
 
     await _flights(db, settings, system, report)
+    await _partner(db, settings, system, report)
 
     for email, name, role in STAFF:
         async def staff(session: AsyncSession, e: str = email, n: str = name,
@@ -194,6 +199,45 @@ async def _flights(db: Database, settings: Settings, system: SystemAccounts,
         (report.created if outcome.status == "credited" else report.skipped).append(what)
 
 
+DEMO_PARTNER = "demo-shop"
+
+
+def partner_key_file(settings: Settings) -> Path:
+    return settings.data_dir / "demo-partner-key"
+
+
+async def _partner(db: Database, settings: Settings, system: SystemAccounts,
+                   report: DemoReport) -> None:
+    """A shop with an earn rate and one API key with every scope. The key is shown only once
+    (only its hash is stored), so the demo keeps it in the ignored data directory to print it
+    again on later runs."""
+
+    async def create(session: AsyncSession) -> str | None:
+        partners = PartnerService(session, system)
+        try:
+            await partners.create(PartnerCreate(
+                code=DEMO_PARTNER, name="Demo Shop", kind="shop", currency="EUR",
+                price_per_mile_milli_minor=1200, value_per_mile_milli_minor=800))
+        except PartnerExists:
+            return None
+        await partners.set_earn_rate(DEMO_PARTNER, EarnRateSet(
+            category="general", miles_per_unit_bp=20000,
+            effective_from=datetime.now(UTC) - timedelta(days=365)))
+        issued = await partners.issue_key(DEMO_PARTNER, ApiKeyCreate(
+            scopes=["accrue", "redeem", "statements", "flights"]))
+        return issued.key
+
+    key = await db.transaction(create)
+    if key is None:
+        report.skipped.append(f"partner {DEMO_PARTNER}")
+        return
+    path = partner_key_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    report.created.append(f"partner {DEMO_PARTNER} with an API key")
+
+
 async def _member(db: Database, settings: Settings, system: SystemAccounts, m: DemoMember,
                   report: DemoReport) -> int:
     request = RegisterRequest(email=m.email, password=MEMBER_PASSWORD, first_name=m.first_name,
@@ -224,6 +268,14 @@ async def _once(db: Database, work: Callable[[AsyncSession], Awaitable[None]], w
         report.skipped.append(what)
 
 
+def _saved_key(settings: Settings) -> str:
+    path = partner_key_file(settings)
+    if path.exists():
+        return path.read_text().strip()
+    return "(its key was shown when it was created; issue another: lms partners rotate-key "\
+        f"{DEMO_PARTNER})"
+
+
 def credentials(settings: Settings) -> str:
     base = settings.public_base_url.rstrip("/")
     lines = [
@@ -237,6 +289,8 @@ def credentials(settings: Settings) -> str:
         f"Staff (password {STAFF_PASSWORD!r}; sign in: POST {base}/v1/staff/auth/token):",
         *(f"  {email:<32} {role}" for email, _, role in STAFF),
         "",
-        "Partners: none yet; partner API keys arrive with the partner API.",
+        f"Partner {DEMO_PARTNER!r} (Authorization: Bearer <key>; e.g. "
+        f"POST {base}/v1/partner/accruals):",
+        f"  {_saved_key(settings)}",
     ]
     return "\n".join(lines)

@@ -6,12 +6,14 @@ everything (worker and embedded PostgreSQL included) on Ctrl-C."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -130,7 +132,18 @@ def test_dev_run_serves_the_demo_on_embedded_services_and_stops_cleanly(
 
     output = dev_run.output()
     assert f"{base}/schema" in output and MEMBERS[0].email in output
-    assert "partner API keys arrive with the partner API" in output
+    # The demo partner's printed key credits the member through the partner API.
+    key = re.search(r"lms_[0-9a-f]{8}_[A-Za-z0-9_-]+", output)
+    assert key is not None, output
+    member_token = {"Authorization": f"Bearer {member.json()['accessToken']}"}
+    card = httpx.get(f"{base}/v1/me", headers=member_token, timeout=10).json()["cardNumber"]
+    accrual = httpx.post(
+        f"{base}/v1/partner/accruals", timeout=10,
+        headers={"Authorization": f"Bearer {key.group(0)}", "Idempotency-Key": "demo-1"},
+        json={"cardNumber": card, "partnerTxnId": "demo-1", "amount": 5000,
+              "currency": "EUR", "category": "general",
+              "occurredAt": datetime.now(UTC).isoformat()})
+    assert accrual.status_code == 201, accrual.text
     # The beat's relay goes through the directory broker to the worker's pool.
     dev_run.wait_for("the worker to relay the demo's events",
                      lambda: "outbox relay published" in dev_run.output())
