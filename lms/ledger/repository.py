@@ -161,14 +161,6 @@ WHERE id IN (
 RETURNING {HOLD_COLUMNS}, unit
 """
 
-LOCK_BALANCE_ROWS_ONLY = """
-SELECT 1 FROM balances b
-JOIN unnest($1::bigint[], $2::text[]) AS k(account_id, unit)
-  ON b.account_id = k.account_id AND b.unit = k.unit
-ORDER BY b.account_id, b.unit
-FOR UPDATE OF b
-"""
-
 GET_BALANCES = """
 SELECT account_id, unit, posted, held FROM balances WHERE account_id = $1 ORDER BY unit
 """
@@ -249,7 +241,7 @@ class LedgerRepository:
         return rows
 
     async def lock_balance_rows(self, keys: Sequence[tuple[int, str]]) -> None:
-        await self.conn.fetch(LOCK_BALANCE_ROWS_ONLY, [k[0] for k in keys], [k[1] for k in keys])
+        await self.conn.fetch(LOCK_BALANCES, [k[0] for k in keys], [k[1] for k in keys])
 
     async def post_entry(self, *, header: Sequence[Any], legs: Sequence[tuple[int, str, int]],
                          release: tuple[int, int] | None, lot_expires_at: datetime,

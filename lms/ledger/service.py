@@ -13,12 +13,13 @@ import random
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lms.clock import utcnow
 from lms.db import RawConnection, raw_connection
 from lms.errors import ValidationFailed
 from lms.ledger.errors import (
@@ -467,6 +468,3 @@ def validate_legs(legs: Sequence[Leg]) -> None:
     if unbalanced:
         raise UnbalancedEntry(f"Postings do not sum to zero: {unbalanced}")
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

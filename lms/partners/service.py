@@ -10,13 +10,14 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accounts.errors import MemberNotFound
 from lms.accounts.repository import MemberRepository
 from lms.auth.principal import Principal, Role
+from lms.clock import utcnow
 from lms.errors import LmsError
 from lms.ledger.errors import DuplicateExternalReference, InsufficientMiles
 from lms.ledger.service import Ledger, SystemAccounts
@@ -64,9 +65,6 @@ MINOR_UNIT_EXPONENT = {"BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 
                        "CLP": 0, "ISK": 0, "JPY": 0, "KRW": 0, "PYG": 0, "UGX": 0, "VND": 0,
                        "XAF": 0, "XOF": 0}
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def minor_per_unit(currency: str) -> int:

@@ -8,11 +8,12 @@ when ``members.tier_valid_until`` has passed, one tier at a time (see lms.tiers.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accounts.errors import MemberNotFound
+from lms.clock import utcnow
 from lms.tiers.errors import PolicyInvalid
 from lms.tiers.policy import (
     Change,
@@ -31,9 +32,6 @@ from lms.tiers.schemas import Missing, TierColors, TierHistoryLine, TierOut, Tie
 # Thresholds above anything a member can earn: "no tier above this one".
 UNREACHABLE = 2**62
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def parse_policies(values: dict[str, str]) -> Policies:
