@@ -1,0 +1,24 @@
+"""Apple and Google Wallet passes and device registrations (issue 6)
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-11-23 21:50:00
+
+Reserved in the chain so that work on several capabilities can proceed side by side; filled in
+by the change that builds it.
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0011"
+down_revision: str | None = "0010"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
