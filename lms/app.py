@@ -24,6 +24,8 @@ from lms.auth.middleware import BearerTokenMiddleware
 from lms.auth.routes import SessionController, StaffAuthController, StaffMeController
 from lms.claims.routes import MyClaimsController
 from lms.db import Database
+from lms.family.routes import FamilyController
+from lms.gifts.routes import GiftController
 from lms.ledger.service import SystemAccounts
 from lms.logging import configure as configure_logging
 from lms.partners.routes import PartnerAccrualController, PartnerAdminController
@@ -71,7 +73,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             MyClaimsController, FlightFeedController,
                                             ProgrammeAdminController,
                                             MyPromotionsController,
-                                            TierAdminController])
+                                            TierAdminController, GiftController,
+                                            FamilyController])
     return Litestar(
         route_handlers=[HealthController, v1],
         state=State({"settings": settings, "db": db,

@@ -12,6 +12,8 @@ from lms.audit.models import AuditRecord
 from lms.auth.models import AccessToken, LoginFailure, StaffUser
 from lms.claims.models import Claim
 from lms.db import Base
+from lms.family.models import FamilyInvitation, FamilyMember, FamilyPool, FamilyRule
+from lms.gifts.models import Gift, GiftRule
 from lms.idempotency.models import IdempotencyKey
 from lms.ledger.models import Account, Balance, Hold, JournalEntry, Lot, Posting
 from lms.outbox.models import OutboxEvent
@@ -29,7 +31,8 @@ metadata = Base.metadata
 
 __all__ = [
     "AccessToken", "Account", "ApiKey", "ApiKeyWindow", "AuditRecord", "Balance", "Claim",
-    "EarnRule", "ExpiryNotice", "FlownCoupon", "Hold", "IdempotencyKey", "JournalEntry",
+    "EarnRule", "ExpiryNotice", "FamilyInvitation", "FamilyMember", "FamilyPool",
+    "FamilyRule", "FlownCoupon", "Gift", "GiftRule", "Hold", "IdempotencyKey", "JournalEntry",
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
     "PartnerEarnRate", "PolicySetting", "Posting", "Promotion", "PromotionAward",

@@ -18,6 +18,8 @@ from lms.accrual.errors import InvalidRule
 from lms.accrual.schemas import EarnRuleIn, PromotionIn
 from lms.accrual.service import ProgrammeRules
 from lms.db import Database, RawConnection
+from lms.family.repository import FamilyRepository
+from lms.gifts.repository import GiftRepository
 
 CLASS_FIELDS = ("cabin", "milesPercent", "statusMilesPercent", "segments", "eligible")
 CARRIER_FIELDS = {
@@ -29,10 +31,29 @@ CARRIER_FIELDS = {
 }
 
 
+GIFT_RULE_FIELDS = ("effective_from", "fee_bp", "fee_minimum", "min_miles", "daily_limit",
+                    "yearly_limit", "daily_received_limit", "yearly_received_limit")
+FAMILY_RULE_FIELDS = ("effective_from", "max_members", "cooling_off_days", "invitation_days")
+
+
 @dataclass
 class Programme:
     rules: list[EarnRuleIn] = field(default_factory=list)
     promotions: list[PromotionIn] = field(default_factory=list)
+    # Member operations' terms (lms.gifts, lms.family): one dict per version, keys as above.
+    gift_rules: list[dict[str, Any]] = field(default_factory=list)
+    family_rules: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _terms(section: dict[str, Any], fields: tuple[str, ...], required: int) -> dict[str, Any]:
+    """A rule version with every known key (the first ``required`` must be there)."""
+    unknown = set(section) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(unknown)}")
+    missing = [f for f in fields[:required] if f not in section]
+    if missing:
+        raise KeyError(", ".join(missing))
+    return {f: section.get(f) for f in fields}
 
 
 @dataclass
@@ -63,6 +84,10 @@ def parse(text: str) -> Programme:
             programme.rules.append(EarnRuleIn("tier_bonus", bonus["tier"],
                                               bonus["effective_from"],
                                               {"bonusPercent": bonus["bonus_percent"]}))
+        for gift in data.get("gift_rules", []):
+            programme.gift_rules.append(_terms(gift, GIFT_RULE_FIELDS, 6))
+        for family in data.get("family_rules", []):
+            programme.family_rules.append(_terms(family, FAMILY_RULE_FIELDS, 4))
         for promo in data.get("promotion", []):
             programme.promotions.append(msgspec.convert(
                 {_camel(k): v for k, v in promo.items()}, PromotionIn))
@@ -87,6 +112,15 @@ async def load_programme(conn: RawConnection, programme: Programme, created_by: 
     for promo in programme.promotions:
         added_promo = await rules.add_promotion(promo, if_absent=True)
         (report.added if added_promo else report.kept).append(f"promotion {promo.code}")
+    gifts, families = GiftRepository(conn), FamilyRepository(conn)
+    for gift in programme.gift_rules:
+        what = f"gift rules from {gift['effective_from']}"
+        new_gift = await gifts.insert_rule(**gift, created_by=created_by)
+        (report.added if new_gift else report.kept).append(what)
+    for family in programme.family_rules:
+        what = f"family rules from {family['effective_from']}"
+        new_family = await families.insert_rule(**family, created_by=created_by)
+        (report.added if new_family else report.kept).append(what)
     return report
 
 

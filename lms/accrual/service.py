@@ -49,6 +49,7 @@ from lms.accrual.repository import AccrualRepository
 from lms.accrual.schemas import EarnRuleIn, EarnRuleOut, PromotionIn, PromotionOut
 from lms.claims.service import ClaimService
 from lms.db import Database, RawConnection, raw_connection
+from lms.family.routing import PoolRoute, record_contributions, redeemable_accounts_for
 from lms.ledger.errors import AccountClosed, DuplicateExternalReference
 from lms.ledger.repository import LedgerRepository
 from lms.ledger.service import Ledger, SystemAccounts, add_months
@@ -207,9 +208,12 @@ class FlightCredits:
         earned = await self._claim(coupons, earned, outcomes)
         if not earned:
             return
-        shards = await self._lock_balances(earned)
+        # Members in a family pool: their MILES go to the pool (lms.family.routing), whose
+        # memberships are locked here, before any balance row, as every pool operation does.
+        routes = await redeemable_accounts_for(self.conn, [m.id for _, m, _ in earned])
+        shards = await self._lock_balances(earned, routes)
         granted = await self._grant_promotions(earned)
-        await self._post(coupons, earned, granted, outcomes, shards)
+        await self._post(coupons, earned, granted, outcomes, shards, routes)
 
     async def _claim(self, coupons: Sequence[Coupon],
                      earned: list[tuple[int, BatchMember, Earning]],
@@ -291,15 +295,16 @@ class FlightCredits:
         await self.repo.add_awards({k: v for k, v in award_add.items() if v})
         return granted
 
-    async def _lock_balances(self, earned: list[tuple[int, BatchMember, Earning]]
-                             ) -> tuple[int, int]:
+    async def _lock_balances(self, earned: list[tuple[int, BatchMember, Earning]],
+                             routes: dict[int, PoolRoute]) -> tuple[int, int]:
         """Lock the batch's balance rows; returns the (issuance, qualification) shards."""
         # One shard of each system account for the whole batch (see POST_CREDITS).
         issuance = random.choice(self.system.all(SystemAccount.ISSUANCE))  # noqa: S311
         qualification = random.choice(  # noqa: S311 - load spreading, not security
             self.system.all(SystemAccount.QUALIFICATION))
         status = await self.ledger.lock_for_credits(
-            [issuance, qualification, *(m.account_id for _, m, _ in earned)])
+            [issuance, qualification, *(m.account_id for _, m, _ in earned),
+             *(r.account_id for r in routes.values())])
         closed = {a for a, s in status.items() if s != "open"}
         if closed:
             # Only a member whose account was closed after the member lookup gets here (rare:
@@ -310,9 +315,10 @@ class FlightCredits:
     async def _post(self, coupons: Sequence[Coupon],
                     earned: list[tuple[int, BatchMember, Earning]],
                     granted: dict[int, dict[str, int]], outcomes: list[Outcome | None],
-                    shards: tuple[int, int]) -> None:
+                    shards: tuple[int, int], routes: dict[int, PoolRoute]) -> None:
         issuance, qualification = shards
         rows = []
+        contributions: dict[int, int] = defaultdict(int)
         activity: dict[int, datetime] = {}
         for i, member, e in earned:
             c = coupons[i]
@@ -326,10 +332,15 @@ class FlightCredits:
                        "baseMiles": e.base_miles, "tierBonus": e.tier_bonus}
             if promo:
                 details["promotions"] = promo
+            route = routes.get(member.id)
+            if route is not None:
+                details["familyPoolId"] = route.pool_id
+                contributions[route.membership_id] += miles
             rows.append((c.external_ref, member.account_id, miles, e.status_miles, e.segments,
                          effective, f"Flight {c.marketing_carrier}{c.flight_number} "
                          f"{c.origin}-{c.destination} {c.flight_date.isoformat()}",
-                         json.dumps(details), expires))
+                         json.dumps(details), expires,
+                         route.account_id if route is not None else None))
             outcomes[i] = Outcome(c, "credited", miles=miles, status_miles=e.status_miles,
                                   segments=e.segments, promotions=promo, member_id=member.id,
                                   account_id=member.account_id)
@@ -341,6 +352,7 @@ class FlightCredits:
             outcome = outcomes[i]
             assert outcome is not None
             outcome.entry_id = entry_id
+        await record_contributions(self.conn, contributions)
         await self.repo.touch_members(activity)
 
 

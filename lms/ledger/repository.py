@@ -59,9 +59,10 @@ FOR UPDATE OF b
 POST_CREDITS = """
 WITH c AS (
   SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
-                       $6::timestamptz[], $7::text[], $8::jsonb[], $9::timestamptz[])
+                       $6::timestamptz[], $7::text[], $8::jsonb[], $9::timestamptz[],
+                       $15::bigint[])
          WITH ORDINALITY AS c(ref, account_id, miles, status_miles, segments, effective_at,
-                              description, details, lot_expires_at, ord)
+                              description, details, lot_expires_at, miles_account_id, ord)
 ),
 entry AS (
   INSERT INTO journal_entries (kind, actor_type, actor_id, description, source, external_ref,
@@ -76,7 +77,8 @@ e AS (
 leg AS (
   SELECT e.entry_id, e.created_at, e.ord, l.n, l.account_id, l.unit, l.amount, l.member
   FROM e CROSS JOIN LATERAL (VALUES
-    (1, $10::bigint, 'MILES', -e.miles, false), (2, e.account_id, 'MILES', e.miles, true),
+    (1, $10::bigint, 'MILES', -e.miles, false),
+    (2, COALESCE(e.miles_account_id, e.account_id), 'MILES', e.miles, true),
     (3, $11::bigint, 'STATUS_MILES', -e.status_miles, false),
     (4, e.account_id, 'STATUS_MILES', e.status_miles, true),
     (5, $11::bigint, 'SEGMENTS', -e.segments, false),
@@ -351,8 +353,12 @@ class LedgerRepository:
                            qualification: int, actor_type: str, actor_id: str | None,
                            source: str) -> list[int]:
         """One entry per row (ref, account_id, miles, status_miles, segments, effective_at,
-        description, details JSON, lot_expires_at), in order; returns the entry ids."""
+        description, details JSON, lot_expires_at[, miles_account_id]), in order; returns
+        the entry ids. A row's optional tenth value credits its MILES to another account
+        (a family pool) while status miles and segments stay on ``account_id``."""
         columns = [list(c) for c in zip(*rows, strict=True)]
-        result = await self.conn.fetch(POST_CREDITS, *columns, issuance, qualification,
-                                       actor_type, actor_id, source)
+        if len(columns) == 9:
+            columns.append([None] * len(rows))
+        result = await self.conn.fetch(POST_CREDITS, *columns[:9], issuance, qualification,
+                                       actor_type, actor_id, source, columns[9])
         return [r["entry_id"] for r in result]

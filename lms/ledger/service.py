@@ -229,7 +229,8 @@ class Ledger:
                            qualification: int, actor: Actor, source: str) -> list[int]:
         """One credit entry per row from the given (locked) system shards, in one statement:
         see POST_CREDITS. Rows: (external_ref, account_id, miles, status_miles, segments,
-        effective_at, description, details JSON, lot_expires_at); returns the entry ids."""
+        effective_at, description, details JSON, lot_expires_at[, miles_account_id]);
+        returns the entry ids."""
         try:
             return await (await self.repo()).post_credits(
                 rows, issuance=issuance, qualification=qualification, actor_type=actor.type,

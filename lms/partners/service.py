@@ -18,7 +18,9 @@ from lms.accounts.errors import MemberNotFound
 from lms.accounts.repository import MemberRepository
 from lms.auth.principal import Principal, Role
 from lms.clock import utcnow
+from lms.db import raw_connection
 from lms.errors import LmsError
+from lms.family.routing import record_contributions, redeemable_account_for
 from lms.ledger.errors import DuplicateExternalReference
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import Actor, EntryKind, Leg, Unit
@@ -302,6 +304,7 @@ class PartnerAccrualService:
     """Miles for partner purchases and their reversals, on the partner's clearing account."""
 
     def __init__(self, session: AsyncSession, system: SystemAccounts) -> None:
+        self.session = session
         self.repo = PartnerRepository(session)
         self.members = MemberRepository(session)
         self.ledger = Ledger(session, system)
@@ -343,6 +346,11 @@ class PartnerAccrualService:
         entry_id, balance_after = None, None
         if miles > 0:
             assert partner.clearing_account_id is not None
+            # In a family pool, the miles go to the pool (lms.family.routing; the membership
+            # stays locked until commit) and count as the member's contribution.
+            conn = await raw_connection(self.session)
+            credit_account, route = await redeemable_account_for(conn, member.id,
+                                                                 member.account_id)
             try:
                 entry = await self.ledger.post(
                     kind=EntryKind.ACCRUAL, actor=Actor("partner", str(partner.id)),
@@ -350,19 +358,24 @@ class PartnerAccrualService:
                     source=f"partner:{partner.id}", external_ref=data.partner_txn_id,
                     effective_at=occurred,
                     legs=[Leg(partner.clearing_account_id, Unit.MILES, -miles),
-                          Leg(member.account_id, Unit.MILES, miles)],
+                          Leg(credit_account, Unit.MILES, miles)],
                     details={"partnerTxnId": data.partner_txn_id, "amount": data.amount,
                              "currency": data.currency, "category": data.category,
-                             "rateId": rate.id},
+                             "rateId": rate.id, "memberId": member.id}
+                    | ({"familyPoolId": route.pool_id} if route else {}),
                     events=[("miles.credited", {
-                        "memberId": member.id, "accountId": member.account_id,
+                        "memberId": member.id, "accountId": credit_account,
                         "amount": miles, "source": f"partner:{partner.id}",
                         "partnerTxnId": data.partner_txn_id})])
             except DuplicateExternalReference as exc:
                 raise DuplicatePartnerTransaction() from exc
+            if route is not None:
+                await record_contributions(conn, {route.membership_id: miles})
             await self.repo.set_accrual_entry(accrual_id, entry.id)
             entry_id = entry.id
-            balance_after = entry.balances.get((member.account_id, Unit.MILES))
+            # A pool's balance is not the partner's business.
+            balance_after = (None if route is not None
+                             else entry.balances.get((member.account_id, Unit.MILES)))
         return AccrualOut(id=entry_id, card_number=member.card_number,
                           partner_txn_id=data.partner_txn_id, miles=miles, amount=data.amount,
                           currency=data.currency, category=data.category,

@@ -1,0 +1,1 @@
+"""Family pools: a shared account that its members' redeemable miles accrue to."""

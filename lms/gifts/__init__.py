@@ -1,0 +1,1 @@
+"""Gifting miles between members."""
