@@ -62,7 +62,7 @@ DEFAULT_TERMS = FamilyTerms()
 
 
 def invitation_out(r: asyncpg.Record) -> InvitationOut:
-    keys = r.keys()
+    keys = set(r.keys())
     return InvitationOut(
         id=r["id"], pool_id=r["pool_id"], member_id=r["member_id"], status=r["status"],
         created_at=r["created_at"], expires_at=r["expires_at"],
