@@ -30,6 +30,7 @@ from lms.partners.routes import PartnerAccrualController, PartnerAdminController
 from lms.payments.routes import PaymentWebhookController
 from lms.purchases.routes import MyMilePurchasesController, MyStatusPurchasesController
 from lms.settings import Settings, get_settings
+from lms.tiers.admin_routes import TierAdminController
 from lms.tiers.routes import MyTierController
 
 API_VERSION = "0.1.0"
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             MyClaimsController, FlightFeedController,
                                             ProgrammeAdminController,
                                             MyPromotionsController,
+                                            TierAdminController,
                                             PaymentWebhookController,
                                             MyMilePurchasesController,
                                             MyStatusPurchasesController])

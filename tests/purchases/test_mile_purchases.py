@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from lms.db import Database
 from lms.ledger.service import SystemAccounts
+from lms.payments.errors import PaymentProviderUnavailable
 from lms.purchases.service import PurchaseService
 from lms.settings import Settings
 from tests.factories import bearer
@@ -249,3 +251,20 @@ async def test_a_locked_member_cannot_buy(api: httpx.AsyncClient, db: Database) 
                               {"id": member["id"]})
     await db.transaction(lock)
     assert_problem(await buy_miles(api, member["accessToken"], 1000), 409, "member_locked")
+
+
+async def test_a_provider_that_does_not_answer_leaves_nothing_behind(
+        api: httpx.AsyncClient, db: Database, live_settings: Settings,
+        system: SystemAccounts) -> None:
+    member = await new_member(api, db)
+    # Nothing listens on the discard port.
+    down = live_settings.model_copy(update={"payment_provider_url": "http://127.0.0.1:9"})
+
+    async def buy(session: Any) -> Any:
+        return await PurchaseService(session, system, down).buy_miles(
+            member["id"], 1000, "mp_provider_down")
+
+    with pytest.raises(PaymentProviderUnavailable):
+        await db.transaction(buy)
+    assert (await api.get("/v1/me/mile-purchases",
+                          headers=bearer(member["accessToken"]))).json() == []
