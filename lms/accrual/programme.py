@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import tomllib
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from lms.accrual.service import ProgrammeRules
 from lms.db import Database, RawConnection
 from lms.family.repository import FamilyRepository
 from lms.gifts.repository import GiftRepository
+from lms.purchases.repository import store_rule
+from lms.purchases.rules import parse_sections as parse_purchase_rules
 
 CLASS_FIELDS = ("cabin", "milesPercent", "statusMilesPercent", "segments", "eligible")
 CARRIER_FIELDS = {
@@ -43,6 +46,8 @@ class Programme:
     # Member operations' terms (lms.gifts, lms.family): one dict per version, keys as above.
     gift_rules: list[dict[str, Any]] = field(default_factory=list)
     family_rules: list[dict[str, Any]] = field(default_factory=list)
+    # (kind, effective_from, body) of the mile and status purchase sections
+    purchase_rules: list[tuple[str, date, dict[str, Any]]] = field(default_factory=list)
 
 
 def _terms(section: dict[str, Any], fields: tuple[str, ...], required: int) -> dict[str, Any]:
@@ -91,6 +96,7 @@ def parse(text: str) -> Programme:
         for promo in data.get("promotion", []):
             programme.promotions.append(msgspec.convert(
                 {_camel(k): v for k, v in promo.items()}, PromotionIn))
+        programme.purchase_rules = parse_purchase_rules(data)
     except (KeyError, ValueError, TypeError, msgspec.ValidationError) as exc:
         raise InvalidRule(f"programme file: {exc!r}") from exc
     return programme
@@ -121,6 +127,10 @@ async def load_programme(conn: RawConnection, programme: Programme, created_by: 
         what = f"family rules from {family['effective_from']}"
         new_family = await families.insert_rule(**family, created_by=created_by)
         (report.added if new_family else report.kept).append(what)
+    for kind, since, body in programme.purchase_rules:
+        added_rule = await store_rule(conn, kind, since, body, created_by)
+        (report.added if added_rule else report.kept).append(
+            f"{kind} purchase rules from {since}")
     return report
 
 
