@@ -18,7 +18,7 @@ from lms.purchases.service import PurchaseService
 from lms.purchases.tasks import _expire as expire_task
 from lms.settings import Settings
 from tests.factories import bearer
-from tests.partners.support import assert_problem
+from tests.partners.support import admin_headers, assert_problem
 from tests.payments.support import (
     FakeProvider,
     buy_miles,
@@ -120,7 +120,8 @@ async def test_a_failed_or_canceled_payment_cancels_the_purchase(
 
 
 async def test_a_wrong_amount_or_currency_is_recorded_and_refused(
-        api: httpx.AsyncClient, db: Database, provider: FakeProvider) -> None:
+        api: httpx.AsyncClient, db: Database, provider: FakeProvider,
+        live_settings: Settings) -> None:
     member = await new_member(api, db)
     token = member["accessToken"]
     for wrong in ({"amount": 2999}, {"currency": "USD"}):
@@ -138,6 +139,14 @@ async def test_a_wrong_amount_or_currency_is_recorded_and_refused(
         assert again["statusCode"] == 200 and '"replayed":true' in again["body"]
         assert await purchase_entries(db, purchase["reference"]) == 0
     assert await miles_of(db, member["accountId"]) == 0
+    # Both wait for a refund, as staff see them.
+    admin = await admin_headers(db, live_settings)
+    due = await api.get("/v1/admin/purchases/refunds-due", headers=admin)
+    assert due.status_code == 200, due.text
+    mine = [p for p in due.json() if p["memberId"] == member["id"]]
+    assert [(p["status"], p["refundDue"]) for p in mine] == [("rejected", True)] * 2
+    assert (await api.get("/v1/admin/purchases/refunds-due",
+                          headers=bearer(token))).status_code == 403
 
 
 async def test_bad_amounts_are_refused_with_nothing_created(
