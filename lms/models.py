@@ -23,6 +23,8 @@ from lms.partners.models import (
     PartnerAccrualReversal,
     PartnerEarnRate,
 )
+from lms.payments.models import PaymentEvent
+from lms.purchases.models import Purchase, PurchaseRule
 from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
 
 metadata = Base.metadata
@@ -32,6 +34,7 @@ __all__ = [
     "EarnRule", "ExpiryNotice", "FlownCoupon", "Hold", "IdempotencyKey", "JournalEntry",
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
-    "PartnerEarnRate", "PolicySetting", "Posting", "Promotion", "PromotionAward",
-    "PromotionRegistration", "StaffUser", "Tier", "TierChange", "metadata",
+    "PartnerEarnRate", "PaymentEvent", "PolicySetting", "Posting", "Promotion",
+    "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule", "StaffUser",
+    "Tier", "TierChange", "metadata",
 ]
