@@ -27,6 +27,7 @@ from lms.db import Database
 from lms.ledger.service import SystemAccounts
 from lms.logging import configure as configure_logging
 from lms.partners.routes import PartnerAccrualController, PartnerAdminController
+from lms.redemption.routes import MyRedemptionController, PartnerRedemptionController
 from lms.settings import Settings, get_settings
 from lms.tiers.routes import MyTierController
 
@@ -69,7 +70,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             PartnerAccrualController, MyTierController,
                                             MyClaimsController, FlightFeedController,
                                             ProgrammeAdminController,
-                                            MyPromotionsController])
+                                            MyPromotionsController,
+                                            MyRedemptionController,
+                                            PartnerRedemptionController])
     return Litestar(
         route_handlers=[HealthController, v1],
         state=State({"settings": settings, "db": db,

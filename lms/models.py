@@ -23,6 +23,13 @@ from lms.partners.models import (
     PartnerAccrualReversal,
     PartnerEarnRate,
 )
+from lms.redemption.models import (
+    PartnerHold,
+    Redemption,
+    RedemptionCode,
+    RedemptionGuard,
+    RedemptionRefund,
+)
 from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
 
 metadata = Base.metadata
@@ -32,6 +39,7 @@ __all__ = [
     "EarnRule", "ExpiryNotice", "FlownCoupon", "Hold", "IdempotencyKey", "JournalEntry",
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
-    "PartnerEarnRate", "PolicySetting", "Posting", "Promotion", "PromotionAward",
-    "PromotionRegistration", "StaffUser", "Tier", "TierChange", "metadata",
+    "PartnerEarnRate", "PartnerHold", "PolicySetting", "Posting", "Promotion",
+    "PromotionAward", "PromotionRegistration", "Redemption", "RedemptionCode",
+    "RedemptionGuard", "RedemptionRefund", "StaffUser", "Tier", "TierChange", "metadata",
 ]
