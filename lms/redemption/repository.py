@@ -103,7 +103,7 @@ class RedemptionRepository:
     async def redemption_ids_of(self, hold_ids: list[int]) -> dict[int, int]:
         rows = await self.session.execute(select(Redemption.hold_id, Redemption.id).where(
             Redemption.hold_id.in_(hold_ids)))
-        return {hold_id: redemption_id for hold_id, redemption_id in rows.tuples()}
+        return {row[0]: row[1] for row in rows}
 
     # -- redemptions and refunds ------------------------------------------------------------
 

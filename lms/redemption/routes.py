@@ -67,8 +67,9 @@ from lms.redemption.service import (
 
 HoldPath = Annotated[int, Parameter(ge=1, description="The hold's id")]
 RedemptionPath = Annotated[int, Parameter(ge=1, description="The redemption's id")]
-OrderQuery = Annotated[str, QueryParameter(min_length=1, max_length=100,
-                                           description="The partner's order reference")]
+OrderQuery = Annotated[str, QueryParameter(name="orderReference", min_length=1,
+                                          max_length=100,
+                                          description="The partner's order reference")]
 CODE_PROBLEMS = (InvalidMemberCode, RedemptionLocked, MemberLocked)
 
 
