@@ -27,8 +27,11 @@ from lms.db import Database
 from lms.ledger.service import SystemAccounts
 from lms.logging import configure as configure_logging
 from lms.partners.routes import PartnerAccrualController, PartnerAdminController
+from lms.payments.routes import PaymentWebhookController
+from lms.purchases.routes import MyMilePurchasesController, MyStatusPurchasesController
 from lms.redemption.routes import MyRedemptionController, PartnerRedemptionController
 from lms.settings import Settings, get_settings
+from lms.tiers.admin_routes import TierAdminController
 from lms.tiers.routes import MyTierController
 
 API_VERSION = "0.1.0"
@@ -71,6 +74,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             MyClaimsController, FlightFeedController,
                                             ProgrammeAdminController,
                                             MyPromotionsController,
+                                            TierAdminController,
+                                            PaymentWebhookController,
+                                            MyMilePurchasesController,
+                                            MyStatusPurchasesController,
                                             MyRedemptionController,
                                             PartnerRedemptionController])
     return Litestar(
@@ -79,7 +86,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                      "system_accounts": SystemAccounts(settings.system_account_shards)}),
         lifespan=[lifespan],
         middleware=[DefineMiddleware(BearerTokenMiddleware,
-                                     exclude=["^/health$", "^/ready$", "^/schema"])],
+                                     exclude=["^/health$", "^/ready$", "^/schema",
+                                              # signed by the provider instead
+                                              "^/v1/payments/webhook$",
+                                              "^/v1/payments/return/"])],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(),
         compression_config=CompressionConfig(backend="gzip", minimum_size=2048),

@@ -23,6 +23,8 @@ from lms.partners.models import (
     PartnerAccrualReversal,
     PartnerEarnRate,
 )
+from lms.payments.models import PaymentEvent
+from lms.purchases.models import Purchase, PurchaseRule
 from lms.redemption.models import (
     PartnerHold,
     Redemption,
@@ -39,7 +41,8 @@ __all__ = [
     "EarnRule", "ExpiryNotice", "FlownCoupon", "Hold", "IdempotencyKey", "JournalEntry",
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
-    "PartnerEarnRate", "PartnerHold", "PolicySetting", "Posting", "Promotion",
-    "PromotionAward", "PromotionRegistration", "Redemption", "RedemptionCode",
-    "RedemptionGuard", "RedemptionRefund", "StaffUser", "Tier", "TierChange", "metadata",
+    "PartnerEarnRate", "PartnerHold", "PaymentEvent", "PolicySetting", "Posting",
+    "Promotion", "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule",
+    "Redemption", "RedemptionCode", "RedemptionGuard", "RedemptionRefund", "StaffUser",
+    "Tier", "TierChange", "metadata",
 ]
