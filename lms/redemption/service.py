@@ -284,7 +284,9 @@ class RedemptionService:
         self._offers(partner, data.currency)
         member = await self._active_member(check.member_id)
         balances = {b.unit: b for b in await self.ledger.balances(member.account_id)}
-        available = balances[Unit.MILES].available
+        # A member in debt after a clawback has nothing to spend (and the partner need not
+        # learn of the debt).
+        available = max(0, balances[Unit.MILES].available)
         figures = pricing.quote(data.order_amount, available,
                                 partner.value_per_mile_milli_minor, partner.min_cash_share_bp)
         return QuoteOut(currency=partner.currency, order_amount=data.order_amount,
