@@ -35,6 +35,7 @@ from lms.purchases.routes import (
     MyStatusPurchasesController,
     PurchaseAdminController,
 )
+from lms.redemption.routes import MyRedemptionController, PartnerRedemptionController
 from lms.settings import Settings, get_settings
 from lms.tiers.admin_routes import TierAdminController
 from lms.tiers.routes import MyTierController
@@ -83,7 +84,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             PaymentWebhookController,
                                             MyMilePurchasesController,
                                             MyStatusPurchasesController,
-                                            PurchaseAdminController, GiftController,
+                                            PurchaseAdminController,
+                                            MyRedemptionController,
+                                            PartnerRedemptionController, GiftController,
                                             FamilyController])
     return Litestar(
         route_handlers=[HealthController, v1],

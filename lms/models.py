@@ -27,6 +27,13 @@ from lms.partners.models import (
 )
 from lms.payments.models import PaymentEvent
 from lms.purchases.models import Purchase, PurchaseRule
+from lms.redemption.models import (
+    PartnerHold,
+    Redemption,
+    RedemptionCode,
+    RedemptionGuard,
+    RedemptionRefund,
+)
 from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
 
 metadata = Base.metadata
@@ -37,7 +44,8 @@ __all__ = [
     "FamilyRule", "FlownCoupon", "Gift", "GiftRule", "Hold", "IdempotencyKey", "JournalEntry",
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
-    "PartnerEarnRate", "PaymentEvent", "PolicySetting", "Posting", "Promotion",
-    "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule", "StaffUser",
+    "PartnerEarnRate", "PartnerHold", "PaymentEvent", "PolicySetting", "Posting",
+    "Promotion", "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule",
+    "Redemption", "RedemptionCode", "RedemptionGuard", "RedemptionRefund", "StaffUser",
     "Tier", "TierChange", "metadata",
 ]
