@@ -29,6 +29,7 @@ from lms.logging import configure as configure_logging
 from lms.partners.routes import PartnerAccrualController, PartnerAdminController
 from lms.settings import Settings, get_settings
 from lms.tiers.routes import MyTierController
+from lms.wallet.routes import MyWalletController, PassKitController
 
 API_VERSION = "0.1.0"
 
@@ -42,6 +43,9 @@ def openapi_config() -> OpenAPIConfig:
         components=Components(security_schemes={
             "bearer": SecurityScheme(type="http", scheme="bearer",
                                      description="Access token from a /token endpoint"),
+            "applePass": SecurityScheme(
+                type="apiKey", name="Authorization", security_scheme_in="header",
+                description="PassKit web service: 'ApplePass <authenticationToken>'"),
         }),
         security=[{"bearer": []}],
         path="/schema",
@@ -69,14 +73,17 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             PartnerAccrualController, MyTierController,
                                             MyClaimsController, FlightFeedController,
                                             ProgrammeAdminController,
-                                            MyPromotionsController])
+                                            MyPromotionsController, MyWalletController,
+                                            PassKitController])
     return Litestar(
         route_handlers=[HealthController, v1],
         state=State({"settings": settings, "db": db,
                      "system_accounts": SystemAccounts(settings.system_account_shards)}),
         lifespan=[lifespan],
         middleware=[DefineMiddleware(BearerTokenMiddleware,
-                                     exclude=["^/health$", "^/ready$", "^/schema"])],
+                                     exclude=["^/health$", "^/ready$", "^/schema",
+                                              # Devices authenticate with ApplePass tokens.
+                                              "^/v1/passkit/"])],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(),
         compression_config=CompressionConfig(backend="gzip", minimum_size=2048),

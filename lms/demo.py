@@ -31,6 +31,7 @@ from lms.partners.errors import PartnerExists
 from lms.partners.schemas import ApiKeyCreate, EarnRateSet, PartnerCreate
 from lms.partners.service import PartnerService
 from lms.settings import Settings
+from lms.wallet.certs import ensure_dev_certs
 
 MEMBER_PASSWORD = "demo-member-pass"
 STAFF_PASSWORD = "demo-staff-pass"
@@ -276,6 +277,14 @@ def _saved_key(settings: Settings) -> str:
         f"{DEMO_PARTNER})"
 
 
+def _wallet_signing(settings: Settings) -> str:
+    if settings.apple_pass_cert:
+        return "passes signed with the configured certificate"
+    folder = ensure_dev_certs(settings)
+    return (f"passes signed with the development chain in {folder} "
+            "(verify: openssl smime -verify ... -CAfile dev-ca.pem)")
+
+
 def credentials(settings: Settings) -> str:
     base = settings.public_base_url.rstrip("/")
     lines = [
@@ -292,5 +301,9 @@ def credentials(settings: Settings) -> str:
         f"Partner {DEMO_PARTNER!r} (Authorization: Bearer <key>; e.g. "
         f"POST {base}/v1/partner/accruals):",
         f"  {_saved_key(settings)}",
+        "",
+        f"Wallet cards (member token): GET {base}/v1/me/wallet/apple (.pkpass), "
+        f"GET {base}/v1/me/wallet/google",
+        f"  {_wallet_signing(settings)}",
     ]
     return "\n".join(lines)

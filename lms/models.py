@@ -24,6 +24,7 @@ from lms.partners.models import (
     PartnerEarnRate,
 )
 from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
+from lms.wallet.models import WalletPass, WalletPassToken, WalletRegistration
 
 metadata = Base.metadata
 
@@ -33,5 +34,6 @@ __all__ = [
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
     "PartnerEarnRate", "PolicySetting", "Posting", "Promotion", "PromotionAward",
-    "PromotionRegistration", "StaffUser", "Tier", "TierChange", "metadata",
+    "PromotionRegistration", "StaffUser", "Tier", "TierChange", "WalletPass", "WalletPassToken",
+    "WalletRegistration", "metadata",
 ]

@@ -19,7 +19,8 @@ from lms.settings import Settings, get_settings
 
 T = TypeVar("T")
 
-TASK_MODULES = ("lms.outbox.tasks", "lms.ledger.tasks", "lms.tiers.tasks", "lms.claims.tasks")
+TASK_MODULES = ("lms.outbox.tasks", "lms.ledger.tasks", "lms.tiers.tasks", "lms.claims.tasks",
+                "lms.wallet.tasks")
 
 RELAY_EVERY_SECONDS = 5.0
 
@@ -49,6 +50,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "tiers.reevaluate_all",
         "schedule": crontab(hour=1, minute=30),
         "options": {"expires": 6 * 3600.0},
+    },
+    # Wallet passes whose push is due: a retry, or a sync task that ran before its relay
+    # committed (see lms.wallet.sync).
+    "wallet-sync-due": {
+        "task": "wallet.sync_due",
+        "schedule": 5.0,
+        "options": {"expires": 10.0},
     },
     "claims-resolve": {
         "task": "claims.resolve",
