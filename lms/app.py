@@ -28,6 +28,7 @@ from lms.ledger.service import SystemAccounts
 from lms.logging import configure as configure_logging
 from lms.partners.routes import PartnerAccrualController, PartnerAdminController
 from lms.settings import Settings, get_settings
+from lms.tiers.admin_routes import TierAdminController
 from lms.tiers.routes import MyTierController
 from lms.wallet.routes import MyWalletController, PassKitController
 
@@ -73,7 +74,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             PartnerAccrualController, MyTierController,
                                             MyClaimsController, FlightFeedController,
                                             ProgrammeAdminController,
-                                            MyPromotionsController, MyWalletController,
+                                            MyPromotionsController,
+                                            TierAdminController, MyWalletController,
                                             PassKitController])
     return Litestar(
         route_handlers=[HealthController, v1],
