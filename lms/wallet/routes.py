@@ -21,7 +21,7 @@ from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParam
 from lms.accounts.errors import MemberNotFound
 from lms.api.openapi import merge, problems
 from lms.auth.guards import current_principal, member_only
-from lms.errors import Forbidden, Unauthorized
+from lms.errors import Forbidden, Unauthorized, ValidationFailed
 from lms.wallet.errors import MembershipClosed, PassTypeUnknown, PassUnauthorized
 from lms.wallet.pkpass import MEDIA_TYPE
 from lms.wallet.schemas import DeviceRegistration, GoogleSaveLink, LogEntries, SerialNumbers
@@ -181,7 +181,8 @@ class PassKitController(Controller):
 
     @post("/log", operation_id="logPassKitMessages", status_code=200, security=[{}],
           summary="Messages a device reports about problems with passes",
-          description="Recorded in the server log (Apple's devices send no credentials).")
+          description="Recorded in the server log (Apple's devices send no credentials).",
+          responses=problems(ValidationFailed))
     async def log_messages(self, data: JSONBody[LogEntries]) -> None:
         for message in data.logs:
             log.warning("PassKit device log: %s", message[:500].replace("\n", " "))
