@@ -27,6 +27,12 @@ from lms.db import Database
 from lms.ledger.service import SystemAccounts
 from lms.logging import configure as configure_logging
 from lms.partners.routes import PartnerAccrualController, PartnerAdminController
+from lms.payments.routes import PaymentWebhookController
+from lms.purchases.routes import (
+    MyMilePurchasesController,
+    MyStatusPurchasesController,
+    PurchaseAdminController,
+)
 from lms.settings import Settings, get_settings
 from lms.tiers.admin_routes import TierAdminController
 from lms.tiers.routes import MyTierController
@@ -75,7 +81,11 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             MyClaimsController, FlightFeedController,
                                             ProgrammeAdminController,
                                             MyPromotionsController,
-                                            TierAdminController, MyWalletController,
+                                            TierAdminController,
+                                            PaymentWebhookController,
+                                            MyMilePurchasesController,
+                                            MyStatusPurchasesController,
+                                            PurchaseAdminController, MyWalletController,
                                             PassKitController])
     return Litestar(
         route_handlers=[HealthController, v1],
@@ -84,6 +94,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         lifespan=[lifespan],
         middleware=[DefineMiddleware(BearerTokenMiddleware,
                                      exclude=["^/health$", "^/ready$", "^/schema",
+                                              # signed by the provider instead
+                                              "^/v1/payments/webhook$",
+                                              "^/v1/payments/return/",
                                               # Devices authenticate with ApplePass tokens.
                                               "^/v1/passkit/"])],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -23,6 +23,8 @@ from lms.partners.models import (
     PartnerAccrualReversal,
     PartnerEarnRate,
 )
+from lms.payments.models import PaymentEvent
+from lms.purchases.models import Purchase, PurchaseRule
 from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
 from lms.wallet.models import WalletPass, WalletPassToken, WalletRegistration
 
@@ -33,7 +35,7 @@ __all__ = [
     "EarnRule", "ExpiryNotice", "FlownCoupon", "Hold", "IdempotencyKey", "JournalEntry",
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
-    "PartnerEarnRate", "PolicySetting", "Posting", "Promotion", "PromotionAward",
-    "PromotionRegistration", "StaffUser", "Tier", "TierChange", "WalletPass", "WalletPassToken",
-    "WalletRegistration", "metadata",
+    "PartnerEarnRate", "PaymentEvent", "PolicySetting", "Posting", "Promotion",
+    "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule", "StaffUser",
+    "Tier", "TierChange", "WalletPass", "WalletPassToken", "WalletRegistration", "metadata",
 ]

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 CARD_TOPIC_PREFIXES = ("miles.", "hold.", "redemption.", "tier.", "gift.", "purchase.",
                        "family.", "pool.", "status.", "adjustment.", "refund.")
 # Announcements that change nothing yet.
-NOT_CARD_TOPICS = frozenset({"miles.expiring"})
+NOT_CARD_TOPICS = frozenset({"miles.expiring", "purchase.created", "purchase.expired"})
 # After this many seconds a task is late enough to be sure the relay committed.
 ENQUEUE_GRACE_SECONDS = 1.0
 RETRY_BASE_SECONDS = 5.0
