@@ -35,6 +35,7 @@ from lms.redemption.models import (
     RedemptionRefund,
 )
 from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
+from lms.wallet.models import WalletPass, WalletPassToken, WalletRegistration
 
 metadata = Base.metadata
 
@@ -47,5 +48,5 @@ __all__ = [
     "PartnerEarnRate", "PartnerHold", "PaymentEvent", "PolicySetting", "Posting",
     "Promotion", "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule",
     "Redemption", "RedemptionCode", "RedemptionGuard", "RedemptionRefund", "StaffUser",
-    "Tier", "TierChange", "metadata",
+    "Tier", "TierChange", "WalletPass", "WalletPassToken", "WalletRegistration", "metadata",
 ]
