@@ -23,7 +23,13 @@ from lms.partners.models import (
     PartnerAccrualReversal,
     PartnerEarnRate,
 )
+from lms.settlement.models import (
+    PartnerStatement,
+    PartnerStatementLine,
+    PartnerStatementTotal,
+)
 from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
+from lms.webhooks.models import WebhookDelivery, WebhookSecret
 
 metadata = Base.metadata
 
@@ -32,6 +38,8 @@ __all__ = [
     "EarnRule", "ExpiryNotice", "FlownCoupon", "Hold", "IdempotencyKey", "JournalEntry",
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
-    "PartnerEarnRate", "PolicySetting", "Posting", "Promotion", "PromotionAward",
-    "PromotionRegistration", "StaffUser", "Tier", "TierChange", "metadata",
+    "PartnerEarnRate", "PartnerStatement", "PartnerStatementLine", "PartnerStatementTotal",
+    "PolicySetting", "Posting", "Promotion", "PromotionAward",
+    "PromotionRegistration", "StaffUser", "Tier", "TierChange", "WebhookDelivery",
+    "WebhookSecret", "metadata",
 ]

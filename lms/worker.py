@@ -19,7 +19,8 @@ from lms.settings import Settings, get_settings
 
 T = TypeVar("T")
 
-TASK_MODULES = ("lms.outbox.tasks", "lms.ledger.tasks", "lms.tiers.tasks", "lms.claims.tasks")
+TASK_MODULES = ("lms.outbox.tasks", "lms.ledger.tasks", "lms.tiers.tasks", "lms.claims.tasks",
+                "lms.settlement.tasks")
 
 RELAY_EVERY_SECONDS = 5.0
 
@@ -49,6 +50,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "tiers.reevaluate_all",
         "schedule": crontab(hour=1, minute=30),
         "options": {"expires": 6 * 3600.0},
+    },
+    # Months are closed an hour after they end (settlement.service.CLOSE_GRACE); hourly runs
+    # close a month soon after that and catch up on any the job missed.
+    "settlement-close-statements": {
+        "task": "settlement.close_statements",
+        "schedule": crontab(minute=17),
+        "options": {"expires": 3000.0},
     },
     "claims-resolve": {
         "task": "claims.resolve",
