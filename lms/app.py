@@ -29,6 +29,7 @@ from lms.logging import configure as configure_logging
 from lms.partners.routes import PartnerAccrualController, PartnerAdminController
 from lms.settings import Settings, get_settings
 from lms.settlement.routes import StatementController
+from lms.tiers.admin_routes import TierAdminController
 from lms.tiers.routes import MyTierController
 
 API_VERSION = "0.1.0"
@@ -70,7 +71,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             PartnerAccrualController, MyTierController,
                                             MyClaimsController, FlightFeedController,
                                             ProgrammeAdminController,
-                                            MyPromotionsController, StatementController])
+                                            MyPromotionsController,
+                                            TierAdminController, StatementController])
     return Litestar(
         route_handlers=[HealthController, v1],
         state=State({"settings": settings, "db": db,
