@@ -31,6 +31,7 @@ from lms.settings import Settings, get_settings
 from lms.settlement.routes import StatementController
 from lms.tiers.admin_routes import TierAdminController
 from lms.tiers.routes import MyTierController
+from lms.webhooks.routes import WebhookAdminController
 
 API_VERSION = "0.1.0"
 
@@ -72,7 +73,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             MyClaimsController, FlightFeedController,
                                             ProgrammeAdminController,
                                             MyPromotionsController,
-                                            TierAdminController, StatementController])
+                                            TierAdminController, StatementController,
+                                            WebhookAdminController])
     return Litestar(
         route_handlers=[HealthController, v1],
         state=State({"settings": settings, "db": db,

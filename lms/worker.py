@@ -20,9 +20,10 @@ from lms.settings import Settings, get_settings
 T = TypeVar("T")
 
 TASK_MODULES = ("lms.outbox.tasks", "lms.ledger.tasks", "lms.tiers.tasks", "lms.claims.tasks",
-                "lms.settlement.tasks")
+                "lms.settlement.tasks", "lms.webhooks.tasks")
 
 RELAY_EVERY_SECONDS = 5.0
+WEBHOOK_SWEEP_SECONDS = 5.0
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "outbox-relay": {
@@ -57,6 +58,12 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "settlement.close_statements",
         "schedule": crontab(minute=17),
         "options": {"expires": 3000.0},
+    },
+    # Due webhook deliveries and retries (see lms.webhooks.delivery).
+    "webhooks-sweep": {
+        "task": "webhooks.sweep",
+        "schedule": WEBHOOK_SWEEP_SECONDS,
+        "options": {"expires": WEBHOOK_SWEEP_SECONDS * 2},
     },
     "claims-resolve": {
         "task": "claims.resolve",
