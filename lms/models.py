@@ -23,6 +23,8 @@ from lms.partners.models import (
     PartnerAccrualReversal,
     PartnerEarnRate,
 )
+from lms.payments.models import PaymentEvent
+from lms.purchases.models import Purchase, PurchaseRule
 from lms.settlement.models import (
     PartnerStatement,
     PartnerStatementLine,
@@ -39,7 +41,7 @@ __all__ = [
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
     "PartnerEarnRate", "PartnerStatement", "PartnerStatementLine", "PartnerStatementTotal",
-    "PolicySetting", "Posting", "Promotion", "PromotionAward",
-    "PromotionRegistration", "StaffUser", "Tier", "TierChange", "WebhookDelivery",
-    "WebhookSecret", "metadata",
+    "PaymentEvent", "PolicySetting", "Posting", "Promotion",
+    "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule", "StaffUser",
+    "Tier", "TierChange", "WebhookDelivery", "WebhookSecret", "metadata",
 ]

@@ -20,7 +20,7 @@ from lms.settings import Settings, get_settings
 T = TypeVar("T")
 
 TASK_MODULES = ("lms.outbox.tasks", "lms.ledger.tasks", "lms.tiers.tasks", "lms.claims.tasks",
-                "lms.settlement.tasks", "lms.webhooks.tasks")
+                "lms.purchases.tasks", "lms.settlement.tasks", "lms.webhooks.tasks")
 
 RELAY_EVERY_SECONDS = 5.0
 WEBHOOK_SWEEP_SECONDS = 5.0
@@ -64,6 +64,12 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "webhooks.sweep",
         "schedule": WEBHOOK_SWEEP_SECONDS,
         "options": {"expires": WEBHOOK_SWEEP_SECONDS * 2},
+    },
+    # Unpaid purchases stop counting against the yearly cap once they expire.
+    "purchases-expire-pending": {
+        "task": "purchases.expire_pending",
+        "schedule": 60.0,
+        "options": {"expires": 120.0},
     },
     "claims-resolve": {
         "task": "claims.resolve",
