@@ -6,10 +6,11 @@ from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lms.api.openapi import problems
+from lms.api.openapi import merge, problems
 from lms.auth.guards import current_principal, requires_scope
 from lms.partners.routes import PARTNER_AUTH_PROBLEMS
 from lms.settlement.csv import statement_csv
@@ -49,7 +50,11 @@ class StatementController(Controller):
     @get("/{month:str}", operation_id="getPartnerStatement",
          summary="The partner's monthly settlement statement (JSON or CSV)",
          description=DESCRIPTION,
-         responses=problems(*PARTNER_AUTH_PROBLEMS, InvalidMonth, MonthInFuture))
+         responses=merge(
+             # The JSON form; the CSV form (text/csv) is described above.
+             {200: ResponseSpec(data_container=StatementOut,
+                                description="The statement (JSON, or CSV on request)")},
+             problems(*PARTNER_AUTH_PROBLEMS, InvalidMonth, MonthInFuture)))
     async def statement(
         self, request: Request[Any, Any, Any], state: State,
         month: Annotated[str, Parameter(max_length=16, description="YYYY-MM")],
