@@ -28,7 +28,11 @@ from lms.ledger.service import SystemAccounts
 from lms.logging import configure as configure_logging
 from lms.partners.routes import PartnerAccrualController, PartnerAdminController
 from lms.payments.routes import PaymentWebhookController
-from lms.purchases.routes import MyMilePurchasesController, MyStatusPurchasesController
+from lms.purchases.routes import (
+    MyMilePurchasesController,
+    MyStatusPurchasesController,
+    PurchaseAdminController,
+)
 from lms.settings import Settings, get_settings
 from lms.settlement.routes import StatementController
 from lms.tiers.admin_routes import TierAdminController
@@ -79,6 +83,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             PaymentWebhookController,
                                             MyMilePurchasesController,
                                             MyStatusPurchasesController,
+                                            PurchaseAdminController,
                                             StatementController, WebhookAdminController])
     return Litestar(
         route_handlers=[HealthController, v1],
