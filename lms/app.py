@@ -33,6 +33,7 @@ from lms.purchases.routes import (
     MyStatusPurchasesController,
     PurchaseAdminController,
 )
+from lms.redemption.routes import MyRedemptionController, PartnerRedemptionController
 from lms.settings import Settings, get_settings
 from lms.settlement.routes import StatementController
 from lms.tiers.admin_routes import TierAdminController
@@ -84,6 +85,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             MyMilePurchasesController,
                                             MyStatusPurchasesController,
                                             PurchaseAdminController,
+                                            MyRedemptionController,
+                                            PartnerRedemptionController,
                                             StatementController, WebhookAdminController])
     return Litestar(
         route_handlers=[HealthController, v1],

@@ -25,6 +25,13 @@ from lms.partners.models import (
 )
 from lms.payments.models import PaymentEvent
 from lms.purchases.models import Purchase, PurchaseRule
+from lms.redemption.models import (
+    PartnerHold,
+    Redemption,
+    RedemptionCode,
+    RedemptionGuard,
+    RedemptionRefund,
+)
 from lms.settlement.models import (
     PartnerStatement,
     PartnerStatementLine,
@@ -40,8 +47,9 @@ __all__ = [
     "EarnRule", "ExpiryNotice", "FlownCoupon", "Hold", "IdempotencyKey", "JournalEntry",
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
-    "PartnerEarnRate", "PartnerStatement", "PartnerStatementLine", "PartnerStatementTotal",
-    "PaymentEvent", "PolicySetting", "Posting", "Promotion",
-    "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule", "StaffUser",
+    "PartnerEarnRate", "PartnerHold", "PartnerStatement", "PartnerStatementLine",
+    "PartnerStatementTotal", "PaymentEvent", "PolicySetting", "Posting",
+    "Promotion", "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule",
+    "Redemption", "RedemptionCode", "RedemptionGuard", "RedemptionRefund", "StaffUser",
     "Tier", "TierChange", "WebhookDelivery", "WebhookSecret", "metadata",
 ]
