@@ -38,6 +38,7 @@ from lms.settings import Settings, get_settings
 from lms.settlement.routes import StatementController
 from lms.tiers.admin_routes import TierAdminController
 from lms.tiers.routes import MyTierController
+from lms.wallet.routes import MyWalletController, PassKitController
 from lms.webhooks.routes import WebhookAdminController
 
 API_VERSION = "0.1.0"
@@ -52,6 +53,9 @@ def openapi_config() -> OpenAPIConfig:
         components=Components(security_schemes={
             "bearer": SecurityScheme(type="http", scheme="bearer",
                                      description="Access token from a /token endpoint"),
+            "applePass": SecurityScheme(
+                type="apiKey", name="Authorization", security_scheme_in="header",
+                description="PassKit web service: 'ApplePass <authenticationToken>'"),
         }),
         security=[{"bearer": []}],
         path="/schema",
@@ -87,6 +91,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             PurchaseAdminController,
                                             MyRedemptionController,
                                             PartnerRedemptionController,
+                                            MyWalletController, PassKitController,
                                             StatementController, WebhookAdminController])
     return Litestar(
         route_handlers=[HealthController, v1],
@@ -97,7 +102,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                      exclude=["^/health$", "^/ready$", "^/schema",
                                               # signed by the provider instead
                                               "^/v1/payments/webhook$",
-                                              "^/v1/payments/return/"])],
+                                              "^/v1/payments/return/",
+                                              # Devices authenticate with ApplePass tokens.
+                                              "^/v1/passkit/"])],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(),
         compression_config=CompressionConfig(backend="gzip", minimum_size=2048),

@@ -38,6 +38,7 @@ from lms.settlement.models import (
     PartnerStatementTotal,
 )
 from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
+from lms.wallet.models import WalletPass, WalletPassToken, WalletRegistration
 from lms.webhooks.models import WebhookDelivery, WebhookSecret
 
 metadata = Base.metadata
@@ -51,5 +52,6 @@ __all__ = [
     "PartnerStatementTotal", "PaymentEvent", "PolicySetting", "Posting",
     "Promotion", "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule",
     "Redemption", "RedemptionCode", "RedemptionGuard", "RedemptionRefund", "StaffUser",
-    "Tier", "TierChange", "WebhookDelivery", "WebhookSecret", "metadata",
+    "Tier", "TierChange", "WalletPass", "WalletPassToken", "WalletRegistration",
+    "WebhookDelivery", "WebhookSecret", "metadata",
 ]

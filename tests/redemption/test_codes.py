@@ -3,6 +3,7 @@ unknown cards answer alike and five of them lock the card's redemption and tell 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -147,3 +148,15 @@ async def test_a_locked_member_cannot_redeem(
     assert_problem(await client.post("/v1/me/redemption-codes", json={},
                                      headers=bearer(member["accessToken"])),
                    409, "member_locked")
+
+
+async def test_concurrent_guesses_are_counted_one_by_one(
+        client: httpx.AsyncClient, shop: dict[str, Any], member: dict[str, Any]) -> None:
+    code = await new_code(client, member)
+    guesses = [f"{n:08d}" for n in range(20, 40) if f"{n:08d}" != code][:10]
+    responses = await asyncio.gather(*(
+        open_hold(client, shop["key"], hold_body(member["card"], guess))
+        for guess in guesses))
+    codes = sorted(r.json()["code"] for r in responses)
+    # Checks of one card are serialised: exactly five guesses are weighed, then the lock.
+    assert codes == ["invalid_member_code"] * 5 + ["redemption_locked"] * 5

@@ -176,6 +176,24 @@ async def test_retries_replay_and_change_nothing(
     assert_problem(missing, 400, "idempotency_key_required")
 
 
+async def test_simultaneous_first_tries_under_one_key_make_one_hold(
+        client: httpx.AsyncClient, db: Database, shop: dict[str, Any],
+        member: dict[str, Any]) -> None:
+    code = await new_code(client, member)
+    body = hold_body(member["card"], code, miles=700)
+    key = str(uuid.uuid4())
+    responses = await asyncio.gather(*(open_hold(client, shop["key"], body, key)
+                                       for _ in range(6)))
+    assert {r.status_code for r in responses} == {201}, [r.text for r in responses]
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert sum(r.headers.get("Idempotency-Replayed") == "true" for r in responses) == 5
+    assert (await miles_of(client, member))["held"] == 700
+    # Retries are not wrong guesses.
+    failures = await scalar(db, "SELECT coalesce(max(failures), 0) FROM redemption_guards "
+                                "WHERE card_number = :c", c=member["card"])
+    assert failures == 0
+
+
 async def test_concurrent_refunds_never_exceed_the_capture(
         client: httpx.AsyncClient, shop: dict[str, Any], member: dict[str, Any],
         in_ledger: LedgerRunner[Any]) -> None:
