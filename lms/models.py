@@ -10,6 +10,7 @@ from lms.accrual.models import (
 )
 from lms.audit.models import AuditRecord
 from lms.auth.models import AccessToken, LoginFailure, StaffUser
+from lms.callcentre.models import Adjustment, AdjustmentDay, AdjustmentLimit, ReasonCode
 from lms.claims.models import Claim
 from lms.db import Base
 from lms.idempotency.models import IdempotencyKey
@@ -28,10 +29,11 @@ from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
 metadata = Base.metadata
 
 __all__ = [
-    "AccessToken", "Account", "ApiKey", "ApiKeyWindow", "AuditRecord", "Balance", "Claim",
+    "AccessToken", "Account", "Adjustment", "AdjustmentDay", "AdjustmentLimit", "ApiKey",
+    "ApiKeyWindow", "AuditRecord", "Balance", "Claim",
     "EarnRule", "ExpiryNotice", "FlownCoupon", "Hold", "IdempotencyKey", "JournalEntry",
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
     "PartnerEarnRate", "PolicySetting", "Posting", "Promotion", "PromotionAward",
-    "PromotionRegistration", "StaffUser", "Tier", "TierChange", "metadata",
+    "PromotionRegistration", "ReasonCode", "StaffUser", "Tier", "TierChange", "metadata",
 ]
