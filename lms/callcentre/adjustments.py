@@ -195,7 +195,8 @@ class AdjustmentService:
         if a is None:
             raise AdjustmentNotFound()
         if a.status != PENDING:
-            raise AdjustmentNotPending(f"The adjustment is {a.status}", status=a.status)
+            raise AdjustmentNotPending(f"The adjustment is {a.status}",
+                                       adjustmentStatus=a.status)
         if a.requested_by == self.ctx.staff_id:
             raise OwnAdjustment()
         member = await self.repo.member_by_id(a.member_id)

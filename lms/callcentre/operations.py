@@ -110,6 +110,7 @@ class MemberOperations:
         if target.status == "closed":
             raise MergeTargetClosed()
         await self._no_pending_holds(duplicate)
+        status_before = duplicate.status
 
         balances = {b.unit: b for b in await self.ledger.balances(duplicate.account_id)}
         moved = [(u, balances[u].posted) for u in ALL_UNITS
@@ -144,7 +145,7 @@ class MemberOperations:
             "lotExpiresAt": result.lot_expires_at}
         await record(self.repo, self.ctx, "member.merge", target_type="member",
                      target_id=duplicate.card_number,
-                     before={"status": duplicate.status,
+                     before={"status": status_before,
                              "balances": {str(u): b.posted for u, b in balances.items()}},
                      after=after)
         await record(self.repo, self.ctx, "member.merge_into", target_type="member",

@@ -34,7 +34,7 @@ def ticket() -> str:
 def london_phone() -> str:
     """A valid, most likely unused London number in international format."""
     while True:
-        number = f"+44 20 7{random.randint(0, 999):03d} {random.randint(0, 9999):04d}"  # noqa: S311
+        number = f"+44 20 7{random.randint(0, 999):03d} {random.randint(0, 9999):04d}"
         if phonenumbers.is_valid_number(phonenumbers.parse(number)):
             return number
 
