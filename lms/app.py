@@ -35,6 +35,7 @@ from lms.ledger.service import SystemAccounts
 from lms.logging import configure as configure_logging
 from lms.partners.routes import PartnerAccrualController, PartnerAdminController
 from lms.settings import Settings, get_settings
+from lms.tiers.admin_routes import TierAdminController
 from lms.tiers.routes import MyTierController
 
 API_VERSION = "0.1.0"
@@ -81,7 +82,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             StaffAdjustmentsController,
                                             StaffEntriesController,
                                             StaffReferenceController,
-                                            StaffAuditController])
+                                            StaffAuditController,
+                                            TierAdminController])
     return Litestar(
         route_handlers=[HealthController, v1],
         state=State({"settings": settings, "db": db,

@@ -10,7 +10,9 @@ entry, so the moved MILES open a single lot on the target that expires with the 
 duplicate's open lots: no mile expires earlier than it would have, some later. Flights,
 claims and tier history stay recorded under the duplicate and are shown on the target's 360°
 view through ``members.merged_into_id``. The target keeps its tier; the moved qualifying
-units count in its current qualification window from the merge on.
+units count in its current qualification window from the merge on. A duplicate in debt passes
+its debt to the target (the merge entry is then marked as a clawback for ``lms ledger
+verify``).
 """
 
 from __future__ import annotations
@@ -128,7 +130,10 @@ class MemberOperations:
                 details={"fromCard": duplicate.card_number, "intoCard": target.card_number,
                          "reason": reason},
                 events=[("member.merged", {"memberId": duplicate.id,
-                                           "intoMemberId": target.id})])
+                                           "intoMemberId": target.id})],
+                # A duplicate in debt (a clawback took back miles it had spent) passes the
+                # debt on: the target may go below zero by it, as the clawback allowed.
+                debt_account=target.account_id if any(a < 0 for _, a in moved) else None)
             entry_id = entry.id
         await self.ledger.set_account_status(duplicate.account_id, "closed")
         now = utcnow()

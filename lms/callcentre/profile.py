@@ -65,7 +65,7 @@ class ProfileService:
                 merged_at=member.merged_at,
                 merged_from=sorted(c for i, c in merged.items() if i != member.id)),
             balances=[UnitBalance(unit=str(b.unit), posted=b.posted, held=b.held,
-                                  available=b.available)
+                                  available=b.available, debt=max(0, -b.available))
                       for b in sorted(balances, key=lambda b: list(Unit).index(b.unit))],
             lots=[LotOut(id=r["id"], amount=r["amount"], remaining=r["remaining"],
                          expires_at=r["expires_at"], created_at=r["created_at"])

@@ -279,7 +279,8 @@ async def test_the_360_view(client: httpx.AsyncClient, agent: dict[str, Any],
     assert view["profile"]["email"] == member["member"]["email"]
     assert view["profile"]["phone"] == member["member"]["phone"]
     miles = next(b for b in view["balances"] if b["unit"] == "MILES")
-    assert miles == {"unit": "MILES", "posted": 4100, "held": 500, "available": 3600}
+    assert miles == {"unit": "MILES", "posted": 4100, "held": 500, "available": 3600,
+                     "debt": 0}
     assert sum(lot["remaining"] for lot in view["lots"]) == 4100
     assert [h["status"] for h in view["holds"]] == ["pending"]
     assert [line["amount"] for line in view["statement"]["lines"]] == [100, 4000]
@@ -336,3 +337,19 @@ async def test_the_audit_log_is_for_supervisors_and_filters(
 
     with pytest.raises(DBAPIError, match="the table is append-only"):
         await db.transaction(tamper)
+
+
+async def test_a_duplicate_in_debt_passes_its_debt_on(
+        client: httpx.AsyncClient, supervisor: dict[str, Any], agent: dict[str, Any],
+        db: Database, system: SystemAccounts, in_ledger: LedgerRunner[Any]) -> None:
+    duplicate, target = await new_member(client), await new_member(client)
+    entry_id = await fund(db, system, duplicate["card"], 1000)
+    await adjust(client, agent["headers"], duplicate["card"], 600, "debit")
+    await in_ledger(lambda ledger: ledger.reverse(entry_id, actor=TEST_ACTOR,
+                                                  reason="clawback", clawback=True))
+    assert (await balances(client, duplicate))["MILES"] == -600
+    await fund(db, system, target["card"], 200)
+    merged = await merge(client, supervisor, duplicate["card"], target["card"])
+    assert merged.status_code == 200, merged.text
+    assert merged.json()["moved"] == [{"unit": "MILES", "amount": -600}]
+    assert (await balances(client, target))["MILES"] == -400
