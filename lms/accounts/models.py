@@ -56,12 +56,14 @@ class Member(Base):
         Index("ix_members_joined_at", "joined_at"),
         Index("ix_members_last_activity_at", "last_activity_at"),
         Index("ix_members_birth_date", "birth_date"),
-        # Prefix search by name (call centre) over millions of members: C collation, so that
-        # LIKE 'prefix%' is an index range and the index order is the result order.
-        Index("ix_members_last_name_lower", text('lower(last_name) COLLATE "C"'),
-              text('lower(first_name) COLLATE "C"'), "id"),
-        Index("ix_members_first_name_lower", text('lower(first_name) COLLATE "C"'),
-              text('lower(last_name) COLLATE "C"'), "id"),
+        # Prefix search by name (call centre) over millions of members. Migration 0010 builds
+        # these with COLLATE "C" on both expressions, so that LIKE 'prefix%' is an index range
+        # and the index order is the result order; SQLAlchemy's reflection does not see an
+        # index expression's collation, so it is left out here for the schema comparison.
+        Index("ix_members_last_name_lower", text("lower(last_name::text)"),
+              text("lower(first_name::text)"), "id"),
+        Index("ix_members_first_name_lower", text("lower(first_name::text)"),
+              text("lower(last_name::text)"), "id"),
         Index("ix_members_merged_into_id", "merged_into_id",
               postgresql_where=text("merged_into_id IS NOT NULL")),
     )

@@ -154,8 +154,8 @@ def upgrade() -> None:
         "ix_members_first_name_lower",
         "members",
         [
-            sa.literal_column('lower(first_name) COLLATE "C"'),
-            sa.literal_column('lower(last_name) COLLATE "C"'),
+            sa.literal_column('lower((first_name)::text) COLLATE "C"'),
+            sa.literal_column('lower((last_name)::text) COLLATE "C"'),
             "id",
         ],
         unique=False,
@@ -164,8 +164,8 @@ def upgrade() -> None:
         "ix_members_last_name_lower",
         "members",
         [
-            sa.literal_column('lower(last_name) COLLATE "C"'),
-            sa.literal_column('lower(first_name) COLLATE "C"'),
+            sa.literal_column('lower((last_name)::text) COLLATE "C"'),
+            sa.literal_column('lower((first_name)::text) COLLATE "C"'),
             "id",
         ],
         unique=False,
