@@ -24,6 +24,8 @@ from lms.partners.models import (
     PartnerAccrualReversal,
     PartnerEarnRate,
 )
+from lms.payments.models import PaymentEvent
+from lms.purchases.models import Purchase, PurchaseRule
 from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
 
 metadata = Base.metadata
@@ -34,6 +36,8 @@ __all__ = [
     "EarnRule", "ExpiryNotice", "FlownCoupon", "Hold", "IdempotencyKey", "JournalEntry",
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
-    "PartnerEarnRate", "PolicySetting", "Posting", "Promotion", "PromotionAward",
-    "PromotionRegistration", "ReasonCode", "StaffUser", "Tier", "TierChange", "metadata",
+    "PartnerEarnRate", "PaymentEvent", "PolicySetting", "Posting", "Promotion",
+    "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule", "ReasonCode",
+    "StaffUser",
+    "Tier", "TierChange", "metadata",
 ]

@@ -1,6 +1,6 @@
 """The 360° view of a member for the agent on the phone: profile, balances, lots, holds,
-statement, tier history, flights, claims, adjustments and the audit trail. Duplicates merged
-into the member contribute their history. Every view is in the audit log."""
+statement, tier history, flights, claims, purchases, adjustments and the audit trail.
+Duplicates merged into the member contribute their history. Every view is in the audit log."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from lms.callcentre.schemas import (
     Member360,
     MemberClaimOut,
     ProfileOut,
+    PurchaseOut,
     TierChangeOut,
 )
 from lms.claims.service import claim_out
@@ -82,6 +83,8 @@ class ProfileService:
             adjustments=[adjustment_out(a, c) for a, c in await self.repo.adjustments(
                 status=None, requested_by=None, member_ids=ids, before=NO_CURSOR,
                 limit=SECTION)],
+            purchases=[PurchaseOut(**r._asdict())
+                       for r in await self.repo.purchases(ids, SECTION)],
             audit_trail=[audit_out(r) for r in await self.repo.audit_records(
                 actor_type=None, actor_id=None, action=None, target_type="member",
                 target_ids=list(merged.values()), since=None, until=None, before=NO_CURSOR,

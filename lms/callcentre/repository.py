@@ -94,6 +94,12 @@ SELECT m.card_number, c.id, c.ticket_number, c.flight_number, c.flight_date, c.s
 FROM claims c JOIN members m ON m.id = c.member_id
 WHERE c.member_id = ANY(:ids) ORDER BY c.id DESC LIMIT :limit
 """)
+PURCHASES = text("""
+SELECT p.id, m.card_number, p.reference, p.kind, p.miles, p.tier, p.amount_minor, p.currency,
+       p.status, p.created_at, p.closed_at, p.entry_id, p.valid_until, p.refund_due, p.note
+FROM purchases p JOIN members m ON m.id = p.member_id
+WHERE p.member_id = ANY(:ids) ORDER BY p.id DESC LIMIT :limit
+""")
 ENTRY_MEMBERS = text("""
 SELECT DISTINCT m.id, m.card_number FROM postings p JOIN members m ON m.account_id = p.account_id
 WHERE p.entry_id = :entry_id ORDER BY m.id
@@ -205,6 +211,9 @@ class CallCentreRepository:
 
     async def claims(self, ids: Sequence[int], limit: int) -> list[Any]:
         return await self._rows(CLAIMS, {"ids": list(ids), "limit": limit})
+
+    async def purchases(self, ids: Sequence[int], limit: int) -> list[Any]:
+        return await self._rows(PURCHASES, {"ids": list(ids), "limit": limit})
 
     async def entry_members(self, entry_id: int) -> list[Any]:
         return await self._rows(ENTRY_MEMBERS, {"entry_id": entry_id})

@@ -100,6 +100,24 @@ class MemberClaimOut(msgspec.Struct, rename="camel"):
     claim: ClaimOut
 
 
+class PurchaseOut(msgspec.Struct, rename="camel"):
+    id: int
+    card_number: str
+    reference: str
+    kind: Annotated[str, msgspec.Meta(description="miles or status")]
+    miles: int | None
+    tier: str | None
+    amount_minor: int
+    currency: str
+    status: str
+    created_at: datetime
+    closed_at: datetime | None
+    entry_id: int | None
+    valid_until: datetime | None
+    refund_due: bool
+    note: str | None
+
+
 class AdjustmentOut(msgspec.Struct, rename="camel"):
     id: int
     card_number: str
@@ -157,12 +175,11 @@ class Member360(msgspec.Struct, rename="camel"):
     claims: list[MemberClaimOut]
     adjustments: list[AdjustmentOut]
     audit_trail: list[AuditOut]
-    # Filled in when family pools and mile purchases exist in the programme.
+    purchases: Annotated[list[PurchaseOut], msgspec.Meta(
+        description="Purchases of miles and status, newest first")]
+    # Filled in when family pools exist in the programme.
     family_pool: Annotated[dict[str, Any] | None, msgspec.Meta(
         description="The member's family pool (not yet available in this programme)")] = None
-    purchases: Annotated[list[dict[str, Any]], msgspec.Meta(
-        description="Purchases of miles and status (not yet available in this programme)")] \
-        = msgspec.field(default_factory=list)
 
 
 class ReasonCodeCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
