@@ -40,6 +40,7 @@ from lms.purchases.routes import (
     MyStatusPurchasesController,
     PurchaseAdminController,
 )
+from lms.redemption.routes import MyRedemptionController, PartnerRedemptionController
 from lms.settings import Settings, get_settings
 from lms.tiers.admin_routes import TierAdminController
 from lms.tiers.routes import MyTierController
@@ -93,7 +94,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             PaymentWebhookController,
                                             MyMilePurchasesController,
                                             MyStatusPurchasesController,
-                                            PurchaseAdminController])
+                                            PurchaseAdminController,
+                                            MyRedemptionController,
+                                            PartnerRedemptionController])
     return Litestar(
         route_handlers=[HealthController, v1],
         state=State({"settings": settings, "db": db,

@@ -26,6 +26,13 @@ from lms.partners.models import (
 )
 from lms.payments.models import PaymentEvent
 from lms.purchases.models import Purchase, PurchaseRule
+from lms.redemption.models import (
+    PartnerHold,
+    Redemption,
+    RedemptionCode,
+    RedemptionGuard,
+    RedemptionRefund,
+)
 from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
 
 metadata = Base.metadata
@@ -36,8 +43,9 @@ __all__ = [
     "EarnRule", "ExpiryNotice", "FlownCoupon", "Hold", "IdempotencyKey", "JournalEntry",
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
-    "PartnerEarnRate", "PaymentEvent", "PolicySetting", "Posting", "Promotion",
-    "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule", "ReasonCode",
+    "PartnerEarnRate", "PartnerHold", "PaymentEvent", "PolicySetting", "Posting",
+    "Promotion", "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule",
+    "ReasonCode", "Redemption", "RedemptionCode", "RedemptionGuard", "RedemptionRefund",
     "StaffUser",
     "Tier", "TierChange", "metadata",
 ]
