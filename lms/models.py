@@ -34,6 +34,7 @@ from lms.redemption.models import (
     RedemptionRefund,
 )
 from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
+from lms.wallet.models import WalletPass, WalletPassToken, WalletRegistration
 
 metadata = Base.metadata
 
@@ -46,6 +47,6 @@ __all__ = [
     "PartnerEarnRate", "PartnerHold", "PaymentEvent", "PolicySetting", "Posting",
     "Promotion", "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule",
     "ReasonCode", "Redemption", "RedemptionCode", "RedemptionGuard", "RedemptionRefund",
-    "StaffUser",
-    "Tier", "TierChange", "metadata",
+    "StaffUser", "Tier", "TierChange", "WalletPass", "WalletPassToken", "WalletRegistration",
+    "metadata",
 ]
