@@ -10,6 +10,7 @@ from lms.accrual.models import (
 )
 from lms.audit.models import AuditRecord
 from lms.auth.models import AccessToken, LoginFailure, StaffUser
+from lms.callcentre.models import Adjustment, AdjustmentDay, AdjustmentLimit, ReasonCode
 from lms.claims.models import Claim
 from lms.db import Base
 from lms.family.models import FamilyInvitation, FamilyMember, FamilyPool, FamilyRule
@@ -46,7 +47,8 @@ from lms.webhooks.models import WebhookDelivery, WebhookSecret
 metadata = Base.metadata
 
 __all__ = [
-    "AccessToken", "Account", "ApiKey", "ApiKeyWindow", "AuditRecord", "Balance", "Claim",
+    "AccessToken", "Account", "Adjustment", "AdjustmentDay", "AdjustmentLimit", "ApiKey",
+    "ApiKeyWindow", "AuditRecord", "Balance", "Claim",
     "EarnRule", "ExpiryNotice", "FamilyInvitation", "FamilyMember", "FamilyPool",
     "FamilyRule", "FlownCoupon", "Gift", "GiftRule", "Hold", "IdempotencyKey", "JournalEntry",
     "LoginFailure", "Lot",
@@ -54,7 +56,7 @@ __all__ = [
     "PartnerEarnRate", "PartnerHold", "PartnerStatement", "PartnerStatementLine",
     "PartnerStatementTotal", "PaymentEvent", "PolicySetting", "Posting",
     "Promotion", "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule",
-    "Redemption", "RedemptionCode", "RedemptionGuard", "RedemptionRefund", "StaffUser",
-    "Tier", "TierChange", "WalletPass", "WalletPassToken", "WalletRegistration",
+    "ReasonCode", "Redemption", "RedemptionCode", "RedemptionGuard", "RedemptionRefund",
+    "StaffUser", "Tier", "TierChange", "WalletPass", "WalletPassToken", "WalletRegistration",
     "WebhookDelivery", "WebhookSecret", "metadata",
 ]
