@@ -29,6 +29,7 @@ from lms.logging import configure as configure_logging
 from lms.partners.routes import PartnerAccrualController, PartnerAdminController
 from lms.settings import Settings, get_settings
 from lms.tiers.routes import MyTierController
+from lms.web.routes import web_routers
 
 API_VERSION = "0.1.0"
 
@@ -71,7 +72,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             ProgrammeAdminController,
                                             MyPromotionsController])
     return Litestar(
-        route_handlers=[HealthController, v1],
+        # The web pages carry opt exclude_from_auth: the bearer middleware leaves them to
+        # their session cookies (lms.web.context).
+        route_handlers=[HealthController, v1, *web_routers()],
         state=State({"settings": settings, "db": db,
                      "system_accounts": SystemAccounts(settings.system_account_shards)}),
         lifespan=[lifespan],

@@ -24,6 +24,7 @@ from lms.partners.models import (
     PartnerEarnRate,
 )
 from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
+from lms.web.models import PasswordReset, WebSession
 
 metadata = Base.metadata
 
@@ -32,6 +33,6 @@ __all__ = [
     "EarnRule", "ExpiryNotice", "FlownCoupon", "Hold", "IdempotencyKey", "JournalEntry",
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
-    "PartnerEarnRate", "PolicySetting", "Posting", "Promotion", "PromotionAward",
-    "PromotionRegistration", "StaffUser", "Tier", "TierChange", "metadata",
+    "PartnerEarnRate", "PasswordReset", "PolicySetting", "Posting", "Promotion", "PromotionAward",
+    "PromotionRegistration", "StaffUser", "Tier", "TierChange", "WebSession", "metadata",
 ]

@@ -19,7 +19,8 @@ from lms.settings import Settings, get_settings
 
 T = TypeVar("T")
 
-TASK_MODULES = ("lms.outbox.tasks", "lms.ledger.tasks", "lms.tiers.tasks", "lms.claims.tasks")
+TASK_MODULES = ("lms.outbox.tasks", "lms.ledger.tasks", "lms.tiers.tasks", "lms.claims.tasks",
+                "lms.web.tasks")
 
 RELAY_EVERY_SECONDS = 5.0
 
