@@ -43,11 +43,14 @@ MESSAGES: dict[str, str] = {
     "invalid_field": N_("This field is not valid."),
     "required": N_("This field is required."),
 }
+INVALID = MESSAGES["invalid_field"]
 
 
 def message(code: str, fallback: str | None = None) -> str:
     msgid = MESSAGES.get(code)
-    return gettext(msgid) if msgid else (fallback or gettext(MESSAGES["invalid_field"]))
+    if msgid is None:
+        return fallback or gettext(INVALID)
+    return gettext(msgid)
 
 
 @dataclass
