@@ -28,6 +28,7 @@ from lms.ledger.service import SystemAccounts
 from lms.logging import configure as configure_logging
 from lms.partners.routes import PartnerAccrualController, PartnerAdminController
 from lms.settings import Settings, get_settings
+from lms.tiers.admin_routes import TierAdminController
 from lms.tiers.routes import MyTierController
 from lms.web.routes import web_routers
 
@@ -70,7 +71,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             PartnerAccrualController, MyTierController,
                                             MyClaimsController, FlightFeedController,
                                             ProgrammeAdminController,
-                                            MyPromotionsController])
+                                            MyPromotionsController,
+                                            TierAdminController])
     return Litestar(
         # The web pages carry opt exclude_from_auth: the bearer middleware leaves them to
         # their session cookies (lms.web.context).

@@ -58,6 +58,9 @@ class UnitBalance(msgspec.Struct, rename="camel"):
     posted: int
     held: int
     available: int
+    debt: Annotated[int, msgspec.Meta(description=(
+        "Miles owed after a clawback took back miles already spent (0 when none): "
+        "redemptions, gifts and transfers wait until later accruals repay it"))] = 0
 
 
 class ExpiringLot(msgspec.Struct, rename="camel"):

@@ -222,7 +222,7 @@ class MemberService:
         return BalanceResponse(
             card_number=member.card_number,
             balances=[UnitBalance(unit=str(unit), posted=b.posted, held=b.held,
-                                  available=b.available)
+                                  available=b.available, debt=max(0, -b.available))
                       for unit in Unit if (b := by_unit.get(unit)) is not None],
             next_expiring=[ExpiringLot(miles=r["remaining"], expires_at=r["expires_at"])
                            for r in lots],

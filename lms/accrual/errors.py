@@ -38,3 +38,8 @@ class RegistrationNotOpen(Conflict):
 class ImportFileInvalid(ValidationFailed):
     code = "import_file_invalid"
     title = "The file is not a flown-coupon CSV"
+
+
+class CouponNotCredited(NotFound):
+    code = "coupon_not_credited"
+    title = "No credit for this ticket and coupon number"

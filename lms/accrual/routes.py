@@ -10,8 +10,10 @@ from litestar.datastructures import State
 from litestar.params import JSONBody, Parameter, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lms.accrual.clawback import reverse_coupon
 from lms.accrual.earning import Coupon
 from lms.accrual.errors import (
+    CouponNotCredited,
     InvalidPromotion,
     InvalidRule,
     PromotionExists,
@@ -22,6 +24,8 @@ from lms.accrual.errors import (
 from lms.accrual.schemas import (
     CouponIn,
     CouponOutcome,
+    CouponReversalOut,
+    CouponReversalRequest,
     EarnRuleIn,
     EarnRuleOut,
     FlightBatchRequest,
@@ -40,6 +44,7 @@ from lms.accrual.service import (
 )
 from lms.api.idempotency import (
     IDEMPOTENCY_PROBLEMS,
+    IDEMPOTENCY_REQUIRED_PROBLEMS,
     REPLAYED_HEADER,
     IdempotencyKeyHeader,
     idempotent,
@@ -55,7 +60,7 @@ from lms.auth.guards import (
 from lms.auth.principal import Principal
 from lms.db import RawConnection, raw_connection
 from lms.errors import Forbidden, ServiceUnavailable, Unauthorized, ValidationFailed
-from lms.ledger.errors import AccountClosed, DuplicateExternalReference
+from lms.ledger.errors import AccountClosed, AlreadyReversed, DuplicateExternalReference
 from lms.ledger.types import Actor
 
 CodePath = Annotated[str, Parameter(max_length=32, description="The promotion's code")]
@@ -80,6 +85,10 @@ def batch_out(outcomes: list[Outcome]) -> FlightBatchResponse:
         credited=sum(o.status == "credited" for o in outcomes),
         duplicates=sum(o.status == "duplicate" for o in outcomes),
         rejected=sum(o.status == "rejected" for o in outcomes), outcomes=rows)
+
+
+TicketPath = Annotated[str, Parameter(min_length=1, max_length=20)]
+CouponPath = Annotated[int, Parameter(ge=1, le=99)]
 
 
 def staff_actor(principal: Principal) -> StaffActor:
@@ -126,6 +135,34 @@ class FlightFeedController(Controller):
 
         return await idempotent(request, principal, state.db, work, key=idempotency_key,
                                 status_code=200)
+
+    @post("/flights/{ticket_number:str}/{coupon_number:int}/reversal",
+          operation_id="reverseFlownCoupon", status_code=201,
+          summary="Take back a credited coupon's miles, status miles and segments",
+          description=(
+              "For a refunded or disputed ticket. The coupon's whole credit is reversed, "
+              "promotion bonuses included. Miles the member has already spent are taken "
+              "all the same: the shortfall becomes `debt`, which blocks redemptions until "
+              "later accruals repay it. A reversed coupon is never credited again. "
+              "Idempotency-Key is required."),
+          response_headers=REPLAYED_HEADER,
+          responses=problems(Unauthorized, InsufficientScope, ValidationFailed,
+                             CouponNotCredited, AlreadyReversed, ServiceUnavailable,
+                             *IDEMPOTENCY_REQUIRED_PROBLEMS))
+    async def reverse(self, request: Request[Any, Any, Any], ticket_number: TicketPath,
+                      coupon_number: CouponPath, state: State,
+                      data: JSONBody[CouponReversalRequest],
+                      idempotency_key: IdempotencyKeyHeader = None
+                      ) -> Response[CouponReversalOut]:
+        principal = current_principal(request)
+        actor = Actor("partner", str(principal.id))
+
+        async def work(session: AsyncSession) -> CouponReversalOut:
+            return await reverse_coupon(session, state.system_accounts, ticket_number,
+                                        coupon_number, actor=actor, reason=data.reason)
+
+        return await idempotent(request, principal, state.db, work, key=idempotency_key,
+                                required=True)
 
 
 class ProgrammeAdminController(Controller):

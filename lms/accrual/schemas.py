@@ -63,6 +63,23 @@ class FlightBatchResponse(msgspec.Struct, rename="camel"):
 RuleKindName = Literal["carrier", "booking_class", "tier_bonus"]
 
 
+class CouponReversalRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class CouponReversalOut(msgspec.Struct, rename="camel"):
+    ticket_number: str
+    coupon_number: int
+    entry_id: int
+    miles: Annotated[int, msgspec.Meta(description="Miles taken back, bonuses included")]
+    status_miles: int
+    segments: int
+    balance_after: Annotated[int, msgspec.Meta(
+        description="The member's posted miles after it; negative when spent miles became debt")]
+    debt: Annotated[int, msgspec.Meta(
+        description="Miles the member owes now; redemptions wait until accruals repay it")]
+
+
 class EarnRuleIn(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     kind: RuleKindName
     key: Annotated[str, msgspec.Meta(min_length=1, max_length=40, description=(

@@ -66,7 +66,6 @@ class Balance(Base):
     __table_args__ = (
         PrimaryKeyConstraint("account_id", "unit", name="pk_balances"),
         CheckConstraint("held >= 0", name="held_not_negative"),
-        CheckConstraint("allow_negative OR posted - held >= 0", name="available_not_negative"),
         CheckConstraint("unit IN ('MILES', 'STATUS_MILES', 'SEGMENTS')", name="unit"),
         # Room on each page for HOT updates: every posting rewrites its balance rows.
         {"postgresql_with": {"fillfactor": "80"}},

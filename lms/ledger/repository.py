@@ -32,7 +32,7 @@ POST_ENTRY = """
 SELECT entry_id, created_at, accounts, units, posted
 FROM ledger_post($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb,
                  $11::bigint[], $12::text[], $13::bigint[], $14, $15, $16,
-                 $17::text[], $18::jsonb[])
+                 $17::text[], $18::jsonb[], $19)
 """
 
 INSERT_OUTBOX = """
@@ -99,10 +99,13 @@ balance AS (
         GROUP BY account_id, unit) AS d
   WHERE b.account_id = d.account_id AND b.unit = d.unit
 ),
-lot AS (
+lot AS (  -- a credit first repays any debt; only the rest opens a lot (as in ledger_post())
   INSERT INTO lots (account_id, entry_id, amount, remaining, expires_at, created_at)
-  SELECT e.account_id, e.entry_id, e.miles, e.miles, e.lot_expires_at, e.created_at
-  FROM e WHERE e.miles > 0 ORDER BY e.ord
+  SELECT r.account_id, r.entry_id, o.amount, o.amount, e.lot_expires_at, r.created_at
+  FROM running r JOIN e ON e.entry_id = r.entry_id,
+       LATERAL (SELECT GREATEST(r.balance_after, 0) - GREATEST(r.balance_after - r.amount, 0)
+               ) AS o(amount)
+  WHERE r.member AND r.unit = 'MILES' AND o.amount > 0 ORDER BY r.ord
 ),
 event AS (
   INSERT INTO outbox_events (topic, payload, created_at)
@@ -183,6 +186,8 @@ WHERE e.id = $1 ORDER BY p.id
 
 IS_REVERSED = "SELECT 1 FROM journal_entries WHERE reverses_id = $1"
 
+ENTRY_BY_REFERENCE = "SELECT id FROM journal_entries WHERE source = $1 AND external_ref = $2"
+
 ACCOUNTS_WITH_DUE_LOTS = """
 SELECT DISTINCT account_id FROM lots WHERE remaining > 0 AND expires_at <= $1 LIMIT $2
 """
@@ -245,12 +250,13 @@ class LedgerRepository:
 
     async def post_entry(self, *, header: Sequence[Any], legs: Sequence[tuple[int, str, int]],
                          release: tuple[int, int] | None, lot_expires_at: datetime,
-                         events: Sequence[tuple[str, str]]) -> asyncpg.Record:
+                         events: Sequence[tuple[str, str]],
+                         debt_account: int | None = None) -> asyncpg.Record:
         row: asyncpg.Record = await self.conn.fetchrow(
             POST_ENTRY, *header,
             [leg[0] for leg in legs], [leg[1] for leg in legs], [leg[2] for leg in legs],
             release[0] if release else None, release[1] if release else None,
-            lot_expires_at, [e[0] for e in events], [e[1] for e in events])
+            lot_expires_at, [e[0] for e in events], [e[1] for e in events], debt_account)
         return row
 
     async def add_events(self, events: Sequence[tuple[str, str]]) -> None:
@@ -301,6 +307,10 @@ class LedgerRepository:
     async def entry_postings(self, entry_id: int) -> list[asyncpg.Record]:
         rows: list[asyncpg.Record] = await self.conn.fetch(ENTRY_POSTINGS, entry_id)
         return rows
+
+    async def entry_by_reference(self, source: str, external_ref: str) -> int | None:
+        value: int | None = await self.conn.fetchval(ENTRY_BY_REFERENCE, source, external_ref)
+        return value
 
     async def is_reversed(self, entry_id: int) -> bool:
         return await self.conn.fetchval(IS_REVERSED, entry_id) is not None

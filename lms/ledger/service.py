@@ -187,15 +187,20 @@ class Ledger:
         hold: HoldView | None = None,
         details: dict[str, Any] | None = None,
         events: Iterable[tuple[str, dict[str, Any]]] = (),
+        debt_account: int | None = None,
     ) -> PostedEntry:
-        """Append one balanced entry. Raises ``InsufficientMiles`` if a member or pool
-        account would go below zero available, ``DuplicateExternalReference`` if
-        (source, external_ref) was applied before. ``hold`` releases that hold's reservation
-        in the same entry (a capture)."""
+        """Append one balanced entry. Raises ``InsufficientMiles`` if a leg would lower a
+        member or pool account's available balance below zero, ``DuplicateExternalReference``
+        if (source, external_ref) was applied before. ``hold`` releases that hold's
+        reservation in the same entry (a capture). ``debt_account`` is a clawback's member
+        account: the one account this entry may take into debt (marked ``clawback`` in the
+        entry's details, which is how ``lms ledger verify`` tells debt from a bug)."""
         validate_legs(legs)
         if external_ref is not None and not source:
             raise ValidationFailed("An external reference needs its source")
         repo = await self.repo()
+        if debt_account is not None:
+            details = {**(details or {}), "clawback": True}
         header = (str(kind), actor.type, actor.id, description, source, external_ref,
                   reverses_id, hold.id if hold else None, effective_at,
                   json.dumps(details) if details else None)
@@ -206,7 +211,8 @@ class Ledger:
                 header=header, legs=[(leg.account_id, str(leg.unit), leg.amount) for leg in legs],
                 release=(hold.account_id, hold.amount) if hold else None,
                 lot_expires_at=expires,
-                events=[(topic, json.dumps(payload)) for topic, payload in events])
+                events=[(topic, json.dumps(payload)) for topic, payload in events],
+                debt_account=debt_account)
         except asyncpg.PostgresError as exc:
             raise ledger_error(exc, source, external_ref) from exc
         return PostedEntry(id=row["entry_id"], created_at=row["created_at"], balances={
@@ -261,9 +267,12 @@ class Ledger:
     # -- reversals ---------------------------------------------------------------------------
 
     async def reverse(self, entry_id: int, *, actor: Actor, reason: str,
-                      lot_expires_at: datetime | None = None) -> PostedEntry:
+                      lot_expires_at: datetime | None = None,
+                      clawback: bool = False) -> PostedEntry:
         """A new entry with every posting negated. An entry is reversed at most once and a
-        reversal is not itself reversible (post a new entry instead)."""
+        reversal is not itself reversible (post a new entry instead). A ``clawback`` takes
+        back a credit even if the member has spent it: the shortfall becomes debt on the
+        member account the entry credited."""
         repo = await self.repo()
         rows = await repo.entry_postings(entry_id)
         if not rows:
@@ -273,10 +282,19 @@ class Ledger:
         if await repo.is_reversed(entry_id):
             raise AlreadyReversed()
         legs = [Leg(r["account_id"], Unit(r["unit"]), -r["amount"]) for r in rows]
+        # The one member or pool account the reversed entry credited with miles.
+        debtors = [r["account_id"] for r in rows if r["unit"] == Unit.MILES
+                   and r["amount"] > 0 and r["account_kind"] != AccountKind.SYSTEM]
+        debtor = debtors[0] if clawback and len(debtors) == 1 else None
         return await self.post(kind=EntryKind.REVERSAL, legs=legs, actor=actor,
                                description=reason, reverses_id=entry_id,
                                lot_expires_at=lot_expires_at,
-                               details={"reversedKind": rows[0]["kind"]})
+                               details={"reversedKind": rows[0]["kind"]},
+                               debt_account=debtor)
+
+    async def entry_for(self, source: str, external_ref: str) -> int | None:
+        """The entry that applied ``external_ref`` from ``source``, if any."""
+        return await (await self.repo()).entry_by_reference(source, external_ref)
 
     # -- holds -------------------------------------------------------------------------------
 

@@ -55,19 +55,23 @@ INVARIANTS: tuple[Invariant, ...] = (
         WHERE b.held <> COALESCE(h.total, 0)
         ORDER BY 1, 2
     """),
-    Invariant(3, "no member or pool account has a negative available balance", """
+    Invariant(3, "a member or pool account is below zero available only by a clawback", """
         SELECT b.account_id, b.unit, b.posted, b.held FROM balances b
         JOIN accounts a ON a.id = b.account_id
-        WHERE a.kind IN ('member', 'pool') AND (b.posted - b.held < 0 OR b.held < 0)
+        WHERE a.kind IN ('member', 'pool')
+          AND (b.held < 0 OR (b.posted - b.held < 0 AND NOT EXISTS (
+                 SELECT 1 FROM postings p JOIN journal_entries e ON e.id = p.entry_id
+                 WHERE p.account_id = b.account_id AND p.unit = b.unit
+                   AND e.details ? 'clawback')))
         ORDER BY 1, 2
     """),
-    Invariant(4, "open lots sum to the account's MILES balance", """
+    Invariant(4, "open lots sum to the account's MILES balance (zero while in debt)", """
         SELECT b.account_id, b.posted, COALESCE(l.total, 0) AS open_lots
         FROM balances b
         JOIN accounts a ON a.id = b.account_id AND a.kind IN ('member', 'pool')
         LEFT JOIN (SELECT account_id, sum(remaining) AS total FROM lots GROUP BY account_id) l
           ON l.account_id = b.account_id
-        WHERE b.unit = 'MILES' AND b.posted <> COALESCE(l.total, 0)
+        WHERE b.unit = 'MILES' AND GREATEST(b.posted, 0) <> COALESCE(l.total, 0)
         UNION ALL  -- lots carry no foreign key either
         SELECT l.account_id, NULL, sum(l.remaining) FROM lots l
         WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = l.account_id

@@ -84,7 +84,3 @@ class ReversalExceedsAccrual(Conflict):
     code = "reversal_exceeds_accrual"
     title = "The reversal is more than what is left of the accrual"
 
-
-class MilesAlreadySpent(Conflict):
-    code = "miles_already_spent"
-    title = "The member has already spent miles this reversal would take back"

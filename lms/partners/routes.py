@@ -33,7 +33,6 @@ from lms.partners.errors import (
     InvalidIpAllowList,
     InvalidOccurredAt,
     IpNotAllowed,
-    MilesAlreadySpent,
     NoEarnRate,
     PartnerExists,
     PartnerNotFound,
@@ -262,11 +261,12 @@ class PartnerAccrualController(Controller):
           description=("Without `amount`, all that is left is reversed. Miles are "
                        "proportional to the amount reversed in total, rounded down, so "
                        "partial reversals never take back more than was credited. Miles the "
-                       "member has already spent: 409 `miles_already_spent` with "
-                       "`available`. Idempotency-Key is required."),
+                       "member has already spent are taken back all the same: the shortfall "
+                       "becomes debt (a negative `balanceAfter`), which blocks redemptions "
+                       "until later accruals repay it. Idempotency-Key is required."),
           response_headers=REPLAYED_HEADER,
           responses=problems(*PARTNER_AUTH_PROBLEMS, ValidationFailed, AccrualNotFound,
-                             ReversalExceedsAccrual, MilesAlreadySpent, AccountClosed,
+                             ReversalExceedsAccrual, AccountClosed,
                              *IDEMPOTENCY_REQUIRED_PROBLEMS))
     async def reverse(self, request: Request[Any, Any, Any], partner_txn_id: TxnPath,
                       state: State, idempotency_key: IdempotencyKeyHeader = None,

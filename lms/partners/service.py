@@ -19,7 +19,7 @@ from lms.accounts.repository import MemberRepository
 from lms.auth.principal import Principal, Role
 from lms.clock import utcnow
 from lms.errors import LmsError
-from lms.ledger.errors import DuplicateExternalReference, InsufficientMiles
+from lms.ledger.errors import DuplicateExternalReference
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import Actor, EntryKind, Leg, Unit
 from lms.partners import keys
@@ -33,7 +33,6 @@ from lms.partners.errors import (
     InvalidIpAllowList,
     InvalidOccurredAt,
     IpNotAllowed,
-    MilesAlreadySpent,
     NoEarnRate,
     PartnerExists,
     PartnerNotFound,
@@ -397,8 +396,8 @@ class PartnerAccrualService:
         this reversal takes the difference from what earlier ones took: partial reversals
         add up to exactly the credited miles when the whole amount is reversed, and never
         more. The accrual row is locked, so concurrent reversals run one after the other.
-        Miles the member has already spent are refused (409 miles_already_spent); there is
-        no debt on member accounts yet.
+        Miles the member has already spent are still taken back: the shortfall becomes debt
+        on the member's account, repaid by later accruals.
         """
         partner = await self._partner(partner_id)
         accrual = await self._accrual(partner.id, partner_txn_id, lock=True)
@@ -413,25 +412,20 @@ class PartnerAccrualService:
         if take > 0:
             member = await self.members.by_id(accrual.member_id)
             assert member is not None and partner.clearing_account_id is not None
-            try:
-                entry = await self.ledger.post(
-                    kind=EntryKind.REVERSAL, actor=Actor("partner", str(partner.id)),
-                    description=data.reason or f"{partner.name}: purchase returned",
-                    legs=[Leg(member.account_id, Unit.MILES, -take),
-                          Leg(partner.clearing_account_id, Unit.MILES, take)],
-                    details={"partnerTxnId": partner_txn_id, "accrualEntryId":
-                             accrual.entry_id, "amount": amount},
-                    events=[("miles.debited", {
-                        "memberId": member.id, "accountId": member.account_id,
-                        "amount": take, "source": f"partner:{partner.id}"}),
-                        ("accrual.reversed", {
-                            "partnerId": partner.id, "partnerTxnId": partner_txn_id,
-                            "amount": amount, "miles": take})])
-            except InsufficientMiles as exc:
-                available = exc.extra.get("available")
-                raise MilesAlreadySpent(
-                    f"The member has {available} miles available, {take} to take back",
-                    available=available, requested=take) from exc
+            entry = await self.ledger.post(
+                kind=EntryKind.REVERSAL, actor=Actor("partner", str(partner.id)),
+                description=data.reason or f"{partner.name}: purchase returned",
+                legs=[Leg(member.account_id, Unit.MILES, -take),
+                      Leg(partner.clearing_account_id, Unit.MILES, take)],
+                details={"partnerTxnId": partner_txn_id, "accrualEntryId":
+                         accrual.entry_id, "amount": amount},
+                events=[("miles.debited", {
+                    "memberId": member.id, "accountId": member.account_id,
+                    "amount": take, "source": f"partner:{partner.id}"}),
+                    ("accrual.reversed", {
+                        "partnerId": partner.id, "partnerTxnId": partner_txn_id,
+                        "amount": amount, "miles": take})],
+                debt_account=member.account_id)
             entry_id = entry.id
             balance_after = entry.balances.get((member.account_id, Unit.MILES))
         await self.repo.add_reversal(accrual_id=accrual.id, entry_id=entry_id,

@@ -302,3 +302,92 @@ class ExpiryRepository:
         rows = (await self.session.execute(DUE_LOTS, {"ids": list(account_ids),
                                                       "now": now})).all()
         return {r.account_id: r.due for r in rows}
+
+
+# -- versions of tiers and policies (the admin API) ----------------------------------------
+
+TIER_VERSIONS = text("""
+SELECT code, name, rank, status_miles_threshold, segments_threshold, background_color,
+       foreground_color, label_color, effective_from, effective_to
+FROM tiers ORDER BY code, effective_from
+""")
+
+# Serialises changes to the ladder: two admins adding versions at once would otherwise both
+# check the ladder without seeing the other's version.
+LOCK_TIERS = text("LOCK TABLE tiers IN SHARE ROW EXCLUSIVE MODE")
+
+# The version in force for this code on that day ends there; a later version stays.
+CLOSE_TIER_VERSION = text("""
+UPDATE tiers SET effective_to = :on
+WHERE code = :code AND effective_from < :on AND (effective_to IS NULL OR effective_to > :on)
+RETURNING effective_to
+""")
+
+NEXT_TIER_VERSION = text("""
+SELECT min(effective_from) FROM tiers WHERE code = :code AND effective_from > :on
+""")
+
+INSERT_TIER_VERSION = text("""
+INSERT INTO tiers (code, name, rank, status_miles_threshold, segments_threshold,
+                   background_color, foreground_color, label_color, effective_from,
+                   effective_to)
+VALUES (:code, :name, :rank, :status_miles_threshold, :segments_threshold, :background_color,
+        :foreground_color, :label_color, :effective_from, :effective_to)
+ON CONFLICT (code, effective_from) DO NOTHING
+RETURNING id
+""")
+
+POLICY_VERSIONS = text("""
+SELECT name, value, effective_from FROM policy_settings ORDER BY name, effective_from
+""")
+
+INSERT_POLICY = text("""
+INSERT INTO policy_settings (name, value, effective_from) VALUES (:name, :value, :at)
+ON CONFLICT DO NOTHING RETURNING name
+""")
+
+AUDIT_RULE_CHANGE = text("""
+INSERT INTO audit_log (actor_type, actor_id, actor_role, action, target_type, target_id, after)
+VALUES (:actor_type, :actor_id, :actor_role, :action, :target_type, :target_id,
+        CAST(:after AS jsonb))
+""")
+
+
+class RulesRepository:
+    """The tiers and policy_settings tables as versioned rules."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def tier_versions(self) -> list[Any]:
+        return list((await self.session.execute(TIER_VERSIONS)).mappings())
+
+    async def lock_tiers(self) -> None:
+        await self.session.execute(LOCK_TIERS)
+
+    async def add_tier_version(self, values: dict[str, Any]) -> bool:
+        """Insert a version that runs until the code's next version, if any, and end the
+        one in force on its first day; False if that (code, day) exists."""
+        on, code = values["effective_from"], values["code"]
+        following = (await self.session.execute(
+            NEXT_TIER_VERSION, {"code": code, "on": on})).scalar()
+        inserted = (await self.session.execute(
+            INSERT_TIER_VERSION, values | {"effective_to": following})).first()
+        if inserted is None:
+            return False
+        await self.session.execute(CLOSE_TIER_VERSION, {"code": code, "on": on})
+        return True
+
+    async def policy_versions(self) -> list[Any]:
+        return list((await self.session.execute(POLICY_VERSIONS)).mappings())
+
+    async def add_policy(self, name: str, value: str, at: datetime) -> bool:
+        return (await self.session.execute(
+            INSERT_POLICY, {"name": name, "value": value, "at": at})).first() is not None
+
+    async def audit(self, actor: tuple[str, str, str], action: str, target_type: str,
+                    target_id: str, after: str) -> None:
+        await self.session.execute(AUDIT_RULE_CHANGE, {
+            "actor_type": actor[0], "actor_id": actor[1], "actor_role": actor[2],
+            "action": action, "target_type": target_type, "target_id": target_id,
+            "after": after})

@@ -54,7 +54,7 @@ async def test_balance_shows_posted_held_available_and_expiring(
     body = (await client.get("/v1/me/balance", headers=bearer(member["accessToken"]))).json()
     by_unit = {b["unit"]: b for b in body["balances"]}
     assert by_unit["MILES"] == {"unit": "MILES", "posted": 1000, "held": 300,
-                                "available": 700}
+                                "available": 700, "debt": 0}
     assert by_unit["STATUS_MILES"]["posted"] == 40
     assert [lot["miles"] for lot in body["nextExpiring"]] == [1000]
     assert datetime.fromisoformat(body["nextExpiring"][0]["expiresAt"]) > datetime.now(UTC)

@@ -11,11 +11,12 @@ from typing import Any
 
 import httpx
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accrual.earning import Coupon
 from lms.db import Database
-from lms.ledger.service import SystemAccounts
-from lms.ledger.types import Unit
+from lms.ledger.service import Ledger, SystemAccounts
+from lms.ledger.types import Actor, EntryKind, Unit
 from lms.settings import Settings
 from tests.accrual.support import balances, carrier_code, coupon, distance_carrier, make_member
 from tests.factories import bearer, register_member
@@ -160,3 +161,43 @@ async def test_feed_upgrades_a_tier_at_once_when_a_threshold_is_crossed(
             {"refs": [f"{c['ticketNumber']}/{c['couponNumber']}" for c in coupons]})).all()
     assert tier == "SILVER"
     assert shapes == [("object",)]  # details stored as JSON objects on this path too
+
+
+async def test_a_reversed_flight_takes_back_everything_and_spent_miles_become_debt(
+        client: httpx.AsyncClient, db: Database, system: SystemAccounts,
+        settings: Settings) -> None:
+    admin = await admin_headers(db, settings)
+    key = await feed_key(client, admin)
+    carrier = await distance_carrier(db)
+    member = await make_member(db, system)
+    flown = coupon(member, carrier)
+    credited = await client.post("/v1/activities/flights:batch",
+                                 json={"coupons": [wire(flown)]}, headers=key)
+    assert credited.json()["credited"] == 1
+
+    async def spend(session: AsyncSession) -> None:
+        await Ledger(session, system).debit(member.account_id, 3000, actor=Actor("system"),
+                                            kind=EntryKind.REDEMPTION)
+
+    await db.transaction(spend)
+    path = f"/v1/activities/flights/{flown.ticket_number}/{flown.coupon_number}/reversal"
+    headers = key | {"Idempotency-Key": str(uuid.uuid4())}
+    answers = await asyncio.gather(*(client.post(path, json={"reason": "refunded"},
+                                                 headers=headers) for _ in range(3)))
+    assert {r.status_code for r in answers} == {201}
+    assert answers[0].json() | {"entryId": 0} == {
+        "ticketNumber": flown.ticket_number, "couponNumber": 1, "entryId": 0,
+        "miles": LHR_JFK, "statusMiles": LHR_JFK, "segments": 1,
+        "balanceAfter": -3000, "debt": 3000}
+    assert await balances(db, system, member.account_id) == {
+        Unit.MILES: -3000, Unit.STATUS_MILES: 0, Unit.SEGMENTS: 0}
+
+    # A new key: the entry is reversed once, ever; the coupon is never credited again.
+    again = await client.post(path, json={}, headers=key | {"Idempotency-Key": "x-2"})
+    assert_problem(again, 409, "already_reversed")
+    resent = await client.post("/v1/activities/flights:batch",
+                               json={"coupons": [wire(flown)]}, headers=key)
+    assert resent.json()["duplicates"] == 1
+    unknown = await client.post("/v1/activities/flights/0000000000000/1/reversal", json={},
+                                headers=key | {"Idempotency-Key": "x-3"})
+    assert_problem(unknown, 404, "coupon_not_credited")

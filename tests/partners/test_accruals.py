@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accounts.repository import MemberRepository
 from lms.db import Database
+from lms.ledger.errors import InsufficientMiles
 from lms.ledger.service import Ledger
 from lms.ledger.types import EntryKind, Unit
 from lms.settings import Settings
@@ -53,6 +54,12 @@ async def miles_of(client: httpx.AsyncClient, member: dict[str, Any]) -> dict[st
     assert response.status_code == 200, response.text
     [miles] = [b for b in response.json()["balances"] if b["unit"] == "MILES"]
     return {"posted": miles["posted"], "available": miles["available"]}
+
+
+async def debt_of(client: httpx.AsyncClient, member: dict[str, Any]) -> tuple[int, int]:
+    response = await client.get("/v1/me/balance", headers=bearer(member["accessToken"]))
+    [miles] = [b for b in response.json()["balances"] if b["unit"] == "MILES"]
+    return miles["available"], miles["debt"]
 
 
 async def test_accrual_credits_the_member_at_the_rate(
@@ -220,11 +227,11 @@ async def test_concurrent_partial_reversals_never_exceed_the_credit(
     assert got.json()["reversedMiles"] == 150 and got.json()["reversedAmount"] == 10000
 
 
-async def test_reversal_of_spent_miles_is_refused_with_what_is_available(
+async def test_reversal_of_spent_miles_leaves_debt_that_blocks_redemption_until_repaid(
         client: httpx.AsyncClient, shop: dict[str, Any], member: dict[str, Any],
         in_ledger: LedgerRunner[Any]) -> None:
-    credited = (await accrue(client, shop["key"],
-                             accrual_body(member["member"]["cardNumber"]))).json()
+    card = member["member"]["cardNumber"]
+    credited = (await accrue(client, shop["key"], accrual_body(card))).json()
     account_id = await account_of(in_ledger, member["member"]["id"])
 
     async def spend(ledger: Ledger) -> None:
@@ -232,11 +239,15 @@ async def test_reversal_of_spent_miles_is_refused_with_what_is_available(
 
     await in_ledger(spend)
     response = await reverse(client, shop["key"], credited["partnerTxnId"])
-    body = assert_problem(response, 409, "miles_already_spent")
-    assert body["available"] == 50 and body["requested"] == 150
-    # Nothing was reversed: a smaller reversal still fits.
-    smaller = await reverse(client, shop["key"], credited["partnerTxnId"], 2000)
-    assert smaller.status_code == 201 and smaller.json()["miles"] == 30
+    assert response.status_code == 201
+    assert response.json()["miles"] == 150 and response.json()["balanceAfter"] == -100
+    assert await debt_of(client, member) == (-100, 100)
+
+    with pytest.raises(InsufficientMiles):
+        await in_ledger(spend)
+    # A later purchase repays the debt first: 150 earned, 100 owed, 50 to spend.
+    await accrue(client, shop["key"], accrual_body(card))
+    assert await debt_of(client, member) == (50, 0)
 
 
 async def account_of(in_ledger: LedgerRunner[Any], member_id: int) -> int:
