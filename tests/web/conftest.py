@@ -44,7 +44,8 @@ def live_server(settings: Settings) -> Iterator[str]:
     """The whole app (API and pages) as a newcomer runs it, against the test database,
     with its own engine in the server's own event loop."""
     port = free_port()
-    app = create_app(settings)
+    # A small pool: the database server is shared with the test process's own pool.
+    app = create_app(settings.model_copy(update={"db_pool_size": 4, "db_max_overflow": 4}))
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                             lifespan="on")
     server = uvicorn.Server(config)
