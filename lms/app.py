@@ -27,6 +27,12 @@ from lms.db import Database
 from lms.ledger.service import SystemAccounts
 from lms.logging import configure as configure_logging
 from lms.partners.routes import PartnerAccrualController, PartnerAdminController
+from lms.payments.routes import PaymentWebhookController
+from lms.purchases.routes import (
+    MyMilePurchasesController,
+    MyStatusPurchasesController,
+    PurchaseAdminController,
+)
 from lms.settings import Settings, get_settings
 from lms.tiers.admin_routes import TierAdminController
 from lms.tiers.routes import MyTierController
@@ -72,7 +78,11 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             MyClaimsController, FlightFeedController,
                                             ProgrammeAdminController,
                                             MyPromotionsController,
-                                            TierAdminController])
+                                            TierAdminController,
+                                            PaymentWebhookController,
+                                            MyMilePurchasesController,
+                                            MyStatusPurchasesController,
+                                            PurchaseAdminController])
     return Litestar(
         # The web pages carry opt exclude_from_auth: the bearer middleware leaves them to
         # their session cookies (lms.web.context).
@@ -81,7 +91,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                      "system_accounts": SystemAccounts(settings.system_account_shards)}),
         lifespan=[lifespan],
         middleware=[DefineMiddleware(BearerTokenMiddleware,
-                                     exclude=["^/health$", "^/ready$", "^/schema"])],
+                                     exclude=["^/health$", "^/ready$", "^/schema",
+                                              # signed by the provider instead
+                                              "^/v1/payments/webhook$",
+                                              "^/v1/payments/return/"])],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(),
         compression_config=CompressionConfig(backend="gzip", minimum_size=2048),

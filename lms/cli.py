@@ -235,6 +235,22 @@ def cmd_rules_load(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_payments_fake_provider(args: argparse.Namespace) -> int:
+    from urllib.parse import urlsplit
+
+    from lms.payments.fake_provider import serve
+
+    settings = get_settings()
+    configured = urlsplit(settings.payment_provider_url)
+    port = args.port or configured.port or 8090
+    host = args.host or configured.hostname or "127.0.0.1"
+    url = f"http://{host}:{port}"
+    print(f"fake payment provider at {url} (webhooks signed with LMS_PAYMENT_WEBHOOK_SECRET)",
+          flush=True)
+    serve(host, port, args.secret or settings.payment_webhook_secret, url)
+    return 0
+
+
 def _run_async(coro: Any) -> int:
     """asyncio.run with uvloop when installed (bulk commands are client-CPU bound)."""
     try:
@@ -399,9 +415,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     rules = sub.add_parser("rules", help="programme rules").add_subparsers(
         dest="rules_command", required=True)
-    p = add("load", cmd_rules_load, "load earn rules and promotions from a programme file "
-            "(TOML, see programme/demo.toml); existing versions are kept", rules)
+    p = add("load", cmd_rules_load, "load earn rules, promotions and purchase rules from a "
+            "programme file (TOML, see programme/demo.toml); existing versions are kept",
+            rules)
     p.add_argument("file")
+
+    payments = sub.add_parser("payments", help="payments").add_subparsers(
+        dest="payments_command", required=True)
+    p = add("fake-provider", cmd_payments_fake_provider,
+            "run the fake payment provider (hosted payment page, signed webhooks) for the "
+            "demo; default address: LMS_PAYMENT_PROVIDER_URL", payments)
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--secret", default=None, help="default: LMS_PAYMENT_WEBHOOK_SECRET")
 
     openapi = sub.add_parser("openapi", help="OpenAPI").add_subparsers(dest="oa_command",
                                                                        required=True)

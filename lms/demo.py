@@ -283,6 +283,8 @@ def credentials(settings: Settings) -> str:
         f"API            {base}/v1",
         f"API docs       {base}/schema  (OpenAPI JSON: {base}/schema/openapi.json)",
         f"Health         {base}/health   readiness: {base}/ready",
+        f"Payments       fake provider at {settings.payment_provider_url} (buy miles: "
+        f"POST {base}/v1/me/mile-purchases, then open its paymentUrl)",
         "",
         f"Members (password {MEMBER_PASSWORD!r}; sign in: POST {base}/v1/auth/token):",
         *(f"  {m.email:<32} {m.first_name} {m.last_name}" for m in MEMBERS),

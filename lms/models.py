@@ -23,6 +23,8 @@ from lms.partners.models import (
     PartnerAccrualReversal,
     PartnerEarnRate,
 )
+from lms.payments.models import PaymentEvent
+from lms.purchases.models import Purchase, PurchaseRule
 from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
 from lms.web.models import PasswordReset, WebSession
 
@@ -33,6 +35,7 @@ __all__ = [
     "EarnRule", "ExpiryNotice", "FlownCoupon", "Hold", "IdempotencyKey", "JournalEntry",
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
-    "PartnerEarnRate", "PasswordReset", "PolicySetting", "Posting", "Promotion", "PromotionAward",
-    "PromotionRegistration", "StaffUser", "Tier", "TierChange", "WebSession", "metadata",
+    "PartnerEarnRate", "PasswordReset", "PaymentEvent", "PolicySetting", "Posting",
+    "Promotion", "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule",
+    "StaffUser", "Tier", "TierChange", "WebSession", "metadata",
 ]

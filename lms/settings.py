@@ -56,6 +56,16 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     mail_from: str = "LMS Miles <no-reply@lms.example>"
 
+    # The payment provider (by default the fake one that `./dev run` starts; see
+    # lms.payments). Webhooks are signed with this shared secret; the demo default must be
+    # replaced in any real deployment.
+    payment_provider_url: str = "http://127.0.0.1:8090"
+    payment_webhook_secret: str = "demo-webhook-secret-not-for-production"
+    payment_webhook_tolerance_seconds: int = 300
+    payment_provider_timeout_seconds: float = 10.0
+    # A purchase not paid within this time expires (purchases.expire_pending).
+    purchase_pending_ttl_seconds: int = 1800
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -20,7 +20,7 @@ from lms.settings import Settings, get_settings
 T = TypeVar("T")
 
 TASK_MODULES = ("lms.outbox.tasks", "lms.ledger.tasks", "lms.tiers.tasks", "lms.claims.tasks",
-                "lms.web.tasks")
+                "lms.purchases.tasks", "lms.web.tasks")
 
 RELAY_EVERY_SECONDS = 5.0
 
@@ -50,6 +50,12 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "tiers.reevaluate_all",
         "schedule": crontab(hour=1, minute=30),
         "options": {"expires": 6 * 3600.0},
+    },
+    # Unpaid purchases stop counting against the yearly cap once they expire.
+    "purchases-expire-pending": {
+        "task": "purchases.expire_pending",
+        "schedule": 60.0,
+        "options": {"expires": 120.0},
     },
     "claims-resolve": {
         "task": "claims.resolve",

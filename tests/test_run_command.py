@@ -61,8 +61,9 @@ class DevRun:
         self.base = f"http://127.0.0.1:{port}"
         self.log = data_dir / "dev-run.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("LMS_")}
+        self.provider = f"http://127.0.0.1:{free_port()}"
         env |= {"LMS_DATA_DIR": str(data_dir), "LMS_PUBLIC_BASE_URL": self.base,
-                "LMS_WORKER_CONCURRENCY": "1"}
+                "LMS_WORKER_CONCURRENCY": "1", "LMS_PAYMENT_PROVIDER_URL": self.provider}
         with self.log.open("wb") as out:
             # A session of its own stands for the terminal: Ctrl-C reaches the whole group.
             self.proc = subprocess.Popen([str(PROJECT_ROOT / "dev"), "run", "--port", str(port)],
@@ -144,6 +145,14 @@ def test_dev_run_serves_the_demo_on_embedded_services_and_stops_cleanly(
               "currency": "EUR", "category": "general",
               "occurredAt": datetime.now(UTC).isoformat()})
     assert accrual.status_code == 201, accrual.text
+    # The fake payment provider runs beside them, its address printed; a purchase gets a
+    # payment page there.
+    assert f"fake payment provider at {dev_run.provider}" in output
+    purchase = httpx.post(f"{base}/v1/me/mile-purchases", json={"miles": 1000}, timeout=10,
+                          headers=member_token | {"Idempotency-Key": "demo-buy-1"})
+    assert purchase.status_code == 201, purchase.text
+    page = httpx.get(purchase.json()["paymentUrl"], timeout=10)
+    assert page.status_code == 200 and "Pay" in page.text
     # The beat's relay goes through the directory broker to the worker's pool.
     dev_run.wait_for("the worker to relay the demo's events",
                      lambda: "outbox relay published" in dev_run.output())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import tomllib
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from lms.accrual.errors import InvalidRule
 from lms.accrual.schemas import EarnRuleIn, PromotionIn
 from lms.accrual.service import ProgrammeRules
 from lms.db import Database, RawConnection
+from lms.purchases.repository import store_rule
+from lms.purchases.rules import parse_sections as parse_purchase_rules
 
 CLASS_FIELDS = ("cabin", "milesPercent", "statusMilesPercent", "segments", "eligible")
 CARRIER_FIELDS = {
@@ -33,6 +36,8 @@ CARRIER_FIELDS = {
 class Programme:
     rules: list[EarnRuleIn] = field(default_factory=list)
     promotions: list[PromotionIn] = field(default_factory=list)
+    # (kind, effective_from, body) of the mile and status purchase sections
+    purchase_rules: list[tuple[str, date, dict[str, Any]]] = field(default_factory=list)
 
 
 @dataclass
@@ -66,6 +71,7 @@ def parse(text: str) -> Programme:
         for promo in data.get("promotion", []):
             programme.promotions.append(msgspec.convert(
                 {_camel(k): v for k, v in promo.items()}, PromotionIn))
+        programme.purchase_rules = parse_purchase_rules(data)
     except (KeyError, ValueError, TypeError, msgspec.ValidationError) as exc:
         raise InvalidRule(f"programme file: {exc!r}") from exc
     return programme
@@ -87,6 +93,10 @@ async def load_programme(conn: RawConnection, programme: Programme, created_by: 
     for promo in programme.promotions:
         added_promo = await rules.add_promotion(promo, if_absent=True)
         (report.added if added_promo else report.kept).append(f"promotion {promo.code}")
+    for kind, since, body in programme.purchase_rules:
+        added_rule = await store_rule(conn, kind, since, body, created_by)
+        (report.added if added_rule else report.kept).append(
+            f"{kind} purchase rules from {since}")
     return report
 
 

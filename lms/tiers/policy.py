@@ -32,6 +32,7 @@ class Reason(enum.StrEnum):
     UPGRADE = "upgrade"
     REQUALIFIED = "requalified"
     DOWNGRADE = "downgrade"
+    PURCHASE = "purchase"
 
 
 @dataclass(frozen=True, slots=True)

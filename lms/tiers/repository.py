@@ -123,6 +123,25 @@ SELECT 'tier.changed', jsonb_build_object('memberId', id, 'from', old_tier, 'to'
 FROM u WHERE old_tier <> new_tier
 """)
 
+# A granted (bought) tier: the member row, a history line even when only the validity moves
+# (what was bought stays on record), and the event when the tier itself changes.
+GRANT = text("""
+WITH u AS (
+  UPDATE members SET tier = :to_tier, tier_valid_until = :until WHERE id = :id
+  RETURNING id
+),
+h AS (
+  INSERT INTO tier_history (member_id, from_tier, to_tier, reason, valid_until)
+  SELECT id, :from_tier, :to_tier, :reason, :until FROM u
+)
+INSERT INTO outbox_events (topic, payload)
+SELECT 'tier.changed', jsonb_build_object('memberId', id, 'from', CAST(:from_tier AS text),
+                                          'to', CAST(:to_tier AS text),
+                                          'reason', CAST(:reason AS text),
+                                          'validUntil', CAST(:until AS timestamptz))
+FROM u WHERE CAST(:from_tier AS text) <> CAST(:to_tier AS text)
+""")
+
 HISTORY = text("""
 SELECT from_tier, to_tier, reason, valid_until, at FROM tier_history
 WHERE member_id = :member_id ORDER BY id DESC LIMIT :limit
@@ -198,6 +217,12 @@ class TierRepository:
             "old_until": [c[1] for c in changes], "new_tier": [c[2].to_code for c in changes],
             "new_until": [c[2].valid_until for c in changes],
             "reason": [str(c[2].reason) for c in changes]})
+
+    async def grant(self, member_id: int, *, from_tier: str, to_tier: str,
+                    until: datetime | None, reason: str) -> None:
+        await self.session.execute(GRANT, {"id": member_id, "from_tier": from_tier,
+                                           "to_tier": to_tier, "until": until,
+                                           "reason": reason})
 
     async def history(self, member_id: int, limit: int = 20) -> list[Any]:
         return list((await self.session.execute(HISTORY, {"member_id": member_id,

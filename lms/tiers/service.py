@@ -8,6 +8,7 @@ when ``members.tier_valid_until`` has passed, one tier at a time (see lms.tiers.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +21,10 @@ from lms.tiers.policy import (
     ExpiryPolicy,
     Ladder,
     Policies,
+    Progress,
     Qualification,
+    Reason,
+    TierRule,
     Window,
     current_window,
     decide,
@@ -45,6 +49,25 @@ def parse_policies(values: dict[str, str]) -> Policies:
             notice_days=int(values.get("expiry_notice_days", default.notice_days)))
     except ValueError as exc:
         raise PolicyInvalid(str(exc)) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class MemberProgress:
+    """Where a member stands now: tier, its validity, and the current window's progress."""
+
+    ladder: Ladder
+    policy: Qualification
+    tier: TierRule
+    valid_until: datetime | None
+    progress: Progress
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    tier: str
+    valid_until: datetime | None
+    # The member already held a higher tier: nothing was changed.
+    exceeded: bool
 
 
 class TierService:
@@ -78,6 +101,43 @@ class TierService:
         if change is not None:
             await self.repo.apply([(member_id, standing.valid_until, change)])
         return change
+
+    async def progress(self, member_id: int, *, now: datetime | None = None
+                       ) -> MemberProgress:
+        now = now or utcnow()
+        standing = await self.repo.standing(member_id, lock=False)
+        if standing is None:
+            raise MemberNotFound()
+        ladder, policy = await self.ladder(now), (await self.policies(now)).qualification
+        progress = await self.repo.qualifying(standing.account_id,
+                                              current_window(policy, now))
+        return MemberProgress(ladder, policy, ladder.get(standing.tier), standing.valid_until,
+                              progress)
+
+    async def grant(self, member_id: int, code: str, *, valid_until: datetime,
+                    reason: Reason = Reason.PURCHASE, now: datetime | None = None) -> Grant:
+        """Give a member ``code`` until ``valid_until`` (a bought tier), in the caller's unit
+        of work; locks the member row like ``reevaluate``.
+
+        A tier is never lowered: a member already above ``code`` keeps everything
+        (``exceeded``); a member on ``code`` keeps the later of the two validities. The
+        nightly pass respects the grant because it only reviews a tier once its
+        ``tier_valid_until`` has passed.
+        """
+        now = now or utcnow()
+        standing = await self.repo.standing(member_id, lock=True)
+        if standing is None:
+            raise MemberNotFound()
+        ladder = await self.ladder(now)
+        target, current = ladder.get(code), ladder.get(standing.tier)
+        if current.rank > target.rank:
+            return Grant(standing.tier, standing.valid_until, exceeded=True)
+        until = valid_until
+        if current.rank == target.rank and standing.valid_until is not None:
+            until = max(valid_until, standing.valid_until)
+        await self.repo.grant(member_id, from_tier=standing.tier, to_tier=target.code,
+                              until=until, reason=str(reason))
+        return Grant(target.code, until, exceeded=False)
 
     async def reevaluate_range(self, lo: int, hi: int, *, now: datetime) -> int:
         """The nightly pass over members whose accounts are in [lo, hi): one statement finds
