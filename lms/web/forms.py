@@ -42,6 +42,13 @@ MESSAGES: dict[str, str] = {
     "not_allowed": N_("Your role may not do this."),
     "invalid_field": N_("This field is not valid."),
     "required": N_("This field is required."),
+    "invalid_miles_amount": N_("This amount of miles cannot be bought; see the limits and "
+                               "steps above."),
+    "yearly_cap_exceeded": N_("This would exceed the yearly limit of miles you may buy."),
+    "status_not_offered": N_("This status is not offered to you now."),
+    "purchases_unavailable": N_("Buying is not available at the moment."),
+    "payment_provider_unavailable": N_("The payment service does not answer; try again in a "
+                                       "few minutes."),
 }
 INVALID = MESSAGES["invalid_field"]
 

@@ -19,6 +19,7 @@ from lms.web.errors import SignInRequired
 from lms.web.forms import message
 from lms.web.i18n import gettext
 from lms.web.portal import PortalController, PortalPublicController
+from lms.web.purchases import PortalPurchasesController
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ HANDLERS: dict[Any, Any] = {
 
 def web_routers() -> list[Router]:
     pages = Router(path="/", route_handlers=[PortalPublicController, PortalController,
-                                             ConsoleController],
+                                             PortalPurchasesController, ConsoleController],
                    before_request=before_request, exception_handlers=HANDLERS,
                    include_in_schema=False, opt=NO_BEARER)
     static = create_static_files_router(path="/static", directories=[STATIC],
