@@ -33,6 +33,7 @@ from lms.purchases.routes import (
     MyStatusPurchasesController,
     PurchaseAdminController,
 )
+from lms.redemption.routes import MyRedemptionController, PartnerRedemptionController
 from lms.settings import Settings, get_settings
 from lms.tiers.admin_routes import TierAdminController
 from lms.tiers.routes import MyTierController
@@ -82,7 +83,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             PaymentWebhookController,
                                             MyMilePurchasesController,
                                             MyStatusPurchasesController,
-                                            PurchaseAdminController])
+                                            PurchaseAdminController,
+                                            MyRedemptionController,
+                                            PartnerRedemptionController])
     return Litestar(
         # The web pages carry opt exclude_from_auth: the bearer middleware leaves them to
         # their session cookies (lms.web.context).

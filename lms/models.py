@@ -25,6 +25,13 @@ from lms.partners.models import (
 )
 from lms.payments.models import PaymentEvent
 from lms.purchases.models import Purchase, PurchaseRule
+from lms.redemption.models import (
+    PartnerHold,
+    Redemption,
+    RedemptionCode,
+    RedemptionGuard,
+    RedemptionRefund,
+)
 from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
 from lms.web.models import PasswordReset, WebSession
 
@@ -35,7 +42,8 @@ __all__ = [
     "EarnRule", "ExpiryNotice", "FlownCoupon", "Hold", "IdempotencyKey", "JournalEntry",
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
-    "PartnerEarnRate", "PasswordReset", "PaymentEvent", "PolicySetting", "Posting",
-    "Promotion", "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule",
+    "PartnerEarnRate", "PartnerHold", "PasswordReset", "PaymentEvent", "PolicySetting",
+    "Posting", "Promotion", "PromotionAward", "PromotionRegistration", "Purchase",
+    "PurchaseRule", "Redemption", "RedemptionCode", "RedemptionGuard", "RedemptionRefund",
     "StaffUser", "Tier", "TierChange", "WebSession", "metadata",
 ]

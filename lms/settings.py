@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     mail_from: str = "LMS Miles <no-reply@lms.example>"
 
+    # Member consent to partner redemptions (lms.redemption): codes are kept only as an
+    # HMAC-SHA256 under this secret; set a long random value in every real deployment.
+    redemption_code_secret: str = "development-only-redemption-secret"
+    redemption_code_ttl_seconds: int = 600
+    # This many wrong codes for one card within the window lock its redemption for a while.
+    redemption_max_failures: int = 5
+    redemption_failure_window_seconds: int = 30 * 60
+    redemption_lock_seconds: int = 30 * 60
+
     # The payment provider (by default the fake one that `./dev run` starts; see
     # lms.payments). Webhooks are signed with this shared secret; the demo default must be
     # replaced in any real deployment.
