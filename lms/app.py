@@ -37,6 +37,7 @@ from lms.redemption.routes import MyRedemptionController, PartnerRedemptionContr
 from lms.settings import Settings, get_settings
 from lms.tiers.admin_routes import TierAdminController
 from lms.tiers.routes import MyTierController
+from lms.wallet.routes import MyWalletController, PassKitController
 from lms.web.routes import web_routers
 
 API_VERSION = "0.1.0"
@@ -51,6 +52,9 @@ def openapi_config() -> OpenAPIConfig:
         components=Components(security_schemes={
             "bearer": SecurityScheme(type="http", scheme="bearer",
                                      description="Access token from a /token endpoint"),
+            "applePass": SecurityScheme(
+                type="apiKey", name="Authorization", security_scheme_in="header",
+                description="PassKit web service: 'ApplePass <authenticationToken>'"),
         }),
         security=[{"bearer": []}],
         path="/schema",
@@ -85,7 +89,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             MyStatusPurchasesController,
                                             PurchaseAdminController,
                                             MyRedemptionController,
-                                            PartnerRedemptionController])
+                                            PartnerRedemptionController,
+                                            MyWalletController, PassKitController])
     return Litestar(
         # The web pages carry opt exclude_from_auth: the bearer middleware leaves them to
         # their session cookies (lms.web.context).
@@ -97,7 +102,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                      exclude=["^/health$", "^/ready$", "^/schema",
                                               # signed by the provider instead
                                               "^/v1/payments/webhook$",
-                                              "^/v1/payments/return/"])],
+                                              "^/v1/payments/return/",
+                                              # Devices authenticate with ApplePass tokens.
+                                              "^/v1/passkit/"])],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(),
         compression_config=CompressionConfig(backend="gzip", minimum_size=2048),

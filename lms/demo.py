@@ -33,6 +33,7 @@ from lms.partners.schemas import ApiKeyCreate, EarnRateSet, PartnerCreate
 from lms.partners.service import PartnerService
 from lms.redemption.service import INTERNAL_PARTNER, internal_partner
 from lms.settings import Settings
+from lms.wallet.certs import ensure_dev_certs
 
 MEMBER_PASSWORD = "demo-member-pass"
 STAFF_PASSWORD = "demo-staff-pass"
@@ -293,6 +294,14 @@ def _saved_key(settings: Settings) -> str:
         f"{DEMO_PARTNER})"
 
 
+def _wallet_signing(settings: Settings) -> str:
+    if settings.apple_pass_cert:
+        return "passes signed with the configured certificate"
+    folder = ensure_dev_certs(settings)
+    return (f"passes signed with the development chain in {folder} "
+            "(verify: openssl smime -verify ... -CAfile dev-ca.pem)")
+
+
 def credentials(settings: Settings) -> str:
     base = settings.public_base_url.rstrip("/")
     lines = [
@@ -315,5 +324,9 @@ def credentials(settings: Settings) -> str:
         "  Redemption flow (quote, hold, capture, refund, void; docs/partner-api.md):",
         f"  python examples/partner_client.py {base} <key> "
         f"--email {MEMBERS[0].email} --password {MEMBER_PASSWORD}",
+        "",
+        f"Wallet cards (member token): GET {base}/v1/me/wallet/apple (.pkpass), "
+        f"GET {base}/v1/me/wallet/google",
+        f"  {_wallet_signing(settings)}",
     ]
     return "\n".join(lines)

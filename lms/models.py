@@ -33,6 +33,7 @@ from lms.redemption.models import (
     RedemptionRefund,
 )
 from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
+from lms.wallet.models import WalletPass, WalletPassToken, WalletRegistration
 from lms.web.models import PasswordReset, WebSession
 
 metadata = Base.metadata
@@ -45,5 +46,6 @@ __all__ = [
     "PartnerEarnRate", "PartnerHold", "PasswordReset", "PaymentEvent", "PolicySetting",
     "Posting", "Promotion", "PromotionAward", "PromotionRegistration", "Purchase",
     "PurchaseRule", "Redemption", "RedemptionCode", "RedemptionGuard", "RedemptionRefund",
-    "StaffUser", "Tier", "TierChange", "WebSession", "metadata",
+    "StaffUser", "Tier", "TierChange", "WalletPass", "WalletPassToken", "WalletRegistration",
+    "WebSession", "metadata",
 ]
