@@ -35,10 +35,12 @@ from lms.purchases.routes import (
 )
 from lms.redemption.routes import MyRedemptionController, PartnerRedemptionController
 from lms.settings import Settings, get_settings
+from lms.settlement.routes import StatementController
 from lms.tiers.admin_routes import TierAdminController
 from lms.tiers.routes import MyTierController
 from lms.wallet.routes import MyWalletController, PassKitController
 from lms.web.routes import web_routers
+from lms.webhooks.routes import WebhookAdminController
 
 API_VERSION = "0.1.0"
 
@@ -90,7 +92,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             PurchaseAdminController,
                                             MyRedemptionController,
                                             PartnerRedemptionController,
-                                            MyWalletController, PassKitController])
+                                            MyWalletController, PassKitController,
+                                            StatementController, WebhookAdminController])
     return Litestar(
         # The web pages carry opt exclude_from_auth: the bearer middleware leaves them to
         # their session cookies (lms.web.context).

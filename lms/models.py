@@ -32,9 +32,15 @@ from lms.redemption.models import (
     RedemptionGuard,
     RedemptionRefund,
 )
+from lms.settlement.models import (
+    PartnerStatement,
+    PartnerStatementLine,
+    PartnerStatementTotal,
+)
 from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
 from lms.wallet.models import WalletPass, WalletPassToken, WalletRegistration
 from lms.web.models import PasswordReset, WebSession
+from lms.webhooks.models import WebhookDelivery, WebhookSecret
 
 metadata = Base.metadata
 
@@ -43,9 +49,10 @@ __all__ = [
     "EarnRule", "ExpiryNotice", "FlownCoupon", "Hold", "IdempotencyKey", "JournalEntry",
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
-    "PartnerEarnRate", "PartnerHold", "PasswordReset", "PaymentEvent", "PolicySetting",
-    "Posting", "Promotion", "PromotionAward", "PromotionRegistration", "Purchase",
-    "PurchaseRule", "Redemption", "RedemptionCode", "RedemptionGuard", "RedemptionRefund",
-    "StaffUser", "Tier", "TierChange", "WalletPass", "WalletPassToken", "WalletRegistration",
-    "WebSession", "metadata",
+    "PartnerEarnRate", "PartnerHold", "PartnerStatement", "PartnerStatementLine",
+    "PartnerStatementTotal", "PasswordReset", "PaymentEvent", "PolicySetting", "Posting",
+    "Promotion", "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule",
+    "Redemption", "RedemptionCode", "RedemptionGuard", "RedemptionRefund", "StaffUser",
+    "Tier", "TierChange", "WalletPass", "WalletPassToken", "WalletRegistration",
+    "WebSession", "WebhookDelivery", "WebhookSecret", "metadata",
 ]
