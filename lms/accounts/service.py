@@ -206,7 +206,7 @@ class MemberService:
         if weakness:
             raise WeakPassword("password", weakness)
         await self.repo.update(member_id, password_hash=await hash_password_async(new))
-        await self.auth.revoke_all(Principal("member", member_id, Role.MEMBER))
+        await self.auth.revoke_all("member", member_id)
 
     async def get(self, member_id: int) -> Member:
         member = await self.repo.by_id(member_id)

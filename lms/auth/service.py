@@ -168,6 +168,10 @@ class AuthService:
     async def revoke(self, token: str) -> None:
         await self.repo.revoke_token(token_hash(token), datetime.now(UTC))
 
+    async def revoke_all(self, principal_type: str, principal_id: int) -> None:
+        """Sign a principal out everywhere (a closed membership, for one)."""
+        await self.repo.revoke_all(principal_type, principal_id, datetime.now(UTC))
+
     async def staff_sign_in(self, email: str, password: str) -> SignIn:
         email = canonical_email(email)
         return await self.sign_in("staff:" + email, await self.staff_credential(email),
@@ -183,9 +187,6 @@ class AuthService:
         return None if staff is None else Credential(
             Principal("staff", staff.id, Role(staff.role)), staff.password_hash, staff.active)
 
-    async def revoke_all(self, principal: Principal) -> None:
-        """Revoke every access token of ``principal`` (after a password change or reset)."""
-        await self.repo.revoke_all(principal.type, principal.id, datetime.now(UTC))
 
     async def get_staff(self, staff_id: int) -> StaffUser:
         staff = await self.repo.staff_by_id(staff_id)

@@ -83,7 +83,8 @@ class WebSessionService:
     async def close_all(self, principal: Principal) -> int:
         """Sign out everywhere: every web session and every API token of the principal."""
         now = datetime.now(UTC)
-        await AuthService(self.repo.session, self.settings).revoke_all(principal)
+        await AuthService(self.repo.session, self.settings).revoke_all(principal.type,
+                                                                   principal.id)
         return await self.repo.revoke_all(principal.type, principal.id, now)
 
 
