@@ -217,7 +217,7 @@ def context(conn: psycopg.Connection[Any], settings: Settings, options: Options,
     posted = {(r[0], r[1]): int(r[2]) for r in conn.execute(
         "SELECT b.account_id, b.unit, b.posted FROM balances b "
         "JOIN accounts a ON a.id = b.account_id WHERE a.kind = 'system'").fetchall()}
-    rng = random.Random(options.seed)
+    rng = random.Random(options.seed)  # noqa: S311 - demo data, not secrets
     network = routes()
     ctx = Context(
         now=now, months=options.months, lot_validity_months=settings.lot_validity_months,
@@ -311,7 +311,7 @@ def copy_chunks(conn: psycopg.Connection[Any], sim: Simulator, options: Options,
         for chunk_no, start in enumerate(range(0, options.members, options.chunk)):
             if failure:
                 break
-            rng = random.Random(options.seed * 1_000_003 + chunk_no)
+            rng = random.Random(options.seed * 1_000_003 + chunk_no)  # noqa: S311
             rows = Rows()
             for _ in range(min(options.chunk, options.members - start)):
                 sim.member(rng, rows)

@@ -53,11 +53,12 @@ class Route:
 
 # The demo carrier's network from a few hubs; each route is flown both ways.
 ROUTE_PAIRS = (
-    "LHR-JFK LHR-EWR LHR-CDG LHR-FRA LHR-MAD LHR-FCO LHR-DME LHR-DXB LHR-SIN LHR-HKG "
-    "LHR-LAX LHR-BOS LHR-EDI LHR-MAN LHR-AMS LHR-DUB FRA-JFK FRA-MUC FRA-BER FRA-ORD "
-    "FRA-NRT FRA-VIE CDG-NCE CDG-MAD CDG-YUL CDG-JFK MAD-BCN MAD-MEX MAD-BOG FCO-MXP "
-    "DME-LED JFK-LAX JFK-MIA JFK-SFO LGW-JFK LHR-SVO"
-).split()
+    "LHR-JFK", "LHR-EWR", "LHR-CDG", "LHR-FRA", "LHR-MAD", "LHR-FCO", "LHR-DME", "LHR-DXB",
+    "LHR-SIN", "LHR-HKG", "LHR-LAX", "LHR-BOS", "LHR-EDI", "LHR-MAN", "LHR-AMS", "LHR-DUB",
+    "FRA-JFK", "FRA-MUC", "FRA-BER", "FRA-ORD", "FRA-NRT", "FRA-VIE", "CDG-NCE", "CDG-MAD",
+    "CDG-YUL", "CDG-JFK", "MAD-BCN", "MAD-MEX", "MAD-BOG", "FCO-MXP", "DME-LED", "JFK-LAX",
+    "JFK-MIA", "JFK-SFO", "LGW-JFK", "LHR-SVO",
+)
 
 # (booking class, miles %, status miles %) of the demo carrier LM (programme/demo.toml),
 # grouped by cabin.

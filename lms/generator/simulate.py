@@ -44,10 +44,10 @@ HOUR = 3_600.0
 
 # What a member does, on average, per month of membership (tuned for about 20 entries per
 # member over the default 48 months).
-PARTNER_PER_MONTH = 0.22
-OLD_FLIGHTS_PER_MONTH = 0.12
-REDEMPTIONS_PER_MONTH = 0.06
-CAPTURES_PER_MONTH = 0.04
+PARTNER_PER_MONTH = 0.42
+OLD_FLIGHTS_PER_MONTH = 0.04
+REDEMPTIONS_PER_MONTH = 0.08
+CAPTURES_PER_MONTH = 0.06
 SHARE_WITH_PHONE = 0.9
 SHARE_LOCKED = 0.002
 SHARE_PENDING_HOLD = 0.08
@@ -275,7 +275,7 @@ class Life:
         else:
             high, seg_cap = 10**9, 150
         if self.rank == 0:
-            target = min(high - 1, int(rng.expovariate(1 / 4_500)))
+            target = min(high - 1, int(rng.expovariate(1 / 3_000)))
         else:
             target = low + rng.randrange(max(1, (high - low) // 2)) if high < 10**9 \
                 else low + rng.randrange(70_000)
@@ -347,7 +347,7 @@ class Life:
                 self.head += 1
 
     def flight(self, when: datetime, route: Route, cls: tuple[str, int, int]) -> None:
-        code, pct, status_pct = cls
+        code, pct, _ = cls
         miles = max(MIN_MILES, route.miles * pct // 100) * (100 + self.bonus) // 100
         status = status_of(route, cls)
         number = 100 + self.rng.randrange(900)
