@@ -28,7 +28,11 @@ from lms.ledger.service import SystemAccounts
 from lms.logging import configure as configure_logging
 from lms.partners.routes import PartnerAccrualController, PartnerAdminController
 from lms.payments.routes import PaymentWebhookController
-from lms.purchases.routes import MyMilePurchasesController, MyStatusPurchasesController
+from lms.purchases.routes import (
+    MyMilePurchasesController,
+    MyStatusPurchasesController,
+    PurchaseAdminController,
+)
 from lms.settings import Settings, get_settings
 from lms.tiers.admin_routes import TierAdminController
 from lms.tiers.routes import MyTierController
@@ -76,7 +80,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             TierAdminController,
                                             PaymentWebhookController,
                                             MyMilePurchasesController,
-                                            MyStatusPurchasesController])
+                                            MyStatusPurchasesController,
+                                            PurchaseAdminController])
     return Litestar(
         route_handlers=[HealthController, v1],
         state=State({"settings": settings, "db": db,

@@ -444,8 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rules = sub.add_parser("rules", help="programme rules").add_subparsers(
         dest="rules_command", required=True)
-    p = add("load", cmd_rules_load, "load earn rules and promotions from a programme file "
-            "(TOML, see programme/demo.toml); existing versions are kept", rules)
+    p = add("load", cmd_rules_load, "load earn rules, promotions and purchase rules from a "
+            "programme file (TOML, see programme/demo.toml); existing versions are kept",
+            rules)
     p.add_argument("file")
 
     payments = sub.add_parser("payments", help="payments").add_subparsers(

@@ -96,6 +96,11 @@ class PurchaseRepository:
             select(Purchase).where(Purchase.member_id == member_id, Purchase.kind == kind)
             .order_by(Purchase.id.desc()).limit(limit))).scalars())
 
+    async def refunds_due(self, limit: int) -> list[Purchase]:
+        return list((await self.session.execute(
+            select(Purchase).where(Purchase.refund_due)
+            .order_by(Purchase.id.desc()).limit(limit))).scalars())
+
     async def close(self, purchase_id: int, **values: Any) -> Purchase:
         return (await self.session.execute(
             update(Purchase).where(Purchase.id == purchase_id).values(**values)

@@ -17,7 +17,8 @@ from lms.api.idempotency import (
     idempotent,
 )
 from lms.api.openapi import problems
-from lms.auth.guards import current_principal, member_only
+from lms.auth.guards import current_principal, member_only, requires
+from lms.auth.principal import Role
 from lms.errors import Forbidden, Unauthorized, ValidationFailed
 from lms.payments.errors import PaymentProviderUnavailable
 from lms.purchases.errors import (
@@ -34,6 +35,7 @@ from lms.purchases.schemas import (
     MilePurchaseOut,
     MilePurchaseRequest,
     Money,
+    PurchaseAdminOut,
     StatusOffers,
     StatusPurchaseOut,
     StatusPurchaseRequest,
@@ -65,6 +67,33 @@ def status_out(p: Purchase) -> StatusPurchaseOut:
                              payment_url=p.payment_url, expires_at=p.expires_at,
                              created_at=p.created_at, closed_at=p.closed_at,
                              valid_until=p.valid_until, refund_due=p.refund_due, note=p.note)
+
+
+def admin_out(p: Purchase) -> PurchaseAdminOut:
+    return PurchaseAdminOut(id=p.id, reference=p.reference, member_id=p.member_id,
+                            kind=p.kind, miles=p.miles, tier=p.tier,
+                            price=Money(p.amount_minor, p.currency), status=p.status,
+                            provider_payment_id=p.provider_payment_id,
+                            refund_due=p.refund_due, note=p.note, created_at=p.created_at,
+                            closed_at=p.closed_at)
+
+
+class PurchaseAdminController(Controller):
+    path = "/admin/purchases"
+    tags = ["purchases (admin)"]
+    guards = [requires(Role.ADMIN, Role.SUPERVISOR)]
+
+    @get("/refunds-due", operation_id="listPurchaseRefundsDue",
+         summary="Purchases whose payment was taken but bought nothing (to refund)",
+         description=("A payment of the wrong amount or currency, one that arrived after the "
+                      "purchase expired, or a bought tier the member already held above."),
+         responses=problems(Unauthorized, Forbidden))
+    async def refunds_due(self, state: State, limit: Limit = 100) -> list[PurchaseAdminOut]:
+        async def work(session: AsyncSession) -> list[PurchaseAdminOut]:
+            return [admin_out(p) for p in await service(session, state).refunds_due(limit)]
+
+        result: list[PurchaseAdminOut] = await state.db.transaction(work)
+        return result
 
 
 class MyMilePurchasesController(Controller):
@@ -106,7 +135,7 @@ class MyMilePurchasesController(Controller):
 
         async def work(session: AsyncSession) -> list[MilePurchaseOut]:
             return [mile_out(p) for p in
-                    await service(session, state).list(principal.id, MILES, limit)]
+                    await service(session, state).list_of(principal.id, MILES, limit)]
 
         result: list[MilePurchaseOut] = await state.db.transaction(work)
         return result
@@ -178,7 +207,7 @@ class MyStatusPurchasesController(Controller):
 
         async def work(session: AsyncSession) -> list[StatusPurchaseOut]:
             return [status_out(p) for p in
-                    await service(session, state).list(principal.id, STATUS, limit)]
+                    await service(session, state).list_of(principal.id, STATUS, limit)]
 
         result: list[StatusPurchaseOut] = await state.db.transaction(work)
         return result

@@ -69,3 +69,19 @@ class StatusPurchaseOut(msgspec.Struct, rename="camel"):
     valid_until: datetime | None
     refund_due: bool
     note: str | None
+
+
+class PurchaseAdminOut(msgspec.Struct, rename="camel"):
+    id: int
+    reference: str
+    member_id: int
+    kind: str
+    miles: int | None
+    tier: str | None
+    price: Money
+    status: str
+    provider_payment_id: str
+    refund_due: bool
+    note: str | None
+    created_at: datetime
+    closed_at: datetime | None

@@ -208,8 +208,13 @@ class PurchaseService:
             raise PurchaseNotFound()
         return purchase
 
-    async def list(self, member_id: int, kind: str, limit: int = 50) -> list[Purchase]:
+    async def list_of(self, member_id: int, kind: str, limit: int = 50) -> list[Purchase]:
         return await self.repo.list_of_member(member_id, kind, limit)
+
+    async def refunds_due(self, limit: int = 100) -> list[Purchase]:
+        """Payments taken that bought nothing, newest first: for finance to refund at the
+        provider."""
+        return await self.repo.refunds_due(limit)
 
     async def by_reference(self, reference: str) -> Purchase | None:
         return await self.repo.by_reference(reference)

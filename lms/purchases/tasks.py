@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 
 async def _expire(db: Database) -> int:
+    """Expire every due pending purchase, 1000 per transaction."""
     settings = get_settings()
     system = SystemAccounts(settings.system_account_shards)
     total = 0
