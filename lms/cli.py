@@ -116,12 +116,14 @@ def cmd_demo_generate(args: argparse.Namespace) -> int:
     url = resolved_url()
     try:
         report = generate(url, get_settings(), Options(
-            members=args.members, seed=args.seed, months=args.months, force=args.force))
+            members=args.members, seed=args.seed, months=args.months, force=args.force,
+            jobs=args.jobs))
     except Refused as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 2
     total = sum(report.rows.values())
-    print(f"generated {report.members:,} members in {report.seconds:.1f}s "
+    print(f"generated {report.members:,} members in {report.seconds:.1f}s with "
+          f"{report.workers} workers "
           f"({total:,} rows, {total / max(report.seconds, 1e-9):,.0f} rows/s; "
           f"index rebuild {report.index_seconds:.1f}s)")
     print("tiers: " + ", ".join(f"{t} {n:,}" for t, n in sorted(
@@ -415,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--members", type=int, required=True, help="how many members")
     p.add_argument("--seed", type=int, default=1, help="random seed (same seed, same data)")
     p.add_argument("--months", type=int, default=48, help="months of history")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="worker processes simulating members (default: the CPU count)")
     p.add_argument("--force", action="store_true",
                    help="add generated members to a database that already has members "
                         "(indexes are then kept and updated row by row)")

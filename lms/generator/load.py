@@ -2,9 +2,9 @@
 
 The tables the load writes are locked against other writers for its whole duration, so the id
 ranges taken from their sequences at the start (``nextval``, then ``setval`` to the last id
-used) cannot be handed to anyone else. Rows are made in chunks of members (bounded memory); a
-second thread COPYs one chunk, table by table, while the first simulates the next, so that on
-two cores Python and PostgreSQL work side by side. On a database without members the secondary
+used) cannot be handed to anyone else. Rows are made in chunks of members (bounded memory) by
+worker processes (lms.generator.parallel), which encode them as COPY binary data; this process
+streams each chunk, table by table, in chunk order. On a database without members the secondary
 indexes of those tables are dropped first and rebuilt at the end (one sort per index instead of
 millions of insertions); all of it commits together, so a failed load leaves nothing behind.
 """
@@ -12,13 +12,15 @@ millions of insertions); all of it commits together, so a failed load leaves not
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import queue
 import random
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import Queue
 from typing import Any
 
 import psycopg
@@ -28,6 +30,7 @@ from lms.auth.passwords import hash_password
 from lms.clock import utcnow
 from lms.db import Database, raw_connection, to_sync_url
 from lms.generator.locales import LOCALES
+from lms.generator.parallel import BLOCKED, TABLES, Chunk, Plan, chunk_rng, worker_main
 from lms.generator.reference import phone_stems, routes
 from lms.generator.simulate import Context, Counters, Partner, Rows, Simulator, SystemBook
 from lms.ledger.repository import LedgerRepository
@@ -41,37 +44,13 @@ DEMO_PASSWORD = "generated-demo-password"
 CHUNK_MEMBERS = 2_000
 ADVISORY_LOCK = 7_000_017
 
-# Table -> (COPY columns, binary types). The order is the load order (foreign keys).
-TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "accounts": ("id, kind, allow_negative, status, created_at",
-                 ("int8", "text", "bool", "text", "timestamptz")),
-    "balances": ("account_id, unit, posted, held, allow_negative",
-                 ("int8", "text", "int8", "int8", "bool")),
-    "members": ("id, card_number, account_id, email, password_hash, first_name, last_name, "
-                "phone, phone_region, birth_date, locale, timezone, status, tier, "
-                "tier_valid_until, joined_at, last_activity_at",
-                ("int8", "text", "int8", "text", "text", "text", "text", "text", "text", "date",
-                 "text", "text", "text", "text", "timestamptz", "timestamptz", "timestamptz")),
-    "journal_entries": ("id, kind, actor_type, actor_id, description, source, external_ref, "
-                        "hold_id, effective_at, created_at",
-                        ("int8", "text", "text", "text", "text", "text", "text", "int8",
-                         "timestamptz", "timestamptz")),
-    "postings": ("id, entry_id, account_id, unit, amount, balance_after, created_at",
-                 ("int8", "int8", "int8", "text", "int8", "int8", "timestamptz")),
-    "lots": ("id, account_id, entry_id, amount, remaining, expires_at, created_at",
-             ("int8", "int8", "int8", "int8", "int8", "timestamptz", "timestamptz")),
-    "holds": ("id, account_id, unit, amount, captured, status, actor_type, actor_id, "
-              "reference, entry_id, expires_at, created_at, closed_at",
-              ("int8", "int8", "text", "int8", "int8", "text", "text", "text", "text", "int8",
-               "timestamptz", "timestamptz", "timestamptz")),
-}
-ROWS_OF = {"accounts": "accounts", "balances": "balances", "members": "members",
-           "journal_entries": "entries", "postings": "postings", "lots": "lots",
-           "holds": "holds"}
-SEQUENCED = ("accounts", "members", "journal_entries", "postings", "lots", "holds")
 # Partners the generated purchases and redemptions happen at: (code, name, kind).
 PARTNERS = (("GEN-SHOP", "Skyline Shopping", "shop"), ("GEN-HOTEL", "Harbour Hotels", "ota"),
-            ("GEN-CARS", "Roadrunner Cars", "shop"))
+            ("GEN-CARS", "Roadrunner Cars", "shop"), ("GEN-DINE", "Table Club Dining", "shop"))
+# Members simulated to size the id blocks of the chunks, and the margin on top.
+SAMPLE_MEMBERS = 400
+BLOCK_MARGIN = 1.3
+BLOCK_SLACK = 2_000
 
 
 class Refused(Exception):
@@ -85,6 +64,7 @@ class Options:
     months: int = 48
     force: bool = False
     chunk: int = CHUNK_MEMBERS
+    jobs: int = 2
 
 
 @dataclass(slots=True)
@@ -98,6 +78,7 @@ class Report:
     dropped_indexes: int = 0
     tiers: dict[str, int] = field(default_factory=dict)
     first_member_id: int = 0
+    workers: int = 1
 
 
 def plain_url(url: str) -> str:
@@ -168,13 +149,20 @@ def generate(url: str, settings: Settings, options: Options,
         report.dropped_indexes = len(indexes)
         say(f"dropped {len(indexes)} secondary indexes for the load" if indexes
             else "keeping the indexes (the database has members)")
-        ctx, book = context(conn, settings, options, now)
-        ids = reserve(conn, options.members)
-        report.first_member_id = ids.member
-        sim = Simulator(ctx, ids, book)
-        copy_chunks(conn, sim, options, report, say)
-        finish_sequences(conn, ids)
-        update_system_balances(conn, book)
+        ctx, posted = context(conn, settings, options, now)
+        workers = max(1, min(options.jobs, len(ctx.partners), len(ctx.issuance),
+                             len(ctx.qualification), len(ctx.redemptions), len(ctx.breakage)))
+        report.workers = workers
+        block = calibrate(ctx, options, posted)
+        first = reserve(conn, options.members)
+        report.first_member_id = first.member
+        plan = Plan(ctx=ctx, members=options.members, chunk=options.chunk, seed=options.seed,
+                    first=first, block=block, posted=posted)
+        say(f"simulating in {workers} worker processes, {plan.chunks} chunks of "
+            f"{options.chunk:,} members")
+        ends, deltas = copy_chunks(conn, plan, workers, report, say)
+        finish_sequences(conn, ends)
+        update_system_balances(conn, deltas)
         t0 = time.monotonic()
         for name, definition in indexes:
             t1 = time.monotonic()
@@ -205,7 +193,7 @@ def drop_indexes(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
 
 
 def context(conn: psycopg.Connection[Any], settings: Settings, options: Options,
-            now: datetime) -> tuple[Context, SystemBook]:
+            now: datetime) -> tuple[Context, dict[tuple[int, str], int]]:
     def shards(code: SystemAccount) -> tuple[int, ...]:
         found = conn.execute("SELECT id FROM accounts WHERE kind = 'system' AND code = %s "
                              "ORDER BY shard", (str(code),)).fetchall()
@@ -229,7 +217,7 @@ def context(conn: psycopg.Connection[Any], settings: Settings, options: Options,
         short_routes=tuple(r for r in network if not r.long_haul),
         long_routes=tuple(r for r in network if r.long_haul),
         phone_stems={loc.region: phone_stems(loc.region, rng) for loc in LOCALES})
-    return ctx, SystemBook(posted)
+    return ctx, posted
 
 
 def sequence(table: str) -> str:
@@ -261,8 +249,8 @@ def finish_sequences(conn: psycopg.Connection[Any], ids: Counters) -> None:
         conn.execute(f"SELECT setval({sequence(table)}, %s)", (next_id - 1,))
 
 
-def update_system_balances(conn: psycopg.Connection[Any], book: SystemBook) -> None:
-    deltas = book.deltas()
+def update_system_balances(conn: psycopg.Connection[Any],
+                           deltas: list[tuple[int, str, int]]) -> None:
     if not deltas:
         return
     conn.execute("""
@@ -272,64 +260,82 @@ def update_system_balances(conn: psycopg.Connection[Any], book: SystemBook) -> N
     """, ([d[0] for d in deltas], [d[1] for d in deltas], [d[2] for d in deltas]))
 
 
-def copy_rows(conn: psycopg.Connection[Any], rows: Rows, report: Report) -> None:
-    with conn.cursor() as cur:
-        for table, (columns, types) in TABLES.items():
-            data: list[tuple[Any, ...]] = getattr(rows, ROWS_OF[table])
-            if not data:
-                continue
-            t0 = time.monotonic()
-            with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(list(types))
-                for row in data:
-                    copy.write_row(row)
-            report.copy_seconds[table] = (report.copy_seconds.get(table, 0.0)
-                                          + time.monotonic() - t0)
-            report.rows[table] = report.rows.get(table, 0) + len(data)
+def calibrate(ctx: Context, options: Options, posted: dict[tuple[int, str], int]
+              ) -> dict[str, int]:
+    """Ids per chunk and table: a sample's rows per member, times the chunk, with margin."""
+    sample = min(SAMPLE_MEMBERS, options.members)
+    ids = Counters(0, 0, 0, 0, 0, 0, 0)
+    sim = Simulator(ctx, ids, SystemBook(posted))
+    rng = chunk_rng(options.seed + 1, 0)
+    rows = Rows()
+    for _ in range(sample):
+        sim.member(rng, rows)
+    chunk = min(options.chunk, options.members)
+    return {name: int(getattr(ids, name) / sample * chunk * BLOCK_MARGIN) + BLOCK_SLACK
+            for name in BLOCKED}
 
 
-def copy_chunks(conn: psycopg.Connection[Any], sim: Simulator, options: Options,
-                report: Report, say: Callable[[str], None]) -> None:
-    """Simulate chunks on this thread while a writer thread COPYs the previous one."""
-    pending: queue.Queue[Rows | None] = queue.Queue(maxsize=1)
-    failure: list[BaseException] = []
-
-    def writer() -> None:
-        try:
-            while (rows := pending.get()) is not None:
-                copy_rows(conn, rows, report)
-        except BaseException as exc:  # re-raised on the main thread
-            failure.append(exc)
-            while pending.get() is not None:
-                pass
-
-    thread = threading.Thread(target=writer, name="copy-writer", daemon=True)
-    thread.start()
+def copy_chunks(conn: psycopg.Connection[Any], plan: Plan, workers: int, report: Report,
+                say: Callable[[str], None]) -> tuple[Counters, list[tuple[int, str, int]]]:
+    """Start the workers, stream their chunks in chunk order, table by table; returns the
+    next free id of each blocked table and the system accounts' deltas."""
+    mp = multiprocessing.get_context("spawn")  # never fork a process holding a connection
+    queues: list[Queue[Any]] = [mp.Queue(maxsize=2) for _ in range(workers)]
+    procs = [mp.Process(target=worker_main, args=(plan, w, workers, queues[w]),
+                        name=f"generate-{w}", daemon=True) for w in range(workers)]
+    for proc in procs:
+        proc.start()
+    ends = {name: getattr(plan.first, name) for name in BLOCKED}
+    deltas: list[tuple[int, str, int]] = []
     started = last = time.monotonic()
     done = 0
     try:
-        for chunk_no, start in enumerate(range(0, options.members, options.chunk)):
-            if failure:
-                break
-            rng = random.Random(options.seed * 1_000_003 + chunk_no)  # noqa: S311
-            rows = Rows()
-            for _ in range(min(options.chunk, options.members - start)):
-                sim.member(rng, rows)
-            for tier, n in rows.tiers.items():
-                report.tiers[tier] = report.tiers.get(tier, 0) + n
-            pending.put(rows)
-            done += min(options.chunk, options.members - start)
-            if time.monotonic() - last >= 10 or done == options.members:
-                last = time.monotonic()
-                elapsed = last - started
-                say(f"  {done:,}/{options.members:,} members simulated, "
-                    f"{report.rows.get('journal_entries', 0):,} entries copied, "
-                    f"{done / elapsed:,.0f} members/s")
+        with conn.cursor() as cur:
+            for chunk_no in range(plan.chunks):
+                chunk = receive(queues[chunk_no % workers], procs[chunk_no % workers])
+                assert isinstance(chunk, Chunk) and chunk.number == chunk_no
+                for table, (columns, _, _) in TABLES.items():
+                    data = chunk.data.get(table)
+                    if data is None:
+                        continue
+                    t0 = time.monotonic()
+                    with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as cp:
+                        cp.write(data)
+                    report.copy_seconds[table] = (report.copy_seconds.get(table, 0.0)
+                                                  + time.monotonic() - t0)
+                    report.rows[table] = report.rows.get(table, 0) + chunk.rows[table]
+                for tier, n in chunk.tiers.items():
+                    report.tiers[tier] = report.tiers.get(tier, 0) + n
+                for name, end in chunk.ends.items():
+                    ends[name] = max(ends[name], end)
+                done += chunk.rows["members"]
+                if time.monotonic() - last >= 15 or done == plan.members:
+                    last = time.monotonic()
+                    say(f"  {done:,}/{plan.members:,} members, "
+                        f"{report.rows.get('journal_entries', 0):,} entries, "
+                        f"{report.rows.get('postings', 0):,} postings copied "
+                        f"({done / (last - started):,.0f} members/s)")
+        for w in range(workers):
+            deltas += receive(queues[w], procs[w])
     finally:
-        pending.put(None)
-        thread.join()
-    if failure:
-        raise failure[0]
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join()
     for table in TABLES:
         say(f"  {table}: {report.rows.get(table, 0):,} rows, "
             f"COPY {report.copy_seconds.get(table, 0.0):.1f}s")
+    return replace(plan.first, **ends), deltas
+
+
+def receive(q: Queue[Any], proc: BaseProcess) -> Any:
+    while True:
+        try:
+            kind, payload = q.get(timeout=5)
+        except queue.Empty:
+            if not proc.is_alive():
+                raise RuntimeError(f"{proc.name} died (exit code {proc.exitcode})") from None
+            continue
+        if kind == "error":
+            raise RuntimeError(f"{proc.name} failed:\n{payload}")
+        return payload

@@ -13,9 +13,10 @@ segments of the last 12 months, so the tier job has nothing to change.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from lms.accounts.cards import make_card_number
 from lms.generator.locales import LOCALES
@@ -30,6 +31,8 @@ from lms.ledger.service import add_months
 
 # (code, share of members, status miles, segments, bonus % on flown miles) as migration 0005
 # and programme/demo.toml define them: a tier is reached by either threshold.
+T = TypeVar("T")
+
 TIERS = (
     ("BASIC", 80, 0, 0, 0),
     ("SILVER", 12, 25_000, 30, 25),
@@ -144,12 +147,12 @@ class Simulator:
         card = make_card_number(ctx.card_prefix, ids.card)
         ids.card += 1
         loc = rng.choices(LOCALES, cum_weights=LOCALE_CUM_WEIGHTS)[0]
-        first, last = rng.choice(loc.first_names), rng.choice(loc.last_names)
-        email = f"{first.ascii}.{last.ascii}.{member_id}@{rng.choice(loc.domains)}"
+        first, last = pick(rng, loc.first_names), pick(rng, loc.last_names)
+        email = f"{first.ascii}.{last.ascii}.{member_id}@{pick(rng, loc.domains)}"
         phone = region = None
         if rng.random() < SHARE_WITH_PHONE:
             region = loc.region
-            phone = f"{rng.choice(ctx.phone_stems[region])}{rng.randrange(10_000):04d}"
+            phone = f"{pick(rng, ctx.phone_stems[region])}{rng.randrange(10_000):04d}"
         birth = date.fromordinal(self.today - rng.randrange(18 * 365, 85 * 365))
         rank = rng.choices(range(len(TIERS)), cum_weights=TIER_CUM_WEIGHTS)[0]
         span = ctx.months * 30.4 * DAY
@@ -204,7 +207,7 @@ class Life:
         for _ in range(self.count(old_months * OLD_FLIGHTS_PER_MONTH * (1 + self.rank))):
             events.append((self.at(self.joined, window_start), 0, self.pick_flight()))
         for _ in range(self.count(membership_months * PARTNER_PER_MONTH)):
-            events.append((self.at(self.joined, now), 1, rng.choice(ctx.partners)))
+            events.append((self.at(self.joined, now), 1, pick(rng, ctx.partners)))
         for _ in range(self.count(membership_months * REDEMPTIONS_PER_MONTH)):
             events.append((self.at(self.joined, now), 2, None))
         for _ in range(self.count(membership_months * CAPTURES_PER_MONTH)):
@@ -256,11 +259,11 @@ class Life:
     def pick_flight(self, cheap: bool = False) -> tuple[Route, tuple[str, int, int]]:
         rng, ctx = self.rng, self.ctx
         if cheap:
-            return rng.choice(ctx.short_routes), ECONOMY[-1]
+            return pick(rng, ctx.short_routes), ECONOMY[-1]
         long_share = (0.25, 0.4, 0.5, 0.6)[self.rank]
         premium_share = (0.08, 0.2, 0.35, 0.5)[self.rank]
-        route = rng.choice(ctx.long_routes if rng.random() < long_share else ctx.short_routes)
-        cls = rng.choice(PREMIUM if rng.random() < premium_share else ECONOMY)
+        route = pick(rng, ctx.long_routes if rng.random() < long_share else ctx.short_routes)
+        cls = pick(rng, PREMIUM if rng.random() < premium_share else ECONOMY)
         return route, cls
 
     def window_flights(self, start: datetime, end: datetime
@@ -334,7 +337,7 @@ class Life:
         lot_id = self.ids.lot
         self.ids.lot += 1
         self.lots.append([lot_id, entry_id, amount, amount,
-                          add_months(when, self.ctx.lot_validity_months), when])
+                          later_by_months(when, self.ctx.lot_validity_months), when])
 
     def consume(self, amount: int) -> None:
         lots = self.lots
@@ -355,16 +358,16 @@ class Life:
                               f"LM{number} {route.origin}-{route.destination} {code}",
                               "flight", None, None, when)
         rng, ctx = self.rng, self.ctx
-        self.legs(entry_id, when, "MILES", rng.choice(ctx.issuance), miles)
-        qualification = rng.choice(ctx.qualification)
+        self.legs(entry_id, when, "MILES", pick(rng, ctx.issuance), miles)
+        qualification = pick(rng, ctx.qualification)
         self.legs(entry_id, when, "STATUS_MILES", qualification, status)
-        self.legs(entry_id, when, "SEGMENTS", rng.choice(ctx.qualification), 1)
+        self.legs(entry_id, when, "SEGMENTS", pick(rng, ctx.qualification), 1)
         self.credit_lot(entry_id, miles, when)
 
     def partner_accrual(self, when: datetime, partner: Partner) -> None:
         rng = self.rng
         miles = 20 + int(rng.expovariate(1 / 600))
-        category = rng.choice(PARTNER_CATEGORIES)
+        category = pick(rng, PARTNER_CATEGORIES)
         entry_id = self.entry("accrual", "partner", str(partner.id),
                               f"{partner.name}: {category}", f"partner:{partner.id}", None,
                               None, when)
@@ -384,7 +387,7 @@ class Life:
             return
         entry_id = self.entry("redemption", "member", str(self.member_id), "Award ticket",
                               None, None, None, when)
-        self.legs(entry_id, when, "MILES", self.rng.choice(self.ctx.redemptions), -amount)
+        self.legs(entry_id, when, "MILES", pick(self.rng, self.ctx.redemptions), -amount)
         self.consume(amount)
 
     def hold_row(self, amount: int, created: datetime, status: str, captured: int,
@@ -402,13 +405,13 @@ class Life:
         amount = self.spendable(1_000)
         if not amount:
             return
-        partner = self.rng.choice(self.ctx.partners)
+        partner = pick(self.rng, self.ctx.partners)
         hold_id = self.ids.hold
         self.ids.hold += 1
         captured_at = when + timedelta(minutes=5 + self.rng.randrange(600))
         entry_id = self.entry("capture", "partner", str(partner.id),
                               f"{partner.name}: redemption", None, None, hold_id, captured_at)
-        self.legs(entry_id, captured_at, "MILES", self.rng.choice(self.ctx.redemptions),
+        self.legs(entry_id, captured_at, "MILES", pick(self.rng, self.ctx.redemptions),
                   -amount)
         self.consume(amount)
         self.hold_row(amount, when, "captured", amount, entry_id, captured_at,
@@ -423,7 +426,7 @@ class Life:
         expires = when + timedelta(days=2)
         closed = expires if expired else when + timedelta(minutes=30)
         self.hold_row(amount, when, "expired" if expired else "voided", 0, None, closed,
-                      expires, self.rng.choice(self.ctx.partners))
+                      expires, pick(self.rng, self.ctx.partners))
 
     def pending_hold(self) -> int:
         amount = self.spendable(1_000)
@@ -433,7 +436,7 @@ class Life:
         created = now - timedelta(seconds=rng.uniform(60, DAY))
         expires = now + timedelta(seconds=rng.uniform(HOUR, 6 * DAY))
         self.hold_row(amount, created, "pending", 0, None, None, expires,
-                      rng.choice(self.ctx.partners))
+                      pick(rng, self.ctx.partners))
         return amount
 
     def expire(self, until: datetime) -> None:
@@ -448,7 +451,7 @@ class Life:
         if due and last is not None:
             entry_id = self.entry("expiry", "system", "expiry", "Miles expired", None, None,
                                   None, last)
-            self.legs(entry_id, last, "MILES", self.rng.choice(self.ctx.breakage), -due)
+            self.legs(entry_id, last, "MILES", pick(self.rng, self.ctx.breakage), -due)
 
     def write_state(self, held: int) -> None:
         rows, account = self.rows, self.account
@@ -457,6 +460,21 @@ class Life:
         rows.balances.append((account, "SEGMENTS", self.segments, 0, False))
         rows.lots.extend((lot[0], account, lot[1], lot[2], lot[3], lot[4], lot[5])
                          for lot in self.lots)
+
+
+def pick(rng: random.Random, items: Sequence[T]) -> T:
+    """``rng.choice`` without its rejection sampling: a third of the simulation's time."""
+    return items[int(rng.random() * len(items))]
+
+
+def later_by_months(moment: datetime, months: int) -> datetime:
+    """``add_months`` for whole years (the usual lot validity) in one call."""
+    if months % 12:
+        return add_months(moment, months)
+    try:
+        return moment.replace(year=moment.year + months // 12)
+    except ValueError:  # 29 February
+        return moment.replace(year=moment.year + months // 12, day=28)
 
 
 def status_of(route: Route, cls: tuple[str, int, int]) -> int:
