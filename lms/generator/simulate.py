@@ -211,7 +211,8 @@ class Life:
         for _ in range(self.count(membership_months * REDEMPTIONS_PER_MONTH)):
             events.append((self.at(self.joined, now), 2, None))
         for _ in range(self.count(membership_months * CAPTURES_PER_MONTH)):
-            events.append((self.at(self.joined, now), 3, None))
+            # Captured within hours of the hold, never after now.
+            events.append((self.at(self.joined, now - timedelta(hours=12)), 3, None))
         if rng.random() < SHARE_CLOSED_HOLD:
             events.append((self.at(self.joined, now - timedelta(days=3)), 4, None))
         events.sort(key=lambda e: e[0])
