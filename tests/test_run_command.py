@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -105,12 +107,17 @@ class DevRun:
 
 
 @pytest.fixture
-def dev_run(tmp_path: Path) -> Iterator[DevRun]:
-    run = DevRun(tmp_path, free_port())
+def dev_run() -> Iterator[DevRun]:
+    # Not tmp_path: run as root, pgserver runs PostgreSQL as an unprivileged user, which
+    # cannot reach into pytest's private (0700) temporary directory to stop the server.
+    data_dir = Path(tempfile.mkdtemp(prefix="lms-dev-run-"))
+    data_dir.chmod(0o755)
+    run = DevRun(data_dir, free_port())
     try:
         yield run
     finally:
         run.kill()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def test_dev_run_serves_the_demo_on_embedded_services_and_stops_cleanly(

@@ -1,10 +1,12 @@
 """``lms import flights FILE.csv``: stream a file of flown coupons through ``credit_coupons``.
 
-The file is read row by row (never whole), cut into batches of ~1,000 coupons and credited by
-a few batches in flight at once. Resuming is safe by construction: a coupon's external
-reference makes a second credit impossible, so a rerun answers already-credited coupons as
-duplicates. To avoid even re-reading those, a side file ``FILE.csv.lms-import`` keeps the
-number of rows known committed (every batch up to it has committed); a rerun skips them.
+The file is read row by row (never whole) in chunks of ``batch_size`` x ``concurrency`` rows;
+each chunk is split by member over ``concurrency`` lanes, one transaction each, so that
+concurrent batches never share a member's balance rows and really do run side by side.
+Resuming is safe by construction: a coupon's external reference makes a second credit
+impossible, so a rerun answers already-credited coupons as duplicates. To avoid even
+re-reading those, a side file ``FILE.csv.lms-import`` keeps the number of rows known committed
+(every chunk up to it has committed); a rerun skips them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 import sys
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -174,6 +177,16 @@ def batches(reader: Iterator[list[str]], index: dict[str, int], size: int, skip:
         yield n, batch
 
 
+def split_by_member(chunk: list[Coupon | Invalid], lanes: int
+                    ) -> dict[int, list[Coupon | Invalid]]:
+    """The chunk's rows by lane (crc32 of the card number), in file order within each."""
+    parts: dict[int, list[Coupon | Invalid]] = {}
+    for row in chunk:
+        card = row.card_number if isinstance(row, Coupon) else ""
+        parts.setdefault(zlib.crc32(card.encode()) % lanes, []).append(row)
+    return parts
+
+
 class Progress:
     def __init__(self, stream: IO[str] | None, total_bytes: int) -> None:
         self.stream, self.total = stream, total_bytes
@@ -223,40 +236,46 @@ async def import_flights(db: Database, system: SystemAccounts, path: Path, *,
             raise ImportFileInvalid("the file is empty") from exc
         size = os.fstat(handle.fileno()).st_size
         bar = Progress(progress, size)
-        queue: asyncio.Queue[tuple[int, int, int, list[Coupon | Invalid]] | None] = (
-            asyncio.Queue(
-            maxsize=concurrency * 2))
-        done: dict[int, int] = {}  # batch number -> rows read after it, until contiguous
-        watermark = [0, skip]  # next batch number expected, rows known committed
+        # One lane per concurrent transaction; a member's coupons always go to the same lane,
+        # so concurrent batches never wait on each other's balance rows. A chunk of the file
+        # is split over the lanes and counts as committed once every lane has committed its
+        # part: the checkpoint stays "every row before it".
+        lanes: list[asyncio.Queue[tuple[int, int, int, list[Coupon | Invalid]] | None]] = [
+            asyncio.Queue(maxsize=2) for _ in range(concurrency)]
+        parts_left: dict[int, int] = {}  # chunk number -> lanes still crediting it
+        done: dict[int, int] = {}  # chunk number -> rows read after it, until contiguous
+        watermark = [0, skip]  # next chunk number expected, rows known committed
         committed = 0
         failures: list[BaseException] = []
+        shown = [0]  # file position of the furthest chunk credited, for the progress bar
 
-        async def worker() -> None:
-            nonlocal committed
-            while (item := await queue.get()) is not None:
+        async def worker(lane: int) -> None:
+            while (item := await lanes[lane].get()) is not None:
                 if failures:
                     continue  # drain: the run is stopping
                 try:
-                    await credit_batch(*item)
+                    await credit_part(lane, *item)
                 except Exception as exc:  # re-raised by the reader below
                     failures.append(exc)
 
-        shown = [0]  # file position of the furthest batch credited, for the progress bar
-
-        async def credit_batch(number: int, rows_after: int, position: int,
-                               batch: list[Coupon | Invalid]) -> None:
+        async def credit_part(lane: int, number: int, rows_after: int, position: int,
+                              part: list[Coupon | Invalid]) -> None:
             nonlocal committed
-            coupons = [c for c in batch if isinstance(c, Coupon)]
+            coupons = [c for c in part if isinstance(c, Coupon)]
             outcomes = iter(await credit_coupons(
-                db, system, coupons, lot_validity_months=lot_validity_months)
+                db, system, coupons, lot_validity_months=lot_validity_months, lane=lane)
                 if coupons else [])
-            for c in batch:
+            for c in part:
                 if isinstance(c, Invalid):
                     report.add(Outcome(c.coupon, reason=Reason.INVALID_COUPON,
                                        detail=c.detail))
                 else:
                     report.add(next(outcomes))
-            report.rows += len(batch)
+            report.rows += len(part)
+            parts_left[number] -= 1
+            if parts_left[number]:
+                return
+            del parts_left[number]
             done[number] = rows_after
             while watermark[0] in done:
                 watermark[1] = done.pop(watermark[0])
@@ -268,14 +287,17 @@ async def import_flights(db: Database, system: SystemAccounts, path: Path, *,
             shown[0] = max(shown[0], position)
             bar.show(report, shown[0], started)
 
-        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        workers = [asyncio.create_task(worker(lane)) for lane in range(concurrency)]
         try:
-            for number, (rows_after, batch) in enumerate(
-                    batches(reader, index, batch_size, skip)):
+            for number, (rows_after, chunk) in enumerate(
+                    batches(reader, index, batch_size * concurrency, skip)):
                 if failures:
                     break
-                await queue.put((number, rows_after, consumed[0], batch))
-            for _ in workers:
+                parts = split_by_member(chunk, concurrency)
+                parts_left[number] = len(parts)
+                for lane, part in parts.items():
+                    await lanes[lane].put((number, rows_after, consumed[0], part))
+            for queue in lanes:
                 await queue.put(None)
             await asyncio.gather(*workers)
         except (KeyboardInterrupt, asyncio.CancelledError):

@@ -121,13 +121,17 @@ class FlightCredits:
     """Credits one batch of coupons inside the caller's transaction (an asyncpg connection)."""
 
     def __init__(self, conn: RawConnection, system: SystemAccounts, *,
-                 lot_validity_months: int = 36, actor: Actor = FEED_ACTOR) -> None:
+                 lot_validity_months: int = 36, actor: Actor = FEED_ACTOR,
+                 lane: int | None = None) -> None:
         self.conn = conn
         self.repo = AccrualRepository(conn)
         self.ledger = Ledger(conn, system)
         self.system = system
         self.lot_validity_months = lot_validity_months
         self.actor = actor
+        # Concurrent batches of an import each keep to their own system shards (a random
+        # pick would now and then make two of them queue on one row).
+        self.lane = lane
 
     async def rules(self, first: date, last: date) -> RuleBook:
         rows = await self.repo.all_rules()
@@ -295,9 +299,8 @@ class FlightCredits:
                              ) -> tuple[int, int]:
         """Lock the batch's balance rows; returns the (issuance, qualification) shards."""
         # One shard of each system account for the whole batch (see POST_CREDITS).
-        issuance = random.choice(self.system.all(SystemAccount.ISSUANCE))  # noqa: S311
-        qualification = random.choice(  # noqa: S311 - load spreading, not security
-            self.system.all(SystemAccount.QUALIFICATION))
+        issuance, qualification = (self.pick(self.system.all(SystemAccount.ISSUANCE)),
+                                   self.pick(self.system.all(SystemAccount.QUALIFICATION)))
         status = await self.ledger.lock_for_credits(
             [issuance, qualification, *(m.account_id for _, m, _ in earned)])
         closed = {a for a, s in status.items() if s != "open"}
@@ -306,6 +309,11 @@ class FlightCredits:
             # closing locks the same rows); the whole batch rolls back and can be resent.
             raise AccountClosed(f"accounts {sorted(closed)} are not open")
         return issuance, qualification
+
+    def pick(self, shards: list[int]) -> int:
+        if self.lane is None:
+            return random.choice(shards)  # noqa: S311 - load spreading, not security
+        return shards[self.lane % len(shards)]
 
     async def _post(self, coupons: Sequence[Coupon],
                     earned: list[tuple[int, BatchMember, Earning]],
@@ -371,8 +379,8 @@ async def credit_in_session(session: AsyncSession, system: SystemAccounts,
 
 async def credit_coupons(db: Database, system: SystemAccounts, coupons: Sequence[Coupon], *,
                          actor: Actor = FEED_ACTOR, lot_validity_months: int = 36,
-                         today: date | None = None, reevaluate_tiers: bool = False
-                         ) -> list[Outcome]:
+                         today: date | None = None, reevaluate_tiers: bool = False,
+                         lane: int | None = None) -> list[Outcome]:
     """Credit up to 1,000 coupons as one unit of work; one outcome per coupon, in order.
 
     With ``reevaluate_tiers`` a member who crosses a tier threshold is upgraded in the same
@@ -389,7 +397,7 @@ async def credit_coupons(db: Database, system: SystemAccounts, coupons: Sequence
                     lot_validity_months=lot_validity_months, today=today))
             return await db.raw_transaction(
                 lambda conn: FlightCredits(conn, system, actor=actor,
-                                           lot_validity_months=lot_validity_months
+                                           lot_validity_months=lot_validity_months, lane=lane
                                            ).credit(coupons, today=today))
         except DuplicateExternalReference:
             if attempt >= DUPLICATE_RERUNS:

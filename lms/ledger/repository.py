@@ -41,7 +41,8 @@ SELECT t, p::jsonb FROM unnest($1::text[], $2::text[]) AS e(t, p)
 """
 
 LOCK_BATCH_BALANCES = """
-SELECT b.account_id, a.status FROM balances b JOIN accounts a ON a.id = b.account_id
+SELECT b.account_id, b.unit, b.posted, a.status
+FROM balances b JOIN accounts a ON a.id = b.account_id
 WHERE b.account_id = ANY($1::bigint[])
 ORDER BY b.account_id, b.unit
 FOR UPDATE OF b
@@ -50,12 +51,14 @@ FOR UPDATE OF b
 # The ledger's write path (ledger_post(), migration 0002) done for a whole batch of credits in
 # one statement: one journal entry per coupon with its postings (zero legs left out, each
 # entry balanced per unit), balance_after along the batch's order, each balance row updated
-# once with the batch's total, a lot per MILES credit and a miles.credited event per member
-# leg, exactly as ledger_post() writes them. Calling ledger_post() once per coupon costs about
+# once with the batch's total, a lot per MILES credit as ledger_post() writes them, and one
+# miles.credited event per coupon (with its status miles and segments; ledger_post() writes
+# one per member leg). Calling ledger_post() once per coupon costs about
 # a millisecond each; this is the difference between 1,000 and 10,000+ coupons a second.
 # Only credits from system accounts, whose rows the caller has locked (LOCK_BATCH_BALANCES),
-# so there is no shortfall to check and no lot to consume. The data-modifying CTEs all see
-# the balances as they were before the statement, which is what balance_after builds on.
+# so there is no shortfall to check and no lot to consume. The balances come in as they were
+# locked, with the batch's total per row: joining the balances table instead made the planner
+# hash the whole table for every batch.
 POST_CREDITS = """
 WITH c AS (
   SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
@@ -83,20 +86,20 @@ leg AS (
     (6, e.account_id, 'SEGMENTS', e.segments, true)) AS l(n, account_id, unit, amount, member)
   WHERE l.amount <> 0
 ),
-running AS (
+running AS (  -- from the balances as locked ($15-$17): no read of the table at all
   SELECT leg.*, b.posted + sum(leg.amount) OVER (
            PARTITION BY leg.account_id, leg.unit ORDER BY leg.ord, leg.n) AS balance_after
-  FROM leg JOIN balances b ON b.account_id = leg.account_id AND b.unit = leg.unit
+  FROM leg JOIN unnest($15::bigint[], $16::text[], $17::bigint[]) AS b(account_id, unit, posted)
+    ON b.account_id = leg.account_id AND b.unit = leg.unit
 ),
 posting AS (
   INSERT INTO postings (entry_id, account_id, unit, amount, balance_after, created_at)
   SELECT entry_id, account_id, unit, amount, balance_after, created_at
   FROM running ORDER BY ord, n
 ),
-balance AS (
+balance AS (  -- each row once, by the batch's totals ($18-$20)
   UPDATE balances b SET posted = b.posted + d.amount
-  FROM (SELECT account_id, unit, sum(amount)::bigint AS amount FROM leg
-        GROUP BY account_id, unit) AS d
+  FROM unnest($18::bigint[], $19::text[], $20::bigint[]) AS d(account_id, unit, amount)
   WHERE b.account_id = d.account_id AND b.unit = d.unit
 ),
 lot AS (  -- a credit first repays any debt; only the rest opens a lot (as in ledger_post())
@@ -107,14 +110,16 @@ lot AS (  -- a credit first repays any debt; only the rest opens a lot (as in le
                ) AS o(amount)
   WHERE r.member AND r.unit = 'MILES' AND o.amount > 0 ORDER BY r.ord
 ),
-event AS (
+event AS (  -- one per coupon, on its MILES leg, carrying the status it earned as well
   INSERT INTO outbox_events (topic, payload, created_at)
   SELECT 'miles.credited',
-         jsonb_build_object('entryId', entry_id, 'accountId', account_id, 'unit', unit,
-                            'amount', amount, 'kind', 'accrual',
-                            'balanceAfter', balance_after),
-         created_at
-  FROM running WHERE member ORDER BY ord, n
+         jsonb_build_object('entryId', r.entry_id, 'accountId', r.account_id,
+                            'unit', r.unit, 'amount', r.amount, 'kind', 'accrual',
+                            'balanceAfter', r.balance_after,
+                            'statusMiles', e.status_miles, 'segments', e.segments),
+         r.created_at
+  FROM running r JOIN e ON e.entry_id = r.entry_id
+  WHERE r.member AND r.unit = 'MILES' ORDER BY r.ord
 )
 SELECT e.ord, e.entry_id FROM e ORDER BY e.ord
 """
@@ -342,17 +347,33 @@ class LedgerRepository:
         account_id: int | None = await self.conn.fetchval(SYSTEM_ACCOUNT_ID, code, shard)
         return account_id
 
-    async def lock_balances_for_credits(self, account_ids: Sequence[int]) -> dict[int, str]:
-        """Lock the batch's balance rows; returns each account's status."""
-        rows = await self.conn.fetch(LOCK_BATCH_BALANCES, sorted(set(account_ids)))
-        return {r["account_id"]: r["status"] for r in rows}
+    async def lock_balances_for_credits(self, account_ids: Sequence[int]
+                                        ) -> list[asyncpg.Record]:
+        """Lock the batch's balance rows: (account_id, unit, posted, status) each."""
+        rows: list[asyncpg.Record] = await self.conn.fetch(LOCK_BATCH_BALANCES,
+                                                          sorted(set(account_ids)))
+        return rows
 
     async def post_credits(self, rows: Sequence[tuple[Any, ...]], *, issuance: int,
                            qualification: int, actor_type: str, actor_id: str | None,
-                           source: str) -> list[int]:
+                           source: str, balances: dict[tuple[int, str], int],
+                           totals: dict[tuple[int, str], int]) -> list[int]:
         """One entry per row (ref, account_id, miles, status_miles, segments, effective_at,
-        description, details JSON, lot_expires_at), in order; returns the entry ids."""
+        description, details JSON, lot_expires_at), in order; returns the entry ids.
+        ``balances``: posted per (account, unit) as locked; ``totals``: the batch's sum."""
         columns = [list(c) for c in zip(*rows, strict=True)]
-        result = await self.conn.fetch(POST_CREDITS, *columns, issuance, qualification,
-                                       actor_type, actor_id, source)
+        # Thousands of balance rows by primary key: the planner, seeing that many, would
+        # rather hash the whole table (millions of rows at scale) than use the index.
+        await self.conn.execute("SET LOCAL enable_seqscan = off")
+        try:
+            result = await self.conn.fetch(
+                POST_CREDITS, *columns, issuance, qualification, actor_type, actor_id, source,
+                *key_columns(balances), *key_columns(totals))
+        finally:
+            await self.conn.execute("RESET enable_seqscan")
         return [r["entry_id"] for r in result]
+
+
+def key_columns(values: dict[tuple[int, str], int]) -> tuple[list[int], list[str], list[int]]:
+    """{(account, unit): n} as the three arrays a statement unnests."""
+    return ([k[0] for k in values], [k[1] for k in values], list(values.values()))

@@ -136,6 +136,8 @@ class Ledger:
         self.system = system
         self.config = config or LedgerConfig.from_settings(get_settings())
         self._repo: LedgerRepository | None = None
+        # Posted per (account, unit) of the rows lock_for_credits() holds in this unit of work.
+        self._locked: dict[tuple[int, str], int] = {}
 
     async def repo(self) -> LedgerRepository:
         if self._repo is None:
@@ -222,20 +224,41 @@ class Ledger:
     # -- batches of credits (flown coupons) ------------------------------------------------
 
     async def lock_for_credits(self, account_ids: Sequence[int]) -> dict[int, str]:
-        """Lock these accounts' balance rows in ledger order; each account's status."""
-        return await (await self.repo()).lock_balances_for_credits(account_ids)
+        """Lock these accounts' balance rows in ledger order; each account's status. The
+        balances stay known to this ledger for ``post_credits`` until the commit."""
+        statuses = {}
+        for r in await (await self.repo()).lock_balances_for_credits(account_ids):
+            self._locked[(r["account_id"], r["unit"])] = r["posted"]
+            statuses[r["account_id"]] = r["status"]
+        return statuses
 
     async def post_credits(self, rows: Sequence[tuple[Any, ...]], *, issuance: int,
                            qualification: int, actor: Actor, source: str) -> list[int]:
-        """One credit entry per row from the given (locked) system shards, in one statement:
-        see POST_CREDITS. Rows: (external_ref, account_id, miles, status_miles, segments,
-        effective_at, description, details JSON, lot_expires_at); returns the entry ids."""
+        """One credit entry per row from the given system shards, in one statement: see
+        POST_CREDITS. Every account must have been locked by ``lock_for_credits``. Rows:
+        (external_ref, account_id, miles, status_miles, segments, effective_at, description,
+        details JSON, lot_expires_at); returns the entry ids."""
+        totals: dict[tuple[int, str], int] = defaultdict(int)
+        for row in rows:
+            for unit, amount, system in ((Unit.MILES, row[2], issuance),
+                                         (Unit.STATUS_MILES, row[3], qualification),
+                                         (Unit.SEGMENTS, row[4], qualification)):
+                if amount:
+                    totals[(row[1], str(unit))] += amount
+                    totals[(system, str(unit))] -= amount
         try:
-            return await (await self.repo()).post_credits(
+            balances = {key: self._locked[key] for key in totals}
+        except KeyError as exc:
+            raise RuntimeError(f"post_credits before lock_for_credits of {exc}") from exc
+        try:
+            ids = await (await self.repo()).post_credits(
                 rows, issuance=issuance, qualification=qualification, actor_type=actor.type,
-                actor_id=actor.id, source=source)
+                actor_id=actor.id, source=source, balances=balances, totals=dict(totals))
         except asyncpg.PostgresError as exc:
             raise ledger_error(exc, source, None) from exc
+        for key, amount in totals.items():
+            self._locked[key] += amount
+        return ids
 
     # -- common shapes of entries ------------------------------------------------------------
 
