@@ -124,8 +124,12 @@ async def prepare(url: str, settings: Settings, months: int) -> None:
         await db.dispose()
 
 
+def say_now(line: str) -> None:
+    print(line, flush=True)  # progress must show even when the output is a file
+
+
 def generate(url: str, settings: Settings, options: Options,
-             say: Callable[[str], None] = print) -> Report:
+             say: Callable[[str], None] = say_now) -> Report:
     if options.members < 1:
         raise ValueError("--members must be at least 1")
     existing = count_members(url)
@@ -137,7 +141,7 @@ def generate(url: str, settings: Settings, options: Options,
     now = utcnow()
     report = Report(members=options.members, now=now)
     with psycopg.connect(plain_url(url)) as conn:
-        conn.execute("SET maintenance_work_mem = '256MB'")
+        conn.execute("SET maintenance_work_mem = '1GB'")
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
         # Readers go on; writers to these tables wait until the load commits.
         conn.execute("LOCK TABLE accounts, balances, members, journal_entries, postings, lots,"
