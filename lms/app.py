@@ -33,9 +33,11 @@ from lms.purchases.routes import (
     MyStatusPurchasesController,
     PurchaseAdminController,
 )
+from lms.redemption.routes import MyRedemptionController, PartnerRedemptionController
 from lms.settings import Settings, get_settings
 from lms.tiers.admin_routes import TierAdminController
 from lms.tiers.routes import MyTierController
+from lms.wallet.routes import MyWalletController, PassKitController
 
 API_VERSION = "0.1.0"
 
@@ -49,6 +51,9 @@ def openapi_config() -> OpenAPIConfig:
         components=Components(security_schemes={
             "bearer": SecurityScheme(type="http", scheme="bearer",
                                      description="Access token from a /token endpoint"),
+            "applePass": SecurityScheme(
+                type="apiKey", name="Authorization", security_scheme_in="header",
+                description="PassKit web service: 'ApplePass <authenticationToken>'"),
         }),
         security=[{"bearer": []}],
         path="/schema",
@@ -81,7 +86,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             PaymentWebhookController,
                                             MyMilePurchasesController,
                                             MyStatusPurchasesController,
-                                            PurchaseAdminController])
+                                            PurchaseAdminController,
+                                            MyRedemptionController,
+                                            PartnerRedemptionController,
+                                            MyWalletController, PassKitController])
     return Litestar(
         route_handlers=[HealthController, v1],
         state=State({"settings": settings, "db": db,
@@ -91,7 +99,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                      exclude=["^/health$", "^/ready$", "^/schema",
                                               # signed by the provider instead
                                               "^/v1/payments/webhook$",
-                                              "^/v1/payments/return/"])],
+                                              "^/v1/payments/return/",
+                                              # Devices authenticate with ApplePass tokens.
+                                              "^/v1/passkit/"])],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(),
         compression_config=CompressionConfig(backend="gzip", minimum_size=2048),

@@ -133,6 +133,18 @@ def cmd_demo_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_wallet_dev_certs(args: argparse.Namespace) -> int:
+    from lms.wallet.certs import ensure_dev_certs
+
+    folder = ensure_dev_certs(get_settings(), force=args.force)
+    # Paths only: the keys stay in their files (mode 600).
+    print(f"wallet development certificates in {folder}:")
+    for name in sorted(p.name for p in folder.iterdir()):
+        print(f"  {name}")
+    print("passes signed with them verify against dev-ca.pem but install on no device")
+    return 0
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from lms import migrate
     from lms.db import Database
@@ -461,6 +473,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--secret", default=None, help="default: LMS_PAYMENT_WEBHOOK_SECRET")
+
+    wallet = sub.add_parser("wallet", help="wallet passes").add_subparsers(
+        dest="wallet_command", required=True)
+    p = add("dev-certs", cmd_wallet_dev_certs, "write a self-signed pass-signing chain, an "
+            "APNs key and a Google service-account key under LMS_DATA_DIR/wallet (used when "
+            "no real ones are configured)", wallet)
+    p.add_argument("--force", action="store_true", help="replace an existing set")
 
     openapi = sub.add_parser("openapi", help="OpenAPI").add_subparsers(dest="oa_command",
                                                                        required=True)

@@ -28,9 +28,12 @@ from lms.ledger.repository import LedgerRepository
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import Actor, EntryKind, SystemAccount, Unit
 from lms.partners.errors import PartnerExists
+from lms.partners.repository import PartnerRepository
 from lms.partners.schemas import ApiKeyCreate, EarnRateSet, PartnerCreate
 from lms.partners.service import PartnerService
+from lms.redemption.service import INTERNAL_PARTNER, internal_partner
 from lms.settings import Settings
+from lms.wallet.certs import ensure_dev_certs
 
 MEMBER_PASSWORD = "demo-member-pass"
 STAFF_PASSWORD = "demo-staff-pass"
@@ -162,6 +165,7 @@ async def load(db: Database, settings: Settings) -> DemoReport:
 
     await _flights(db, settings, system, report)
     await _partner(db, settings, system, report)
+    await _awards_partner(db, system, report)
 
     for email, name, role in STAFF:
         async def staff(session: AsyncSession, e: str = email, n: str = name,
@@ -238,6 +242,20 @@ async def _partner(db: Database, settings: Settings, system: SystemAccounts,
     report.created.append(f"partner {DEMO_PARTNER} with an API key")
 
 
+async def _awards_partner(db: Database, system: SystemAccounts, report: DemoReport) -> None:
+    """The programme's airline partner (seeded by the migrations) with its clearing account,
+    so that members' award bookings (POST /v1/me/award-bookings) can be held at once."""
+
+    async def ensure(session: AsyncSession) -> bool:
+        opened_before = await PartnerRepository(session).by_code(INTERNAL_PARTNER)
+        had_account = opened_before is not None and opened_before.clearing_account_id
+        await internal_partner(session, system)
+        return not had_account
+
+    (report.created if await db.transaction(ensure) else report.skipped).append(
+        f"partner {INTERNAL_PARTNER} clearing account")
+
+
 async def _member(db: Database, settings: Settings, system: SystemAccounts, m: DemoMember,
                   report: DemoReport) -> int:
     request = RegisterRequest(email=m.email, password=MEMBER_PASSWORD, first_name=m.first_name,
@@ -276,6 +294,14 @@ def _saved_key(settings: Settings) -> str:
         f"{DEMO_PARTNER})"
 
 
+def _wallet_signing(settings: Settings) -> str:
+    if settings.apple_pass_cert:
+        return "passes signed with the configured certificate"
+    folder = ensure_dev_certs(settings)
+    return (f"passes signed with the development chain in {folder} "
+            "(verify: openssl smime -verify ... -CAfile dev-ca.pem)")
+
+
 def credentials(settings: Settings) -> str:
     base = settings.public_base_url.rstrip("/")
     lines = [
@@ -294,5 +320,12 @@ def credentials(settings: Settings) -> str:
         f"Partner {DEMO_PARTNER!r} (Authorization: Bearer <key>; e.g. "
         f"POST {base}/v1/partner/accruals):",
         f"  {_saved_key(settings)}",
+        "  Redemption flow (quote, hold, capture, refund, void; docs/partner-api.md):",
+        f"  python examples/partner_client.py {base} <key> "
+        f"--email {MEMBERS[0].email} --password {MEMBER_PASSWORD}",
+        "",
+        f"Wallet cards (member token): GET {base}/v1/me/wallet/apple (.pkpass), "
+        f"GET {base}/v1/me/wallet/google",
+        f"  {_wallet_signing(settings)}",
     ]
     return "\n".join(lines)

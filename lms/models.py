@@ -25,7 +25,15 @@ from lms.partners.models import (
 )
 from lms.payments.models import PaymentEvent
 from lms.purchases.models import Purchase, PurchaseRule
+from lms.redemption.models import (
+    PartnerHold,
+    Redemption,
+    RedemptionCode,
+    RedemptionGuard,
+    RedemptionRefund,
+)
 from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
+from lms.wallet.models import WalletPass, WalletPassToken, WalletRegistration
 
 metadata = Base.metadata
 
@@ -34,7 +42,8 @@ __all__ = [
     "EarnRule", "ExpiryNotice", "FlownCoupon", "Hold", "IdempotencyKey", "JournalEntry",
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
-    "PartnerEarnRate", "PaymentEvent", "PolicySetting", "Posting", "Promotion",
-    "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule", "StaffUser",
-    "Tier", "TierChange", "metadata",
+    "PartnerEarnRate", "PartnerHold", "PaymentEvent", "PolicySetting", "Posting",
+    "Promotion", "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule",
+    "Redemption", "RedemptionCode", "RedemptionGuard", "RedemptionRefund", "StaffUser",
+    "Tier", "TierChange", "WalletPass", "WalletPassToken", "WalletRegistration", "metadata",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +41,15 @@ class Settings(BaseSettings):
     hold_max_ttl_seconds: int = 7 * 24 * 3600
     card_number_prefix: str = "7"
 
+    # Member consent to partner redemptions (lms.redemption): codes are kept only as an
+    # HMAC-SHA256 under this secret; set a long random value in every real deployment.
+    redemption_code_secret: str = "development-only-redemption-secret"
+    redemption_code_ttl_seconds: int = 600
+    # This many wrong codes for one card within the window lock its redemption for a while.
+    redemption_max_failures: int = 5
+    redemption_failure_window_seconds: int = 30 * 60
+    redemption_lock_seconds: int = 30 * 60
+
     # The payment provider (by default the fake one that `./dev run` starts; see
     # lms.payments). Webhooks are signed with this shared secret; the demo default must be
     # replaced in any real deployment.
@@ -49,6 +59,44 @@ class Settings(BaseSettings):
     payment_provider_timeout_seconds: float = 10.0
     # A purchase not paid within this time expires (purchases.expire_pending).
     purchase_pending_ttl_seconds: int = 1800
+
+    # Apple Wallet (lms.wallet). Unset certificate paths mean the development chain that
+    # ``lms wallet dev-certs`` writes under data_dir/wallet (generated on first use): passes
+    # signed with it install nowhere but are complete and verifiable.
+    apple_pass_type_identifier: str = "pass.com.example.lms.card"
+    apple_team_identifier: str = "LMSDEVTEAM"
+    apple_organization_name: str = "LMS Airlines"
+    apple_pass_cert: Path | None = None
+    apple_pass_key: Path | None = None
+    apple_pass_key_password: SecretStr | None = None
+    apple_wwdr_cert: Path | None = None
+    # Base of the PassKit web service written into passes; default public_base_url/v1/passkit.
+    apple_web_service_url: str | None = None
+    # APNs with token authentication (an ES256 .p8 key). Without a key no push is sent:
+    # devices still see changes when they next ask for them.
+    apns_host: str = "api.push.apple.com"
+    apns_key: Path | None = None
+    apns_key_id: str = ""
+    # Team of the APNs key; default apple_team_identifier.
+    apns_team_id: str | None = None
+    # CA bundle that the APNs host's certificate must chain to; unset means the system's.
+    apns_ca_bundle: Path | None = None
+    apns_timeout_seconds: float = 10.0
+    # Changes to one pass within this window lead to one push per device.
+    wallet_push_window_seconds: float = 10.0
+    wallet_sync_max_attempts: int = 8
+
+    # Google Wallet. The service-account key file is Google's JSON (client_email,
+    # private_key); unset means the development key under data_dir/wallet, which signs save
+    # links but is not used for the REST API (no updates are sent to Google with it).
+    google_wallet_issuer_id: str = "3388000000000000000"
+    google_wallet_class_suffix: str = "lms-loyalty"
+    google_service_account_file: Path | None = None
+    google_token_uri: str = "https://oauth2.googleapis.com/token"
+    google_wallet_api_base: str = "https://walletobjects.googleapis.com/walletobjects/v1"
+    # Origins allowed to show the save button; default public_base_url.
+    google_wallet_origins: list[str] = []
+    google_timeout_seconds: float = 10.0
 
 
 @lru_cache(maxsize=1)

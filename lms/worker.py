@@ -20,7 +20,7 @@ from lms.settings import Settings, get_settings
 T = TypeVar("T")
 
 TASK_MODULES = ("lms.outbox.tasks", "lms.ledger.tasks", "lms.tiers.tasks", "lms.claims.tasks",
-                "lms.purchases.tasks")
+                "lms.purchases.tasks", "lms.wallet.tasks")
 
 RELAY_EVERY_SECONDS = 5.0
 
@@ -56,6 +56,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "purchases.expire_pending",
         "schedule": 60.0,
         "options": {"expires": 120.0},
+    },
+    # Wallet passes whose push is due: a retry, or a sync task that ran before its relay
+    # committed (see lms.wallet.sync).
+    "wallet-sync-due": {
+        "task": "wallet.sync_due",
+        "schedule": 5.0,
+        "options": {"expires": 10.0},
     },
     "claims-resolve": {
         "task": "claims.resolve",

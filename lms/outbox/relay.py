@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +24,10 @@ log = logging.getLogger(__name__)
 Consumer = Callable[[Event], Awaitable[None]]
 
 ALL_TOPICS = "*"
+
+# The relay's session while consumers run, for a consumer whose effect is a write that must
+# commit (or roll back) with the event's publication, e.g. marking a wallet pass changed.
+relay_session: ContextVar[AsyncSession] = ContextVar("relay_session")
 
 
 class ConsumerRegistry:
@@ -51,9 +56,13 @@ async def relay_batch(session: AsyncSession, registry: ConsumerRegistry, limit: 
     """Deliver up to ``limit`` unpublished events in id order; returns how many."""
     repo = OutboxRepository(session)
     events = await repo.claim_unpublished(limit)
-    for event in events:
-        for consumer in registry.for_topic(event.topic):
-            await consumer(event)
+    token = relay_session.set(session)
+    try:
+        for event in events:
+            for consumer in registry.for_topic(event.topic):
+                await consumer(event)
+    finally:
+        relay_session.reset(token)
     await repo.mark_published([e.id for e in events])
     return len(events)
 

@@ -1,0 +1,142 @@
+"""SQL of consent codes, the per-card guard, partner holds, redemptions and refunds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lms.accounts.models import Member
+from lms.redemption.models import (
+    PartnerHold,
+    Redemption,
+    RedemptionCode,
+    RedemptionGuard,
+    RedemptionRefund,
+)
+
+
+class RedemptionRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # -- codes ------------------------------------------------------------------------------
+
+    async def add_code(self, **values: Any) -> RedemptionCode:
+        return (await self.session.execute(
+            insert(RedemptionCode).values(**values).returning(RedemptionCode))).scalar_one()
+
+    async def live_code(self, code_hash: str, now: datetime
+                        ) -> tuple[RedemptionCode, Member] | None:
+        row = (await self.session.execute(
+            select(RedemptionCode, Member).join(Member, Member.id == RedemptionCode.member_id)
+            .where(RedemptionCode.code_hash == code_hash, RedemptionCode.used_at.is_(None),
+                   RedemptionCode.revoked_at.is_(None), RedemptionCode.expires_at > now)
+            .limit(1))).one_or_none()
+        return None if row is None else (row[0], row[1])
+
+    async def consume_code(self, code_id: int, now: datetime) -> bool:
+        """Mark a live code used; False when it was used, revoked or expired meanwhile (a
+        concurrent use of the same code waits here for the first one's commit)."""
+        return (await self.session.execute(
+            update(RedemptionCode).where(
+                RedemptionCode.id == code_id, RedemptionCode.used_at.is_(None),
+                RedemptionCode.revoked_at.is_(None), RedemptionCode.expires_at > now)
+            .values(used_at=now).returning(RedemptionCode.id))).first() is not None
+
+    async def revoke_live_codes(self, member_id: int, now: datetime) -> None:
+        await self.session.execute(update(RedemptionCode).where(
+            RedemptionCode.member_id == member_id, RedemptionCode.used_at.is_(None),
+            RedemptionCode.revoked_at.is_(None), RedemptionCode.expires_at > now)
+            .values(revoked_at=now))
+
+    async def live_code_count(self, member_id: int, now: datetime) -> int:
+        count: int = (await self.session.execute(
+            select(func.count()).select_from(RedemptionCode).where(
+                RedemptionCode.member_id == member_id, RedemptionCode.used_at.is_(None),
+                RedemptionCode.revoked_at.is_(None), RedemptionCode.expires_at > now)
+        )).scalar_one()
+        return count
+
+    # -- the guard against guessing ---------------------------------------------------------
+
+    async def lock_card(self, card_number: str) -> None:
+        """Serialise every code check of one card number (known or not) until the end of the
+        transaction: each check sees the failures of the one before it."""
+        await self.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+            {"k": "redemption:" + card_number})
+
+    async def guard(self, card_number: str) -> RedemptionGuard | None:
+        return await self.session.get(RedemptionGuard, card_number, populate_existing=True)
+
+    async def save_guard(self, card_number: str, *, failures: int, window_started_at: datetime,
+                         locked_until: datetime | None, now: datetime) -> None:
+        values = {"failures": failures, "window_started_at": window_started_at,
+                  "locked_until": locked_until, "updated_at": now}
+        await self.session.execute(
+            pg_insert(RedemptionGuard).values(card_number=card_number, **values)
+            .on_conflict_do_update(index_elements=[RedemptionGuard.card_number], set_=values))
+
+    # -- holds ------------------------------------------------------------------------------
+
+    async def add_hold(self, **values: Any) -> PartnerHold:
+        return (await self.session.execute(
+            insert(PartnerHold).values(**values).returning(PartnerHold))).scalar_one()
+
+    async def hold(self, partner_id: int, hold_id: int) -> PartnerHold | None:
+        # Filtered by the calling partner: another partner's hold is simply not found.
+        return (await self.session.execute(select(PartnerHold).where(
+            PartnerHold.partner_id == partner_id, PartnerHold.hold_id == hold_id))
+        ).scalar_one_or_none()
+
+    async def holds_by_order(self, partner_id: int, order_reference: str
+                             ) -> list[PartnerHold]:
+        return list((await self.session.execute(select(PartnerHold).where(
+            PartnerHold.partner_id == partner_id,
+            PartnerHold.order_reference == order_reference)
+            .order_by(PartnerHold.hold_id).limit(100))).scalars())
+
+    async def redemption_ids_of(self, hold_ids: list[int]) -> dict[int, int]:
+        rows = await self.session.execute(select(Redemption.hold_id, Redemption.id).where(
+            Redemption.hold_id.in_(hold_ids)))
+        return {row[0]: row[1] for row in rows}
+
+    # -- redemptions and refunds ------------------------------------------------------------
+
+    async def add_redemption(self, **values: Any) -> Redemption:
+        return (await self.session.execute(
+            insert(Redemption).values(**values).returning(Redemption))).scalar_one()
+
+    async def redemption(self, partner_id: int, redemption_id: int, *, lock: bool = False
+                         ) -> Redemption | None:
+        query = select(Redemption).where(Redemption.partner_id == partner_id,
+                                         Redemption.id == redemption_id)
+        if lock:
+            query = query.with_for_update()
+        return (await self.session.execute(
+            query.execution_options(populate_existing=True))).scalar_one_or_none()
+
+    async def redemptions_by_order(self, partner_id: int, order_reference: str
+                                   ) -> list[Redemption]:
+        return list((await self.session.execute(select(Redemption).where(
+            Redemption.partner_id == partner_id,
+            Redemption.order_reference == order_reference)
+            .order_by(Redemption.id).limit(100))).scalars())
+
+    async def add_refund(self, **values: Any) -> RedemptionRefund:
+        return (await self.session.execute(
+            insert(RedemptionRefund).values(**values).returning(RedemptionRefund))
+        ).scalar_one()
+
+    async def set_refunded(self, redemption_id: int, refunded_miles: int) -> None:
+        await self.session.execute(update(Redemption).where(
+            Redemption.id == redemption_id).values(refunded_miles=refunded_miles))
+
+    async def refunds_of(self, redemption_id: int) -> list[RedemptionRefund]:
+        return list((await self.session.execute(select(RedemptionRefund).where(
+            RedemptionRefund.redemption_id == redemption_id)
+            .order_by(RedemptionRefund.id))).scalars())

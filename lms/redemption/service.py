@@ -1,0 +1,451 @@
+"""Member consent, quotes, holds, captures, voids and refunds of partner redemptions.
+
+A partner opens a hold with the member's card number and one-time code. Checking the code is
+a unit of work of its own (``check_member_code``), committed even when the code is wrong, so
+that wrong codes are counted; the hold itself then consumes the code in the same unit of work
+as the ledger hold. Every miles movement goes through the ledger with the partner as actor;
+captures move the miles to the partner's clearing account, refunds bring them back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import cast
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lms.accounts.errors import MemberNotFound
+from lms.accounts.models import Member
+from lms.accounts.repository import MemberRepository
+from lms.clock import utcnow
+from lms.db import Database
+from lms.errors import LmsError
+from lms.ledger.errors import HoldNotFound
+from lms.ledger.service import Ledger, SystemAccounts
+from lms.ledger.types import Actor, EntryKind, HoldView, Leg, Unit
+from lms.outbox.service import emit
+from lms.partners.errors import CurrencyMismatch, PartnerNotFound, PartnerSuspended
+from lms.partners.models import Partner
+from lms.partners.repository import PartnerRepository
+from lms.redemption import codes, pricing
+from lms.redemption.errors import (
+    CashShareTooLow,
+    InvalidMemberCode,
+    MemberLocked,
+    RedemptionLocked,
+    RedemptionNotFound,
+    RedemptionNotOffered,
+    RefundExceedsCapture,
+    UnknownPartner,
+)
+from lms.redemption.models import PartnerHold, Redemption, RedemptionGuard, RedemptionRefund
+from lms.redemption.repository import RedemptionRepository
+from lms.redemption.schemas import (
+    AwardBookingRequest,
+    HoldOut,
+    HoldRequest,
+    HoldStatusName,
+    QuoteOut,
+    QuoteRequest,
+    RedemptionCodeOut,
+    RedemptionCodeStatus,
+    RedemptionOut,
+    RefundOut,
+    RefundRequest,
+)
+from lms.settings import Settings
+
+# The programme's own airline, through which members' award bookings are held (seeded by
+# migration 0006).
+INTERNAL_PARTNER = "lm-awards"
+
+# Whether the request being checked was answered before under its Idempotency-Key.
+AnsweredBefore = Callable[[AsyncSession], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class CodeCheck:
+    """A member code that matched, for the unit of work that consumes it."""
+
+    code_id: int
+    member_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class GuardPolicy:
+    max_failures: int
+    window: timedelta
+    lock: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GuardPolicy:
+        return cls(settings.redemption_max_failures,
+                   timedelta(seconds=settings.redemption_failure_window_seconds),
+                   timedelta(seconds=settings.redemption_lock_seconds))
+
+
+def guard_state(guard: RedemptionGuard | None, policy: GuardPolicy, now: datetime
+                ) -> tuple[int, datetime | None]:
+    """(failures within the current window, lock end if locked now)."""
+    if guard is None:
+        return 0, None
+    locked = guard.locked_until if guard.locked_until and guard.locked_until > now else None
+    recent = guard.failures if guard.window_started_at > now - policy.window else 0
+    return recent, locked
+
+
+class ConsentService:
+    """Members' one-time codes and the check of a code a partner presents."""
+
+    def __init__(self, session: AsyncSession, settings: Settings) -> None:
+        self.session = session
+        self.settings = settings
+        self.repo = RedemptionRepository(session)
+        self.members = MemberRepository(session)
+        self.partners = PartnerRepository(session)
+        self.policy = GuardPolicy.from_settings(settings)
+
+    async def _member(self, member_id: int) -> Member:
+        member = await self.members.by_id(member_id)
+        if member is None:
+            raise MemberNotFound()  # pragma: no cover - a member token names a member
+        return member
+
+    async def issue(self, member_id: int, partner_code: str | None) -> RedemptionCodeOut:
+        member = await self._member(member_id)
+        if member.status != "active":
+            raise MemberLocked()
+        partner_id = None
+        if partner_code is not None:
+            partner = await self.partners.by_code(partner_code)
+            if partner is None or partner.status != "active":
+                raise UnknownPartner(field="partnerCode")
+            partner_id = partner.id
+        now = utcnow()
+        _, locked = guard_state(await self.repo.guard(member.card_number), self.policy, now)
+        if locked is not None:
+            raise RedemptionLocked(f"Redemption is locked until {locked.isoformat()}",
+                                   lockedUntil=locked.isoformat())
+        code = codes.new_code()
+        expires = now + timedelta(seconds=self.settings.redemption_code_ttl_seconds)
+        await self.repo.add_code(
+            member_id=member.id, partner_id=partner_id, expires_at=expires,
+            code_hash=codes.code_hash(self.settings.redemption_code_secret,
+                                      member.card_number, code))
+        return RedemptionCodeOut(code=code, expires_at=expires, partner_code=partner_code)
+
+    async def status(self, member_id: int) -> RedemptionCodeStatus:
+        member = await self._member(member_id)
+        now = utcnow()
+        recent, locked = guard_state(await self.repo.guard(member.card_number), self.policy,
+                                     now)
+        return RedemptionCodeStatus(locked=locked is not None, locked_until=locked,
+                                    recent_failures=recent,
+                                    active_codes=await self.repo.live_code_count(member.id,
+                                                                                  now))
+
+    async def check(self, partner_id: int, card_number: str, code: str,
+                    answered_before: AnsweredBefore | None = None
+                    ) -> CodeCheck | LmsError | None:
+        """The code's member, a refusal to raise once this unit of work has committed (a
+        wrong code is counted here), or None when the request was answered before under its
+        Idempotency-Key (its replay must not be refused for the code it consumed).
+
+        An unknown card and a wrong, expired, used or differently bound code take the same
+        steps (one lookup by hash, one failure counted against the card number as sent) and
+        give the same answer.
+        """
+        await self.repo.lock_card(card_number)
+        if answered_before is not None and await answered_before(self.session):
+            return None
+        now = utcnow()
+        guard = await self.repo.guard(card_number)
+        recent, locked = guard_state(guard, self.policy, now)
+        if locked is not None:
+            return RedemptionLocked(lockedUntil=locked.isoformat())
+        found = await self.repo.live_code(
+            codes.code_hash(self.settings.redemption_code_secret, card_number, code), now)
+        if found is not None and found[0].partner_id not in (None, partner_id):
+            found = None
+        if found is None:
+            # A retry whose first attempt consumed the code just now replays its answer.
+            if answered_before is not None and await answered_before(self.session):
+                return None
+            await self._count_failure(card_number, guard, recent, now)
+            return InvalidMemberCode()
+        code_row, member = found
+        if member.card_number != card_number:  # pragma: no cover - the hash covers the card
+            return InvalidMemberCode()
+        if member.status != "active":
+            return MemberLocked()
+        return CodeCheck(code_id=code_row.id, member_id=member.id)
+
+    async def _count_failure(self, card_number: str, guard: RedemptionGuard | None,
+                             recent: int, now: datetime) -> None:
+        window_start = guard.window_started_at if guard is not None and recent else now
+        failures = recent + 1
+        if failures < self.policy.max_failures:
+            await self.repo.save_guard(card_number, failures=failures,
+                                       window_started_at=window_start, locked_until=None,
+                                       now=now)
+            return
+        until = now + self.policy.lock
+        await self.repo.save_guard(card_number, failures=0, window_started_at=now,
+                                   locked_until=until, now=now)
+        member = await self.members.by_card(card_number)
+        if member is not None:
+            # Codes out there may be what is being guessed at: the member makes new ones.
+            await self.repo.revoke_live_codes(member.id, now)
+            await emit(self.session, "member.redemption_locked", {
+                "memberId": member.id, "cardNumber": member.card_number,
+                "lockedUntil": until.isoformat(), "failures": failures})
+
+
+async def check_member_code(db: Database, settings: Settings, partner_id: int,
+                            card_number: str, code: str,
+                            answered_before: AnsweredBefore | None = None) -> CodeCheck | None:
+    """Check a member code in a unit of work of its own, committed whatever the outcome (so
+    that a wrong code is counted), then raise the refusal if any."""
+    outcome = await db.transaction(lambda s: ConsentService(s, settings).check(
+        partner_id, card_number, code, answered_before))
+    if isinstance(outcome, LmsError):
+        raise outcome
+    return outcome
+
+
+async def internal_partner(session: AsyncSession, system: SystemAccounts) -> Partner:
+    """The programme's airline partner, with its clearing account opened on first use."""
+    repo = PartnerRepository(session)
+    partner = await repo.by_code(INTERNAL_PARTNER)
+    if partner is None:
+        raise PartnerNotFound(f"Partner {INTERNAL_PARTNER} is missing; run `lms db upgrade`")
+    if partner.clearing_account_id is None:
+        partner = await repo.by_code(INTERNAL_PARTNER, lock=True)
+        assert partner is not None
+        if partner.clearing_account_id is None:
+            ledger = Ledger(session, system)
+            account_id = await system.ensure_partner(await ledger.repo(), partner.id)
+            partner = await repo.set_clearing_account(partner.id, account_id)
+    return partner
+
+
+def hold_out(hold: HoldView, row: PartnerHold, redemption_id: int | None) -> HoldOut:
+    return HoldOut(id=hold.id, status=cast(HoldStatusName, str(hold.status)),
+                   miles=hold.amount, captured_miles=hold.captured,
+                   cash_amount=row.cash_amount, currency=row.currency,
+                   order_reference=row.order_reference, expires_at=hold.expires_at,
+                   created_at=hold.created_at, closed_at=hold.closed_at,
+                   redemption_id=redemption_id)
+
+
+class RedemptionService:
+    """Quotes, holds, captures, voids and refunds for one partner (the caller)."""
+
+    def __init__(self, session: AsyncSession, system: SystemAccounts,
+                 settings: Settings) -> None:
+        self.session = session
+        self.system = system
+        self.settings = settings
+        self.repo = RedemptionRepository(session)
+        self.members = MemberRepository(session)
+        self.partners = PartnerRepository(session)
+        self.ledger = Ledger(session, system)
+
+    async def _partner(self, partner_id: int) -> Partner:
+        partner = await self.partners.by_id(partner_id)
+        if partner is None or partner.clearing_account_id is None:
+            raise PartnerNotFound()
+        if partner.status != "active":
+            raise PartnerSuspended()
+        return partner
+
+    @staticmethod
+    def _offers(partner: Partner, currency: str) -> None:
+        if partner.value_per_mile_milli_minor <= 0:
+            raise RedemptionNotOffered()
+        if currency != partner.currency:
+            raise CurrencyMismatch(f"The contract's currency is {partner.currency}",
+                                   field="currency")
+
+    async def _active_member(self, member_id: int) -> Member:
+        member = await self.members.by_id(member_id)
+        if member is None:
+            raise InvalidMemberCode()  # pragma: no cover - codes belong to members
+        if member.status != "active":
+            raise MemberLocked()
+        return member
+
+    # -- quotes -----------------------------------------------------------------------------
+
+    async def quote(self, partner_id: int, check: CodeCheck, data: QuoteRequest) -> QuoteOut:
+        partner = await self._partner(partner_id)
+        self._offers(partner, data.currency)
+        member = await self._active_member(check.member_id)
+        balances = {b.unit: b for b in await self.ledger.balances(member.account_id)}
+        # A member in debt after a clawback has nothing to spend (and the partner need not
+        # learn of the debt).
+        available = max(0, balances[Unit.MILES].available)
+        figures = pricing.quote(data.order_amount, available,
+                                partner.value_per_mile_milli_minor, partner.min_cash_share_bp)
+        return QuoteOut(currency=partner.currency, order_amount=data.order_amount,
+                        miles_available=available,
+                        value_per_mile_milli_minor=partner.value_per_mile_milli_minor,
+                        min_cash_share_bp=partner.min_cash_share_bp,
+                        min_miles=figures.min_miles, max_miles=figures.max_miles,
+                        cash_at_min_miles=figures.cash_at_min,
+                        cash_at_max_miles=figures.cash_at_max)
+
+    # -- holds ------------------------------------------------------------------------------
+
+    async def create_hold(self, partner_id: int, check: CodeCheck | None,
+                          data: HoldRequest) -> HoldOut:
+        """Open a hold for the member whose code was checked; the code is consumed in this
+        unit of work, so it is used exactly when the hold exists."""
+        partner = await self._partner(partner_id)
+        self._offers(partner, data.currency)
+        if not pricing.within_cash_share(data.miles, data.cash_amount,
+                                         partner.value_per_mile_milli_minor,
+                                         partner.min_cash_share_bp):
+            raise CashShareTooLow(
+                f"At least {partner.min_cash_share_bp / 100:g}% of the order must be paid "
+                "in cash", field="cashAmount")
+        if check is None or not await self.repo.consume_code(check.code_id, utcnow()):
+            raise InvalidMemberCode()
+        member = await self._active_member(check.member_id)
+        return await self._open(partner, member, miles=data.miles, cash=data.cash_amount,
+                                order_reference=data.order_reference, ttl=data.ttl_seconds,
+                                code_id=check.code_id, origin="partner")
+
+    async def book_award(self, member_id: int, data: AwardBookingRequest) -> HoldOut:
+        """A member's own award booking: a hold through the internal airline partner, which
+        the airline's booking system captures or voids with that partner's API key."""
+        partner = await internal_partner(self.session, self.system)
+        member = await self._active_member(member_id)
+        return await self._open(partner, member, miles=data.miles, cash=0,
+                                order_reference=data.order_reference, ttl=data.ttl_seconds,
+                                code_id=None, origin="member")
+
+    async def _open(self, partner: Partner, member: Member, *, miles: int, cash: int,
+                    order_reference: str, ttl: int, code_id: int | None,
+                    origin: str) -> HoldOut:
+        hold = await self.ledger.create_hold(
+            member.account_id, miles, actor=Actor("partner", str(partner.id)),
+            expires_at=utcnow() + timedelta(seconds=ttl), reference=order_reference)
+        row = await self.repo.add_hold(
+            hold_id=hold.id, partner_id=partner.id, member_id=member.id, code_id=code_id,
+            order_reference=order_reference, miles=miles, cash_amount=cash,
+            currency=partner.currency,
+            value_per_mile_milli_minor=partner.value_per_mile_milli_minor, origin=origin)
+        return hold_out(hold, row, None)
+
+    async def _hold(self, partner_id: int, hold_id: int) -> PartnerHold:
+        row = await self.repo.hold(partner_id, hold_id)
+        if row is None:
+            raise HoldNotFound()
+        return row
+
+    async def get_hold(self, partner_id: int, hold_id: int) -> HoldOut:
+        row = await self._hold(partner_id, hold_id)
+        hold = await self.ledger.get_hold(hold_id)  # expires a due hold on read
+        redemptions = await self.repo.redemption_ids_of([hold_id])
+        return hold_out(hold, row, redemptions.get(hold_id))
+
+    async def holds_by_order(self, partner_id: int, order_reference: str) -> list[HoldOut]:
+        rows = await self.repo.holds_by_order(partner_id, order_reference)
+        redemptions = await self.repo.redemption_ids_of([r.hold_id for r in rows])
+        return [hold_out(await self.ledger.get_hold(r.hold_id), r,
+                         redemptions.get(r.hold_id)) for r in rows]
+
+    async def capture(self, partner_id: int, hold_id: int, miles: int | None
+                      ) -> RedemptionOut:
+        """Capture all or part of a pending hold (the rest is released) into the partner's
+        clearing account. Expired: 409 hold_expired; closed: 409 hold_not_pending."""
+        partner = await self._partner(partner_id)
+        row = await self._hold(partner.id, hold_id)
+        assert partner.clearing_account_id is not None
+        captured, entry = await self.ledger.capture(
+            hold_id, miles, actor=Actor("partner", str(partner.id)),
+            to_system=partner.clearing_account_id,
+            description=f"{partner.name}: order {row.order_reference}",
+            details={"partnerId": partner.id, "holdId": hold_id,
+                     "orderReference": row.order_reference, "cashAmount": row.cash_amount,
+                     "currency": row.currency})
+        redemption = await self.repo.add_redemption(
+            hold_id=hold_id, partner_id=partner.id, member_id=row.member_id, entry_id=entry.id,
+            order_reference=row.order_reference, miles=captured.captured,
+            cash_amount=row.cash_amount, currency=row.currency,
+            value_per_mile_milli_minor=row.value_per_mile_milli_minor)
+        return redemption_out(redemption, [])
+
+    async def void(self, partner_id: int, hold_id: int) -> HoldOut:
+        partner = await self._partner(partner_id)
+        row = await self._hold(partner.id, hold_id)
+        voided = await self.ledger.void(hold_id, actor=Actor("partner", str(partner.id)))
+        return hold_out(voided, row, None)
+
+    # -- redemptions and refunds ------------------------------------------------------------
+
+    async def _redemption(self, partner_id: int, redemption_id: int, *, lock: bool = False
+                          ) -> Redemption:
+        redemption = await self.repo.redemption(partner_id, redemption_id, lock=lock)
+        if redemption is None:
+            raise RedemptionNotFound()
+        return redemption
+
+    async def get_redemption(self, partner_id: int, redemption_id: int) -> RedemptionOut:
+        redemption = await self._redemption(partner_id, redemption_id)
+        return redemption_out(redemption, await self.repo.refunds_of(redemption.id))
+
+    async def redemptions_by_order(self, partner_id: int, order_reference: str
+                                   ) -> list[RedemptionOut]:
+        return [redemption_out(r, await self.repo.refunds_of(r.id))
+                for r in await self.repo.redemptions_by_order(partner_id, order_reference)]
+
+    async def refund(self, partner_id: int, redemption_id: int, data: RefundRequest
+                     ) -> RefundOut:
+        """Give back all (``miles`` absent) or part of what is left of a redemption. The
+        redemption row is locked, so concurrent refunds run one after the other and never
+        give back more than was captured in total. The miles come back as a new lot with
+        the standard validity counted from the refund (the ledger's default)."""
+        partner = await self._partner(partner_id)
+        redemption = await self._redemption(partner.id, redemption_id, lock=True)
+        remaining = redemption.miles - redemption.refunded_miles
+        miles = remaining if data.miles is None else data.miles
+        if remaining == 0 or miles > remaining:
+            raise RefundExceedsCapture(
+                f"{remaining} of the {redemption.miles} captured miles can be refunded",
+                refundableMiles=remaining)
+        member = await self.members.by_id(redemption.member_id)
+        assert member is not None and partner.clearing_account_id is not None
+        entry = await self.ledger.post(
+            kind=EntryKind.REFUND, actor=Actor("partner", str(partner.id)),
+            description=data.reason or f"{partner.name}: refund of order "
+                                       f"{redemption.order_reference}",
+            legs=[Leg(partner.clearing_account_id, Unit.MILES, -miles),
+                  Leg(member.account_id, Unit.MILES, miles)],
+            details={"partnerId": partner.id, "redemptionId": redemption.id,
+                     "holdId": redemption.hold_id,
+                     "orderReference": redemption.order_reference},
+            events=[("redemption.refunded", {
+                "partnerId": partner.id, "redemptionId": redemption.id,
+                "memberId": member.id, "miles": miles,
+                "orderReference": redemption.order_reference})])
+        await self.repo.set_refunded(redemption.id, redemption.refunded_miles + miles)
+        refund = await self.repo.add_refund(redemption_id=redemption.id, entry_id=entry.id,
+                                            miles=miles)
+        return RefundOut(id=refund.id, redemption_id=redemption.id, miles=miles,
+                         created_at=refund.created_at)
+
+
+def redemption_out(r: Redemption, refunds: list[RedemptionRefund]) -> RedemptionOut:
+    return RedemptionOut(
+        id=r.id, hold_id=r.hold_id, order_reference=r.order_reference, miles=r.miles,
+        refunded_miles=r.refunded_miles, refundable_miles=r.miles - r.refunded_miles,
+        cash_amount=r.cash_amount, currency=r.currency,
+        value_per_mile_milli_minor=r.value_per_mile_milli_minor,
+        miles_value=pricing.miles_worth(r.miles, r.value_per_mile_milli_minor),
+        created_at=r.created_at,
+        refunds=[RefundOut(id=f.id, redemption_id=r.id, miles=f.miles, created_at=f.created_at)
+                 for f in refunds])
