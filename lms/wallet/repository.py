@@ -28,6 +28,23 @@ WHERE p.serial_number = :serial AND t.token_hash = :token_hash
 
 ADD_TOKEN = text("INSERT INTO wallet_pass_tokens (token_hash, pass_id) VALUES (:h, :pass_id)")
 
+# Downloads beyond the newest ``keep`` lose their tokens: a member who downloads the card
+# again and again does not grow the table without end (a phone with a very old copy gets
+# 401 and is told to add the card again).
+TRIM_TOKENS = text("""
+DELETE FROM wallet_pass_tokens WHERE pass_id = :pass_id AND token_hash IN (
+  SELECT token_hash FROM wallet_pass_tokens WHERE pass_id = :pass_id
+  ORDER BY created_at DESC, token_hash OFFSET :keep)
+""")
+
+# Likewise devices: one token may not register an unbounded number of device ids, each of
+# which would cost an APNs request per change.
+TRIM_REGISTRATIONS = text("""
+DELETE FROM wallet_registrations WHERE pass_id = :pass_id AND device_library_identifier IN (
+  SELECT device_library_identifier FROM wallet_registrations WHERE pass_id = :pass_id
+  ORDER BY updated_at DESC, device_library_identifier OFFSET :keep)
+""")
+
 # ``xmax = 0`` tells a fresh insert from an update of an existing row.
 REGISTER = text("""
 INSERT INTO wallet_registrations (device_library_identifier, pass_id, push_token)
@@ -160,17 +177,19 @@ class WalletRepository:
             row = (await self.session.execute(PASS_BY_MEMBER, {"member_id": member_id})).one()
         return pass_row(row)
 
-    async def add_token(self, pass_id: int, token_hash: bytes) -> None:
+    async def add_token(self, pass_id: int, token_hash: bytes, *, keep: int) -> None:
         await self.session.execute(ADD_TOKEN, {"h": token_hash, "pass_id": pass_id})
+        await self.session.execute(TRIM_TOKENS, {"pass_id": pass_id, "keep": keep})
 
     async def pass_by_token(self, serial: str, token_hash: bytes) -> PassRow | None:
         row = (await self.session.execute(PASS_BY_TOKEN, {"serial": serial,
                                                           "token_hash": token_hash})).first()
         return None if row is None else pass_row(row)
 
-    async def register(self, dli: str, pass_id: int, push_token: str) -> bool:
+    async def register(self, dli: str, pass_id: int, push_token: str, *, keep: int) -> bool:
         row = (await self.session.execute(REGISTER, {"dli": dli, "pass_id": pass_id,
                                                      "push_token": push_token})).one()
+        await self.session.execute(TRIM_REGISTRATIONS, {"pass_id": pass_id, "keep": keep})
         return bool(row.inserted)
 
     async def unregister(self, dli: str, pass_id: int) -> bool:

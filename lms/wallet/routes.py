@@ -110,7 +110,7 @@ class PassKitController(Controller):
           responses=merge({200: ResponseSpec(data_container=None,
                                              description="Already registered")},
                           problems(PassUnauthorized, PassTypeUnknown)))
-    async def register(self, request: Request[Any, Any, Any], state: State,
+    async def register(self, state: State,
                        deviceLibraryIdentifier: DeviceId,
                        passTypeIdentifier: PassType, serialNumber: Serial,
                        data: JSONBody[DeviceRegistration],
@@ -125,7 +125,7 @@ class PassKitController(Controller):
             "/{serialNumber:str}", operation_id="unregisterPassDevice", status_code=200,
             summary="Stop update notifications of a pass to a device",
             responses=problems(PassUnauthorized, PassTypeUnknown))
-    async def unregister(self, request: Request[Any, Any, Any], state: State,
+    async def unregister(self, state: State,
                          deviceLibraryIdentifier: DeviceId, passTypeIdentifier: PassType,
                          serialNumber: Serial,
                          authorization: AuthorizationHeader = None) -> Response[None]:
@@ -142,7 +142,7 @@ class PassKitController(Controller):
          responses=merge({204: ResponseSpec(data_container=None,
                                             description="No pass changed")},
                          problems(PassUnauthorized, PassTypeUnknown)))
-    async def updated(self, request: Request[Any, Any, Any], state: State,
+    async def updated(self, state: State,
                       deviceLibraryIdentifier: DeviceId, passTypeIdentifier: PassType,
                       passesUpdatedSince: Annotated[str | None, QueryParameter(
                           name="passesUpdatedSince", required=False, max_length=32,
@@ -165,7 +165,7 @@ class PassKitController(Controller):
                                             description="application/vnd.apple.pkpass"),
                           304: ResponseSpec(data_container=None, description="Not modified")},
                          problems(PassUnauthorized, PassTypeUnknown, MembershipClosed)))
-    async def latest(self, request: Request[Any, Any, Any], state: State,
+    async def latest(self, state: State,
                      passTypeIdentifier: PassType, serialNumber: Serial,
                      authorization: AuthorizationHeader = None,
                      if_modified_since: Annotated[str | None, HeaderParameter(

@@ -29,6 +29,9 @@ from lms.wallet.pkpass import CardContent, PassIdentity, build_pkpass
 from lms.wallet.repository import PassRow, WalletRepository
 
 AUTH_SCHEME = "applepass"
+# Downloads (tokens) and devices kept per pass; the oldest go first.
+TOKENS_PER_PASS = 50
+DEVICES_PER_PASS = 20
 
 
 def hash_token(token: str) -> bytes:
@@ -117,7 +120,7 @@ class WalletService:
         """A signed .pkpass with a token of its own for this download."""
         row, member = await self.card(member_id)
         token = new_token()
-        await self.repo.add_token(row.id, hash_token(token))
+        await self.repo.add_token(row.id, hash_token(token), keep=TOKENS_PER_PASS)
         content = await self.content(member, row.serial_number, token)
         return build_pkpass(content, pass_identity(self.settings), apple_signing(self.settings))
 
@@ -149,7 +152,7 @@ class WalletService:
         """True when the device is newly registered for the pass (201), False when it was
         already (200; its push token is refreshed)."""
         row, _ = await self.authenticate(pass_type, serial, authorization)
-        return await self.repo.register(dli, row.id, push_token)
+        return await self.repo.register(dli, row.id, push_token, keep=DEVICES_PER_PASS)
 
     async def unregister(self, dli: str, pass_type: str, serial: str,
                          authorization: str | None) -> None:

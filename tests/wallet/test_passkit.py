@@ -158,3 +158,31 @@ async def test_openapi_documents_the_web_service(wclient: httpx.AsyncClient) -> 
     assert "/v1/passkit/v1/passes/{passTypeIdentifier}/{serialNumber}" in paths
     assert "/v1/passkit/v1/log" in paths
     assert "/v1/me/wallet/apple" in paths and "/v1/me/wallet/google" in paths
+
+
+async def test_devices_per_pass_are_bounded(wclient: httpx.AsyncClient, db: Database) -> None:
+    from lms.wallet.service import DEVICES_PER_PASS
+
+    card = await new_card(wclient, db)
+    devices = [device() for _ in range(DEVICES_PER_PASS + 2)]
+    for dli in devices:
+        assert (await wclient.post(registration(dli, card), json={"pushToken": "g" * 64},
+                                   headers=card.auth)).status_code == 201
+    # The two oldest registrations made room for the newest.
+    for dli in devices[:2]:
+        assert (await wclient.get(updatable(dli))).status_code == 204
+    for dli in devices[2:]:
+        assert (await wclient.get(updatable(dli))).json()["serialNumbers"] == [card.serial]
+
+
+async def test_tokens_of_old_downloads_expire(wclient: httpx.AsyncClient, db: Database) -> None:
+    from lms.wallet.service import TOKENS_PER_PASS
+
+    card = await new_card(wclient, db)
+    latest_token = card.auth
+    for _ in range(TOKENS_PER_PASS):
+        response = await wclient.get("/v1/me/wallet/apple", headers=bearer(card.access_token))
+        token = json.loads(unzip(response.content)["pass.json"])["authenticationToken"]
+        latest_token = {"Authorization": f"ApplePass {token}"}
+    assert (await wclient.get(latest(card), headers=card.auth)).status_code == 401
+    assert (await wclient.get(latest(card), headers=latest_token)).status_code == 200
