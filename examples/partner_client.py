@@ -74,15 +74,22 @@ def show(step: str, payload: Any) -> None:
 
 
 def statement_step(api: Api, month: str) -> None:
-    """The partner's settlement statement for ``month`` (YYYY-MM).
-
-    Hook for the settlement API (`GET /v1/partner/statements/{YYYY-MM}`): until it exists
-    this step only says so."""
+    """The partner's settlement statement for ``month`` (YYYY-MM), as JSON and as CSV
+    (`GET /v1/partner/statements/{YYYY-MM}`, `?format=csv`; the key needs scope
+    ``statements``). The current month is open: computed from the ledger on each call."""
     response = api.client.get(f"/v1/partner/statements/{month}", headers=api.headers)
-    if response.status_code == 200:
-        show(f"statement {month}", response.json())
-    else:
-        print(f"== statement {month}: not available ({response.status_code})")
+    if response.status_code == 403:
+        print(f"== statement {month}: this key lacks the scope statements")
+        return
+    if response.status_code != 200:
+        raise SystemExit(f"statement answered {response.status_code}: {response.text}")
+    show(f"statement {month}", response.json())
+    as_csv = api.client.get(f"/v1/partner/statements/{month}", params={"format": "csv"},
+                            headers=api.headers)
+    if as_csv.status_code != 200:
+        raise SystemExit(f"statement CSV answered {as_csv.status_code}: {as_csv.text}")
+    print(f"== statement {month} (CSV)")
+    print(as_csv.text, end="")
 
 
 def run(api: Api, client: httpx.Client, args: argparse.Namespace) -> dict[str, Any]:
@@ -135,7 +142,8 @@ def run(api: Api, client: httpx.Client, args: argparse.Namespace) -> dict[str, A
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("base_url", help="e.g. http://127.0.0.1:8000")
-    parser.add_argument("api_key", help="the partner's API key (scope redeem)")
+    parser.add_argument("api_key", help="the partner's API key (scopes redeem, and "
+                                        "statements for the last step)")
     parser.add_argument("card", nargs="?",
                         help="the member's card number (DEMO SHORTCUT: read from the "
                              "member's profile when absent)")

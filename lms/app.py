@@ -35,9 +35,11 @@ from lms.purchases.routes import (
 )
 from lms.redemption.routes import MyRedemptionController, PartnerRedemptionController
 from lms.settings import Settings, get_settings
+from lms.settlement.routes import StatementController
 from lms.tiers.admin_routes import TierAdminController
 from lms.tiers.routes import MyTierController
 from lms.wallet.routes import MyWalletController, PassKitController
+from lms.webhooks.routes import WebhookAdminController
 
 API_VERSION = "0.1.0"
 
@@ -89,7 +91,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             PurchaseAdminController,
                                             MyRedemptionController,
                                             PartnerRedemptionController,
-                                            MyWalletController, PassKitController])
+                                            MyWalletController, PassKitController,
+                                            StatementController, WebhookAdminController])
     return Litestar(
         route_handlers=[HealthController, v1],
         state=State({"settings": settings, "db": db,

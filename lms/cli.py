@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -174,18 +175,21 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_ledger_verify(args: argparse.Namespace) -> int:
     from lms.db import Database
     from lms.ledger.verify import INVARIANTS, verify
+    from lms.settlement.verify import CHECKS, verify_statements
 
     async def run() -> int:
         db = Database(resolved_url())
         try:
             async with db.engine.connect() as conn:
                 violations = await verify(conn, limit=args.limit)
+                # Same transaction, so the statements are checked against the same snapshot.
+                violations += await verify_statements(conn, limit=args.limit)
         finally:
             await db.dispose()
         for v in violations:
             print(v)
         broken = {v.invariant.number for v in violations}
-        for inv in INVARIANTS:
+        for inv in (*INVARIANTS, *CHECKS):
             mark = "FAIL" if inv.number in broken else "ok"
             print(f"[{mark:>4}] {inv.number}. {inv.name}", file=sys.stderr)
         return 1 if violations else 0
@@ -388,6 +392,30 @@ def cmd_partners_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_partners_close_statements(args: argparse.Namespace) -> int:
+    from lms.db import Database
+    from lms.settlement.errors import MonthNotOver
+    from lms.settlement.jobs import close_statements
+    from lms.settlement.service import Month, last_closable
+
+    month = None if args.month is None else Month.parse(args.month)
+    if month is not None and month > last_closable(datetime.now(UTC)):
+        raise MonthNotOver(f"{month} can be closed from {month.end.isoformat()} plus an hour")
+
+    async def run() -> list[tuple[int, Any]]:
+        db = Database(resolved_url())
+        try:
+            return await close_statements(db, month)
+        finally:
+            await db.dispose()
+
+    closed = asyncio.run(run())
+    for partner_id, closed_month in closed:
+        print(json.dumps({"partnerId": partner_id, "month": str(closed_month)}))
+    print(f"{len(closed)} statements closed", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lms", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -528,6 +556,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap-hours", type=float, default=24.0)
     p = add("revoke", cmd_partners_revoke, "revoke an API key at once", partners)
     p.add_argument("prefix", metavar="KEY_PREFIX")
+    p = add("close-statements", cmd_partners_close_statements,
+            "close the statements of ended months (every partner; a month closed already "
+            "is left as it is)", partners)
+    p.add_argument("--month", default=None, metavar="YYYY-MM",
+                   help="only this month (default: every ended month not closed yet)")
     return parser
 
 

@@ -32,8 +32,14 @@ from lms.redemption.models import (
     RedemptionGuard,
     RedemptionRefund,
 )
+from lms.settlement.models import (
+    PartnerStatement,
+    PartnerStatementLine,
+    PartnerStatementTotal,
+)
 from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
 from lms.wallet.models import WalletPass, WalletPassToken, WalletRegistration
+from lms.webhooks.models import WebhookDelivery, WebhookSecret
 
 metadata = Base.metadata
 
@@ -42,8 +48,10 @@ __all__ = [
     "EarnRule", "ExpiryNotice", "FlownCoupon", "Hold", "IdempotencyKey", "JournalEntry",
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
-    "PartnerEarnRate", "PartnerHold", "PaymentEvent", "PolicySetting", "Posting",
+    "PartnerEarnRate", "PartnerHold", "PartnerStatement", "PartnerStatementLine",
+    "PartnerStatementTotal", "PaymentEvent", "PolicySetting", "Posting",
     "Promotion", "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule",
     "Redemption", "RedemptionCode", "RedemptionGuard", "RedemptionRefund", "StaffUser",
-    "Tier", "TierChange", "WalletPass", "WalletPassToken", "WalletRegistration", "metadata",
+    "Tier", "TierChange", "WalletPass", "WalletPassToken", "WalletRegistration",
+    "WebhookDelivery", "WebhookSecret", "metadata",
 ]

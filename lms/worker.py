@@ -20,9 +20,11 @@ from lms.settings import Settings, get_settings
 T = TypeVar("T")
 
 TASK_MODULES = ("lms.outbox.tasks", "lms.ledger.tasks", "lms.tiers.tasks", "lms.claims.tasks",
-                "lms.purchases.tasks", "lms.wallet.tasks")
+                "lms.purchases.tasks", "lms.wallet.tasks", "lms.settlement.tasks",
+                "lms.webhooks.tasks")
 
 RELAY_EVERY_SECONDS = 5.0
+WEBHOOK_SWEEP_SECONDS = 5.0
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "outbox-relay": {
@@ -50,6 +52,19 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "tiers.reevaluate_all",
         "schedule": crontab(hour=1, minute=30),
         "options": {"expires": 6 * 3600.0},
+    },
+    # Months are closed an hour after they end (settlement.service.CLOSE_GRACE); hourly runs
+    # close a month soon after that and catch up on any the job missed.
+    "settlement-close-statements": {
+        "task": "settlement.close_statements",
+        "schedule": crontab(minute=17),
+        "options": {"expires": 3000.0},
+    },
+    # Due webhook deliveries and retries (see lms.webhooks.delivery).
+    "webhooks-sweep": {
+        "task": "webhooks.sweep",
+        "schedule": WEBHOOK_SWEEP_SECONDS,
+        "options": {"expires": WEBHOOK_SWEEP_SECONDS * 2},
     },
     # Unpaid purchases stop counting against the yearly cap once they expire.
     "purchases-expire-pending": {

@@ -39,6 +39,11 @@ class PartnerRepository:
             update(Partner).where(Partner.id == partner_id)
             .values(clearing_account_id=account_id).returning(Partner))).scalar_one()
 
+    async def set_webhook_url(self, partner_id: int, url: str | None) -> Partner:
+        return (await self.session.execute(
+            update(Partner).where(Partner.id == partner_id)
+            .values(webhook_url=url).returning(Partner))).scalar_one()
+
     async def by_code(self, code: str, *, lock: bool = False) -> Partner | None:
         query = select(Partner).where(Partner.code == code)
         if lock:

@@ -173,6 +173,18 @@ class PartnerService:
     async def all(self) -> list[Partner]:
         return await self.repo.all()
 
+    async def set_webhook_url(self, code: str, url: str | None) -> Partner:
+        partner = await self.get(code, lock=True)
+        before = partner.webhook_url
+        partner = await self.repo.set_webhook_url(partner.id, url)
+        await self._audit("partner.webhook_url_set", "partner", partner.code,
+                          {"before": before, "webhookUrl": url})
+        return partner
+
+    async def audit(self, action: str, code: str, after: dict[str, object]) -> None:
+        """An admin action on a partner taken by another package (e.g. webhook secrets)."""
+        await self._audit(action, "partner", code, after)
+
     async def earn_rates(self, partner_id: int) -> list[PartnerEarnRate]:
         return await self.repo.earn_rates(partner_id)
 

@@ -18,6 +18,7 @@ from lms.app import create_app
 from lms.db import Database
 from lms.ledger.service import SystemAccounts
 from lms.settings import Settings
+from tests.partners.support import issue_key
 from tests.redemption.support import funded_member, miles_of
 
 
@@ -49,16 +50,22 @@ def server(settings: Settings) -> Iterator[str]:
 
 async def test_example_client_runs_the_whole_flow(
         server: str, client: httpx.AsyncClient, db: Database, system: SystemAccounts,
-        shop: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+        shop: dict[str, Any], admin: dict[str, str],
+        capsys: pytest.CaptureFixture[str]) -> None:
     member = await funded_member(client, db, system, 20_000)
+    key = await issue_key(client, admin, shop["partner"]["code"], ["redeem", "statements"])
     code = await asyncio.to_thread(partner_client.main, [
-        server, shop["key"], member["card"], "--email", member["member"]["email"],
+        server, key, member["card"], "--email", member["member"]["email"],
         "--password", member["password"], "--order-amount", "10000"])
     assert code == 0
     out = capsys.readouterr().out
     for step in ("== quote", "== hold", "== partial capture", "== refund", "== second hold",
                  "== void", "== statement"):
         assert step in out
+    # The statement, JSON then CSV: 2500 miles captured, 1250 refunded, at 1 cent a mile.
+    assert '"redeemedMiles": 1250' in out and '"programmeOwes": 1250' in out
+    assert "(CSV)\nrecord,month,status," in out
+    assert ",open,EUR,,,redeemed,,,,1250,1250" in out
     # 10000 cents may take 10000 miles at 1 cent; the hold took half, the capture half of
     # that (2500), the refund half of the capture (1250).
     assert (await miles_of(client, member)) == {"posted": 20_000 - 1250, "held": 0,
