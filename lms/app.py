@@ -22,6 +22,13 @@ from lms.api.health import HealthController
 from lms.api.problems import EXCEPTION_HANDLERS
 from lms.auth.middleware import BearerTokenMiddleware
 from lms.auth.routes import SessionController, StaffAuthController, StaffMeController
+from lms.callcentre.routes import (
+    StaffAdjustmentsController,
+    StaffAuditController,
+    StaffEntriesController,
+    StaffMembersController,
+    StaffReferenceController,
+)
 from lms.claims.routes import MyClaimsController
 from lms.db import Database
 from lms.ledger.service import SystemAccounts
@@ -84,6 +91,11 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             MyClaimsController, FlightFeedController,
                                             ProgrammeAdminController,
                                             MyPromotionsController,
+                                            StaffMembersController,
+                                            StaffAdjustmentsController,
+                                            StaffEntriesController,
+                                            StaffReferenceController,
+                                            StaffAuditController,
                                             TierAdminController,
                                             PaymentWebhookController,
                                             MyMilePurchasesController,

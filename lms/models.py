@@ -10,6 +10,7 @@ from lms.accrual.models import (
 )
 from lms.audit.models import AuditRecord
 from lms.auth.models import AccessToken, LoginFailure, StaffUser
+from lms.callcentre.models import Adjustment, AdjustmentDay, AdjustmentLimit, ReasonCode
 from lms.claims.models import Claim
 from lms.db import Base
 from lms.idempotency.models import IdempotencyKey
@@ -44,14 +45,15 @@ from lms.webhooks.models import WebhookDelivery, WebhookSecret
 metadata = Base.metadata
 
 __all__ = [
-    "AccessToken", "Account", "ApiKey", "ApiKeyWindow", "AuditRecord", "Balance", "Claim",
+    "AccessToken", "Account", "Adjustment", "AdjustmentDay", "AdjustmentLimit", "ApiKey",
+    "ApiKeyWindow", "AuditRecord", "Balance", "Claim",
     "EarnRule", "ExpiryNotice", "FlownCoupon", "Hold", "IdempotencyKey", "JournalEntry",
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
     "PartnerEarnRate", "PartnerHold", "PartnerStatement", "PartnerStatementLine",
     "PartnerStatementTotal", "PaymentEvent", "PolicySetting", "Posting",
     "Promotion", "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule",
-    "Redemption", "RedemptionCode", "RedemptionGuard", "RedemptionRefund", "StaffUser",
-    "Tier", "TierChange", "WalletPass", "WalletPassToken", "WalletRegistration",
+    "ReasonCode", "Redemption", "RedemptionCode", "RedemptionGuard", "RedemptionRefund",
+    "StaffUser", "Tier", "TierChange", "WalletPass", "WalletPassToken", "WalletRegistration",
     "WebhookDelivery", "WebhookSecret", "metadata",
 ]

@@ -147,6 +147,10 @@ class AuthService:
     async def revoke(self, token: str) -> None:
         await self.repo.revoke_token(token_hash(token), datetime.now(UTC))
 
+    async def revoke_all(self, principal_type: str, principal_id: int) -> None:
+        """Sign a principal out everywhere (a closed membership, for one)."""
+        await self.repo.revoke_all(principal_type, principal_id, datetime.now(UTC))
+
     async def staff_sign_in(self, email: str, password: str) -> SignIn:
         email = canonical_email(email)
         staff = await self.repo.staff_by_email(email)
