@@ -46,6 +46,7 @@ from lms.settlement.routes import StatementController
 from lms.tiers.admin_routes import TierAdminController
 from lms.tiers.routes import MyTierController
 from lms.wallet.routes import MyWalletController, PassKitController
+from lms.web.routes import web_routers
 from lms.webhooks.routes import WebhookAdminController
 
 API_VERSION = "0.1.0"
@@ -106,7 +107,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             MyWalletController, PassKitController,
                                             StatementController, WebhookAdminController])
     return Litestar(
-        route_handlers=[HealthController, v1],
+        # The web pages carry opt exclude_from_auth: the bearer middleware leaves them to
+        # their session cookies (lms.web.context).
+        route_handlers=[HealthController, v1, *web_routers()],
         state=State({"settings": settings, "db": db,
                      "system_accounts": SystemAccounts(settings.system_account_shards)}),
         lifespan=[lifespan],

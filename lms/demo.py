@@ -305,6 +305,7 @@ def _wallet_signing(settings: Settings) -> str:
 def credentials(settings: Settings) -> str:
     base = settings.public_base_url.rstrip("/")
     lines = [
+        f"Member portal  {base}/        agent console: {base}/console",
         f"API            {base}/v1",
         f"API docs       {base}/schema  (OpenAPI JSON: {base}/schema/openapi.json)",
         f"Health         {base}/health   readiness: {base}/ready",

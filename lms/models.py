@@ -40,6 +40,7 @@ from lms.settlement.models import (
 )
 from lms.tiers.models import ExpiryNotice, PolicySetting, Tier, TierChange
 from lms.wallet.models import WalletPass, WalletPassToken, WalletRegistration
+from lms.web.models import PasswordReset, WebSession
 from lms.webhooks.models import WebhookDelivery, WebhookSecret
 
 metadata = Base.metadata
@@ -51,9 +52,9 @@ __all__ = [
     "LoginFailure", "Lot",
     "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
     "PartnerEarnRate", "PartnerHold", "PartnerStatement", "PartnerStatementLine",
-    "PartnerStatementTotal", "PaymentEvent", "PolicySetting", "Posting",
+    "PartnerStatementTotal", "PasswordReset", "PaymentEvent", "PolicySetting", "Posting",
     "Promotion", "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule",
     "ReasonCode", "Redemption", "RedemptionCode", "RedemptionGuard", "RedemptionRefund",
     "StaffUser", "Tier", "TierChange", "WalletPass", "WalletPassToken", "WalletRegistration",
-    "WebhookDelivery", "WebhookSecret", "metadata",
+    "WebSession", "WebhookDelivery", "WebhookSecret", "metadata",
 ]

@@ -41,6 +41,22 @@ class Settings(BaseSettings):
     hold_max_ttl_seconds: int = 7 * 24 * 3600
     card_number_prefix: str = "7"
 
+    # Web pages (lms.web): server-side sessions, their cookies and the password-reset mail.
+    # Cookies are Secure unless this is turned off, which only plain-http local development
+    # needs (browsers treat http://127.0.0.1 and http://localhost as secure, so even the
+    # demo works with the default).
+    web_cookie_secure: bool = True
+    web_session_idle_seconds: int = 30 * 60
+    web_session_absolute_seconds: int = 12 * 3600
+    password_reset_ttl_seconds: int = 3600
+    # Unset host: the reset mail is written to the worker's log instead of sent (the demo).
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "LMS Miles <no-reply@lms.example>"
+
     # Member consent to partner redemptions (lms.redemption): codes are kept only as an
     # HMAC-SHA256 under this secret; set a long random value in every real deployment.
     redemption_code_secret: str = "development-only-redemption-secret"

@@ -21,7 +21,7 @@ T = TypeVar("T")
 
 TASK_MODULES = ("lms.outbox.tasks", "lms.ledger.tasks", "lms.tiers.tasks", "lms.claims.tasks",
                 "lms.purchases.tasks", "lms.wallet.tasks", "lms.settlement.tasks",
-                "lms.webhooks.tasks")
+                "lms.webhooks.tasks", "lms.web.tasks")
 
 RELAY_EVERY_SECONDS = 5.0
 WEBHOOK_SWEEP_SECONDS = 5.0

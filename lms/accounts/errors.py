@@ -45,6 +45,11 @@ class InvalidTimezone(FieldInvalid):
     title = "Unknown time zone (use an IANA name such as Europe/London)"
 
 
+class WrongPassword(FieldInvalid):
+    code = "wrong_password"
+    title = "The current password is not right"
+
+
 class InvalidCursor(ValidationFailed):
     code = "invalid_cursor"
     title = "The cursor is not valid; use nextCursor from the previous page"

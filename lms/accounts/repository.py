@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accounts.models import Member
@@ -16,6 +17,9 @@ SELECT p.id, p.entry_id, e.kind, p.unit, p.amount, p.balance_after, e.descriptio
        p.created_at AS at
 FROM postings p JOIN journal_entries e ON e.id = p.entry_id
 WHERE p.account_id = :account_id AND p.unit = :unit AND p.id < :before
+  AND (CAST(:kind AS text) IS NULL OR e.kind = CAST(:kind AS text))
+  AND (CAST(:since AS timestamptz) IS NULL OR p.created_at >= CAST(:since AS timestamptz))
+  AND (CAST(:until AS timestamptz) IS NULL OR p.created_at < CAST(:until AS timestamptz))
 ORDER BY p.id DESC
 LIMIT :limit
 """)
@@ -51,9 +55,17 @@ class MemberRepository:
         return (await self.session.execute(
             select(Member).where(Member.card_number == card_number))).scalar_one_or_none()
 
-    async def statement(self, account_id: int, unit: str, before: int,
-                        limit: int) -> list[dict[str, Any]]:
+    async def update(self, member_id: int, **values: Any) -> Member:
+        member = (await self.session.execute(
+            update(Member).where(Member.id == member_id).values(**values)
+            .returning(Member))).scalar_one()
+        return member
+
+    async def statement(self, account_id: int, unit: str, before: int, limit: int, *,
+                        kind: str | None = None, since: datetime | None = None,
+                        until: datetime | None = None) -> list[dict[str, Any]]:
         rows = await self.session.execute(STATEMENT, {
-            "account_id": account_id, "unit": unit, "before": before, "limit": limit})
+            "account_id": account_id, "unit": unit, "before": before, "limit": limit,
+            "kind": kind, "since": since, "until": until})
         return [dict(r._mapping) for r in rows]
 

@@ -28,6 +28,16 @@ class RegisterRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True
     timezone: Annotated[str, msgspec.Meta(max_length=64, description="IANA time zone")] = "UTC"
 
 
+class ProfileUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """What a member may change about themselves (e-mail and birth date go through staff)."""
+
+    first_name: Name
+    last_name: Name
+    phone: Annotated[str, msgspec.Meta(max_length=40)] | None = None
+    locale: Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}(-[A-Z]{2})?$")] = "en"
+    timezone: Annotated[str, msgspec.Meta(max_length=64)] = "UTC"
+
+
 class MemberOut(msgspec.Struct, rename="camel"):
     id: int
     card_number: str

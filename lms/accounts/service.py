@@ -25,20 +25,22 @@ from lms.accounts.errors import (
     InvalidTimezone,
     MemberNotFound,
     WeakPassword,
+    WrongPassword,
 )
 from lms.accounts.models import Member
 from lms.accounts.repository import MemberRepository
 from lms.accounts.schemas import (
     BalanceResponse,
     ExpiringLot,
+    ProfileUpdate,
     RegisterRequest,
     StatementLine,
     StatementPage,
     UnitBalance,
 )
-from lms.auth.passwords import hash_password_async, password_weakness
+from lms.auth.passwords import hash_password_async, password_weakness, verify_password_async
 from lms.auth.principal import Principal, Role
-from lms.auth.service import AuthService, Credential, SignIn, canonical_email
+from lms.auth.service import AuthService, Credential, SignIn, Verified, canonical_email
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import AccountKind, Unit
 from lms.outbox.service import emit
@@ -150,11 +152,61 @@ class MemberService:
 
     async def sign_in(self, email: str, password: str) -> SignIn:
         email = canonical_email(email)
+        return await self.auth.sign_in("member:" + email, await self.credential(email),
+                                       password)
+
+    async def verify(self, email: str, password: str) -> Verified:
+        """The password check of ``sign_in`` (same throttling) without issuing a token."""
+        email = canonical_email(email)
+        return await self.auth.verify("member:" + email, await self.credential(email),
+                                      password)
+
+    async def credential(self, email: str) -> Credential | None:
         member = await self.repo.by_email(email)
-        credential = None if member is None else Credential(
+        return None if member is None else Credential(
             Principal("member", member.id, Role.MEMBER), member.password_hash,
             member.status == "active")
-        return await self.auth.sign_in("member:" + email, credential, password)
+
+    async def by_email(self, email: str) -> Member | None:
+        return await self.repo.by_email(canonical_email(email))
+
+    async def by_card(self, card_number: str) -> Member | None:
+        return await self.repo.by_card("".join(card_number.split()))
+
+    async def update_profile(self, member_id: int, data: ProfileUpdate) -> Member:
+        """Change names, phone, language and time zone, with the checks of enrolment."""
+        member = await self.get(member_id)
+        first_name = clean_name(data.first_name, "firstName")
+        last_name = clean_name(data.last_name, "lastName")
+        region = data.locale.split("-")[1] if "-" in data.locale else member.phone_region
+        phone, phone_region = normalise_phone(data.phone, region)
+        check_timezone(data.timezone)
+        member = await self.repo.update(member_id, first_name=first_name,
+                                         last_name=last_name, phone=phone,
+                                         phone_region=phone_region, locale=data.locale,
+                                         timezone=data.timezone)
+        await emit(self.session, "member.updated", {"memberId": member_id})
+        return member
+
+    async def set_locale(self, member_id: int, locale: str) -> None:
+        await self.repo.update(member_id, locale=locale)
+
+    async def change_password(self, member_id: int, current: str, new: str) -> None:
+        """Needs the current password; signs the member out of every API token."""
+        member = await self.get(member_id)
+        if not await verify_password_async(current, member.password_hash):
+            raise WrongPassword("currentPassword")
+        await self.set_password(member_id, new)
+
+    async def set_password(self, member_id: int, new: str) -> None:
+        """Set a new password (after the current one or a reset link was checked) and
+        revoke the member's access tokens."""
+        member = await self.get(member_id)
+        weakness = password_weakness(new, member.email)
+        if weakness:
+            raise WeakPassword("password", weakness)
+        await self.repo.update(member_id, password_hash=await hash_password_async(new))
+        await self.auth.revoke_all("member", member_id)
 
     async def get(self, member_id: int) -> Member:
         member = await self.repo.by_id(member_id)
@@ -179,10 +231,13 @@ class MemberService:
         )
 
     async def statement(self, member_id: int, *, unit: Unit, cursor: str | None,
-                        limit: int) -> StatementPage:
+                        limit: int, kind: str | None = None, since: datetime | None = None,
+                        until: datetime | None = None) -> StatementPage:
+        """Lines newest first; ``kind`` (an entry kind) and [since, until) narrow them."""
         member = await self.get(member_id)
         before = decode_cursor(cursor)
-        rows = await self.repo.statement(member.account_id, str(unit), before, limit + 1)
+        rows = await self.repo.statement(member.account_id, str(unit), before, limit + 1,
+                                         kind=kind, since=since, until=until)
         lines = [StatementLine(**r) for r in rows[:limit]]
         next_cursor = encode_cursor(lines[-1].id) if len(rows) > limit else None
         return StatementPage(lines=lines, next_cursor=next_cursor)

@@ -95,6 +95,14 @@ class SignIn:
         return self.issued
 
 
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """The answer of a password check: who signed in, or why not."""
+
+    principal: Principal | None = None
+    refusal: LmsError | None = None
+
+
 class AuthService:
     def __init__(self, session: AsyncSession, settings: Settings) -> None:
         self.repo = AuthRepository(session)
@@ -117,19 +125,32 @@ class AuthService:
         ``subject`` names what is throttled (``member:<email>``); ``credential`` is None when
         no account has that e-mail, which is refused exactly like a wrong password.
         """
+        verified = await self.verify(subject, credential, password)
+        if verified.refusal is not None:
+            return SignIn(refusal=verified.refusal)
+        assert verified.principal is not None
+        return SignIn(issued=await self.issue_token(verified.principal))
+
+    async def verify(self, subject: str, credential: Credential | None,
+                     password: str) -> Verified:
+        """``sign_in`` without the token: the same throttling and failure records, for
+        callers that open a session of their own (the web pages, lms.web)."""
         # Without the lock, parallel guesses would all pass the throttle before any of their
         # failures is committed.
         await self.repo.lock_subject(subject)
-        await self.check_throttle(subject)
+        try:
+            await self.check_throttle(subject)
+        except SignInThrottled as exc:
+            return Verified(refusal=exc)
         if not await verify_password_async(
                 password, credential.password_hash if credential else None) \
                 or credential is None:
             await self.repo.add_failure(subject)
-            return SignIn(refusal=InvalidCredentials())
+            return Verified(refusal=InvalidCredentials())
         await self.repo.clear_failures(subject)
         if not credential.active:
-            return SignIn(refusal=AccountDisabled())
-        return SignIn(issued=await self.issue_token(credential.principal))
+            return Verified(refusal=AccountDisabled())
+        return Verified(principal=credential.principal)
 
     async def issue_token(self, principal: Principal) -> IssuedToken:
         token = secrets.token_urlsafe(32)
@@ -153,10 +174,19 @@ class AuthService:
 
     async def staff_sign_in(self, email: str, password: str) -> SignIn:
         email = canonical_email(email)
+        return await self.sign_in("staff:" + email, await self.staff_credential(email),
+                                  password)
+
+    async def staff_verify(self, email: str, password: str) -> Verified:
+        email = canonical_email(email)
+        return await self.verify("staff:" + email, await self.staff_credential(email),
+                                 password)
+
+    async def staff_credential(self, email: str) -> Credential | None:
         staff = await self.repo.staff_by_email(email)
-        credential = None if staff is None else Credential(
+        return None if staff is None else Credential(
             Principal("staff", staff.id, Role(staff.role)), staff.password_hash, staff.active)
-        return await self.sign_in("staff:" + email, credential, password)
+
 
     async def get_staff(self, staff_id: int) -> StaffUser:
         staff = await self.repo.staff_by_id(staff_id)

@@ -99,6 +99,10 @@ async def test_lock_and_unlock(client: httpx.AsyncClient, agent: dict[str, Any],
                              "previousStatus": "active"}
     me = await client.get("/v1/me", headers=bearer(member["token"]))
     assert me.json()["status"] == "locked"
+    # The redemption endpoint reads the status the call centre set.
+    assert_problem(await client.post("/v1/me/redemption-codes", json={},
+                                     headers=bearer(member["token"]) | idem()), 409,
+                   "member_locked")
     assert_problem(await client.post(url + "/lock", json={"reason": "again"},
                                      headers=agent["headers"]), 409, "member_not_active")
     [record] = await audit(client, supervisor["headers"], action="member.lock",
@@ -117,6 +121,9 @@ async def test_lock_and_unlock(client: httpx.AsyncClient, agent: dict[str, Any],
                                      headers=agent["headers"]), 409, "member_not_locked")
     assert (await client.get("/v1/me", headers=bearer(member["token"]))).json()[
         "status"] == "active"
+    code = await client.post("/v1/me/redemption-codes", json={},
+                             headers=bearer(member["token"]) | idem())
+    assert code.status_code == 201, code.text
 
 
 # -- merge ----------------------------------------------------------------------------------

@@ -1,0 +1,83 @@
+"""The agent console over HTTP: staff sign-in (roles, throttling), search by card or e-mail,
+the member page, and that a member's session is no staff session."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from litestar import Litestar
+
+from lms.db import Database
+from lms.settings import Settings
+from tests.web.support import STAFF_PASSWORD, account_of, browser, create_staff, sign_up, submit
+
+
+@pytest.fixture
+async def web(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    async with browser(app) as c:
+        yield c
+
+
+async def staff_sign_in(client: httpx.AsyncClient, email: str,
+                        password: str = STAFF_PASSWORD) -> httpx.Response:
+    return await submit(client, "/console/sign-in", "/console/sign-in",
+                        {"email": email, "password": password})
+
+
+async def test_console_needs_a_staff_session(web: httpx.AsyncClient) -> None:
+    response = await web.get("/console")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/console/sign-in?next=/console"
+    await sign_up(web)  # a member's session opens nothing in the console
+    assert (await web.get("/console")).status_code == 303
+
+
+async def test_agent_finds_a_member_by_card_and_email(web: httpx.AsyncClient, app: Litestar,
+                                                      db: Database, settings: Settings) -> None:
+    async with browser(app) as member_browser:
+        fields = await sign_up(member_browser, firstName="Grace", lastName="Hopper")
+    member_id, _ = await account_of(db, fields["email"])
+    agent = await create_staff(db, settings, "agent")
+    signed = await staff_sign_in(web, agent)
+    assert signed.status_code == 303
+    assert signed.headers["location"] == "/console"
+    cookie = next(c for c in web.cookies.jar if c.name == "__Host-lms_staff")
+    assert cookie.secure
+    card = (await web.get(f"/console/members/{member_id}")).text
+    assert "Grace Hopper" in card
+    number = card.split('class="mono small">', 1)[1].split("<", 1)[0]
+    found = (await web.get("/console", params={"q": " " + number + " "})).text
+    assert f'href="/console/members/{member_id}"' in found
+    by_email = (await web.get("/console", params={"q": fields["email"].upper()})).text
+    assert f'href="/console/members/{member_id}"' in by_email
+    nothing = (await web.get("/console", params={"q": "<b>0000</b>"})).text
+    assert "&lt;b&gt;0000&lt;/b&gt;" in nothing
+    missing = await web.get("/console/members/999999999")
+    assert missing.status_code == 404
+
+
+async def test_marketers_and_wrong_passwords_are_refused(web: httpx.AsyncClient, db: Database,
+                                                         settings: Settings) -> None:
+    marketer = await create_staff(db, settings, "marketer")
+    refused = await staff_sign_in(web, marketer)
+    assert refused.status_code == 403
+    assert (await web.get("/console")).status_code == 303
+    agent = await create_staff(db, settings, "agent")
+    for _ in range(5):
+        assert (await staff_sign_in(web, agent, "wrong password")).status_code == 401
+    assert (await staff_sign_in(web, agent)).status_code == 429
+
+
+async def test_console_sign_out_and_csrf(web: httpx.AsyncClient, db: Database,
+                                         settings: Settings) -> None:
+    agent = await create_staff(db, settings, "supervisor")
+    await staff_sign_in(web, agent)
+    assert (await web.get("/console")).status_code == 200
+    refused = await web.post("/console/sign-out")
+    assert refused.status_code == 403
+    assert (await web.get("/console")).status_code == 200
+    out = await submit(web, "/console", "/console/sign-out", {})
+    assert out.status_code == 303
+    assert (await web.get("/console")).status_code == 303
