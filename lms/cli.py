@@ -111,6 +111,29 @@ def cmd_demo_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo_generate(args: argparse.Namespace) -> int:
+    from lms.generator.load import DEMO_PASSWORD, Options, Refused, generate
+
+    url = resolved_url()
+    try:
+        report = generate(url, get_settings(), Options(
+            members=args.members, seed=args.seed, months=args.months, force=args.force,
+            jobs=args.jobs))
+    except Refused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+    total = sum(report.rows.values())
+    print(f"generated {report.members:,} members in {report.seconds:.1f}s with "
+          f"{report.workers} workers "
+          f"({total:,} rows, {total / max(report.seconds, 1e-9):,.0f} rows/s; "
+          f"index rebuild {report.index_seconds:.1f}s)")
+    print("tiers: " + ", ".join(f"{t} {n:,}" for t, n in sorted(
+        report.tiers.items(), key=lambda kv: -kv[1])))
+    print(f"every generated member signs in with the password {DEMO_PASSWORD!r} "
+          f"(member ids from {report.first_member_id:,}; e-mails end in .<member id>@...)")
+    return 0
+
+
 def cmd_wallet_dev_certs(args: argparse.Namespace) -> int:
     from lms.wallet.certs import ensure_dev_certs
 
@@ -429,6 +452,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    required=True)
     add("load", cmd_demo_load, "load the demo programme (idempotent) and print its sign-ins",
         demo)
+    p = add("generate", cmd_demo_generate, "bulk-load generated members with years of ledger "
+            "history (COPY); refuses a database that has members unless --force", demo)
+    p.add_argument("--members", type=int, required=True, help="how many members")
+    p.add_argument("--seed", type=int, default=1, help="random seed (same seed, same data)")
+    p.add_argument("--months", type=int, default=48, help="months of history")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="worker processes simulating members (default: the CPU count)")
+    p.add_argument("--force", action="store_true",
+                   help="add generated members to a database that already has members "
+                        "(indexes are then kept and updated row by row)")
 
     ledger = sub.add_parser("ledger", help="ledger").add_subparsers(dest="ledger_command",
                                                                     required=True)
