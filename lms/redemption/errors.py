@@ -23,6 +23,11 @@ class MemberLocked(Conflict):
     title = "The membership is locked and cannot redeem"
 
 
+class NotPoolHead(Conflict):
+    code = "not_pool_head"
+    title = "Only the head of a family pool may authorise spending its miles"
+
+
 class UnknownPartner(ValidationFailed):
     code = "unknown_partner"
     title = "No active partner has this code"

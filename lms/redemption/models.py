@@ -36,6 +36,8 @@ class RedemptionCode(Base):
     code_hash: Mapped[str] = mapped_column(String(64))
     # Bound to one partner, or usable by any partner when NULL.
     partner_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("partners.id"))
+    # The family pool account a pool head's code draws on; the member's own when null.
+    account_id: Mapped[int | None] = mapped_column(BigInteger)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Set when the card's redemption was locked after wrong guesses.

@@ -38,6 +38,11 @@ class RedemptionRepository:
             .limit(1))).one_or_none()
         return None if row is None else (row[0], row[1])
 
+    async def account_open(self, account_id: int) -> bool:
+        status = (await self.session.execute(
+            text("SELECT status FROM accounts WHERE id = :id"), {"id": account_id})).scalar()
+        return bool(status == "open")
+
     async def consume_code(self, code_id: int, now: datetime) -> bool:
         """Mark a live code used; False when it was used, revoked or expired meanwhile (a
         concurrent use of the same code waits here for the first one's commit)."""

@@ -38,6 +38,7 @@ from lms.redemption.errors import (
     CashShareTooLow,
     InvalidMemberCode,
     MemberLocked,
+    NotPoolHead,
     RedemptionLocked,
     RedemptionNotFound,
     RedemptionNotOffered,
@@ -95,16 +96,19 @@ class MyRedemptionController(Controller):
           description=("Valid for 10 minutes, used once (by the hold it opens); bound to one "
                        "partner with `partnerCode`. A partner needs the card number and this "
                        "code. Five wrong codes for a card lock its redemption for 30 minutes "
-                       "(see `getRedemptionCodeStatus`)."),
+                       "(see `getRedemptionCodeStatus`). With `fromPool` the head of a family "
+                       "pool authorises a hold on the pool's miles (409 `not_pool_head` for "
+                       "anyone else); a refund of it goes back to the pool."),
           responses=problems(Unauthorized, Forbidden, ValidationFailed, UnknownPartner,
-                             MemberLocked, RedemptionLocked))
+                             MemberLocked, RedemptionLocked, NotPoolHead))
     async def create_code(self, request: Request[Any, Any, Any], state: State,
                           data: Annotated[RedemptionCodeRequest | None, Body()] = None
                           ) -> RedemptionCodeOut:
         principal = current_principal(request)
         body = data or RedemptionCodeRequest()
         result: RedemptionCodeOut = await state.db.transaction(
-            lambda s: ConsentService(s, state.settings).issue(principal.id, body.partner_code))
+            lambda s: ConsentService(s, state.settings).issue(principal.id, body.partner_code,
+                                                        from_pool=body.from_pool))
         return result
 
     @get("/redemption-codes/status", operation_id="getRedemptionCodeStatus",

@@ -27,6 +27,8 @@ class RedemptionCodeRequest(msgspec.Struct, rename="camel", forbid_unknown_field
     partner_code: Annotated[Code | None, msgspec.Meta(
         description="Bind the code to this partner; any partner may use it when absent")] \
         = None
+    from_pool: Annotated[bool, msgspec.Meta(
+        description="The head of a family pool authorises holds on the pool's miles")] = False
 
 
 class RedemptionCodeOut(msgspec.Struct, rename="camel"):

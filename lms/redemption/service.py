@@ -20,8 +20,9 @@ from lms.accounts.errors import MemberNotFound
 from lms.accounts.models import Member
 from lms.accounts.repository import MemberRepository
 from lms.clock import utcnow
-from lms.db import Database
+from lms.db import Database, raw_connection
 from lms.errors import LmsError
+from lms.family.repository import FamilyRepository
 from lms.ledger.errors import HoldNotFound
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import Actor, EntryKind, HoldView, Leg, Unit
@@ -34,6 +35,7 @@ from lms.redemption.errors import (
     CashShareTooLow,
     InvalidMemberCode,
     MemberLocked,
+    NotPoolHead,
     RedemptionLocked,
     RedemptionNotFound,
     RedemptionNotOffered,
@@ -71,6 +73,8 @@ class CodeCheck:
 
     code_id: int
     member_id: int
+    # The pool account the code draws on (a pool head's code), else the member's own.
+    account_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +117,18 @@ class ConsentService:
             raise MemberNotFound()  # pragma: no cover - a member token names a member
         return member
 
-    async def issue(self, member_id: int, partner_code: str | None) -> RedemptionCodeOut:
+    async def issue(self, member_id: int, partner_code: str | None, *,
+                    from_pool: bool = False) -> RedemptionCodeOut:
         member = await self._member(member_id)
         if member.status != "active":
             raise MemberLocked()
+        account_id = None
+        if from_pool:
+            membership = await FamilyRepository(await raw_connection(self.session)
+                                                ).current_membership(member.id)
+            if membership is None or membership["head_id"] != member.id:
+                raise NotPoolHead()
+            account_id = membership["account_id"]
         partner_id = None
         if partner_code is not None:
             partner = await self.partners.by_code(partner_code)
@@ -131,7 +143,8 @@ class ConsentService:
         code = codes.new_code()
         expires = now + timedelta(seconds=self.settings.redemption_code_ttl_seconds)
         await self.repo.add_code(
-            member_id=member.id, partner_id=partner_id, expires_at=expires,
+            member_id=member.id, partner_id=partner_id, account_id=account_id,
+            expires_at=expires,
             code_hash=codes.code_hash(self.settings.redemption_code_secret,
                                       member.card_number, code))
         return RedemptionCodeOut(code=code, expires_at=expires, partner_code=partner_code)
@@ -180,7 +193,8 @@ class ConsentService:
             return InvalidMemberCode()
         if member.status != "active":
             return MemberLocked()
-        return CodeCheck(code_id=code_row.id, member_id=member.id)
+        return CodeCheck(code_id=code_row.id, member_id=member.id,
+                         account_id=code_row.account_id)
 
     async def _count_failure(self, card_number: str, guard: RedemptionGuard | None,
                              recent: int, now: datetime) -> None:
@@ -283,7 +297,8 @@ class RedemptionService:
         partner = await self._partner(partner_id)
         self._offers(partner, data.currency)
         member = await self._active_member(check.member_id)
-        balances = {b.unit: b for b in await self.ledger.balances(member.account_id)}
+        balances = {b.unit: b for b in await self.ledger.balances(
+            check.account_id or member.account_id)}
         # A member in debt after a clawback has nothing to spend (and the partner need not
         # learn of the debt).
         available = max(0, balances[Unit.MILES].available)
@@ -316,7 +331,8 @@ class RedemptionService:
         member = await self._active_member(check.member_id)
         return await self._open(partner, member, miles=data.miles, cash=data.cash_amount,
                                 order_reference=data.order_reference, ttl=data.ttl_seconds,
-                                code_id=check.code_id, origin="partner")
+                                code_id=check.code_id, origin="partner",
+                                account_id=check.account_id)
 
     async def book_award(self, member_id: int, data: AwardBookingRequest) -> HoldOut:
         """A member's own award booking: a hold through the internal airline partner, which
@@ -329,9 +345,9 @@ class RedemptionService:
 
     async def _open(self, partner: Partner, member: Member, *, miles: int, cash: int,
                     order_reference: str, ttl: int, code_id: int | None,
-                    origin: str) -> HoldOut:
+                    origin: str, account_id: int | None = None) -> HoldOut:
         hold = await self.ledger.create_hold(
-            member.account_id, miles, actor=Actor("partner", str(partner.id)),
+            account_id or member.account_id, miles, actor=Actor("partner", str(partner.id)),
             expires_at=utcnow() + timedelta(seconds=ttl), reference=order_reference)
         row = await self.repo.add_hold(
             hold_id=hold.id, partner_id=partner.id, member_id=member.id, code_id=code_id,
@@ -419,12 +435,17 @@ class RedemptionService:
                 refundableMiles=remaining)
         member = await self.members.by_id(redemption.member_id)
         assert member is not None and partner.clearing_account_id is not None
+        # Back to the account the hold drew on (a family pool) while it is open, else to the
+        # member who authorised the redemption.
+        source = (await self.ledger.get_hold(redemption.hold_id)).account_id
+        to_account = (source if await self.repo.account_open(source)
+                      else member.account_id)
         entry = await self.ledger.post(
             kind=EntryKind.REFUND, actor=Actor("partner", str(partner.id)),
             description=data.reason or f"{partner.name}: refund of order "
                                        f"{redemption.order_reference}",
             legs=[Leg(partner.clearing_account_id, Unit.MILES, -miles),
-                  Leg(member.account_id, Unit.MILES, miles)],
+                  Leg(to_account, Unit.MILES, miles)],
             details={"partnerId": partner.id, "redemptionId": redemption.id,
                      "holdId": redemption.hold_id,
                      "orderReference": redemption.order_reference},
