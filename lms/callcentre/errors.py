@@ -80,6 +80,12 @@ class MergeTargetClosed(Conflict):
     title = "The member to merge into is closed"
 
 
+class MergeFamilyPool(Conflict):
+    code = "merge_in_family_pool"
+    title = ("The duplicate is in a family pool; it leaves the pool first (taking its share "
+             "back, see docs/family-pools.md), then it can be merged")
+
+
 class MergePendingHolds(Conflict):
     code = "merge_pending_holds"
     title = ("The duplicate has pending holds; capture or void them (or let them expire) "

@@ -30,6 +30,7 @@ from lms.callcentre.errors import (
     MemberNotActive,
     MemberNotLocked,
     MergedElsewhere,
+    MergeFamilyPool,
     MergeIntoSelf,
     MergePendingHolds,
     MergeTargetClosed,
@@ -37,6 +38,8 @@ from lms.callcentre.errors import (
 from lms.callcentre.repository import CallCentreRepository
 from lms.callcentre.schemas import MemberStatusOut, MergeOut, MovedUnit, ReversalOut
 from lms.clock import utcnow
+from lms.db import raw_connection
+from lms.family.repository import FamilyRepository
 from lms.ledger.service import ALL_UNITS, Ledger, SystemAccounts
 from lms.ledger.types import EntryKind, Leg, Unit
 from lms.settings import Settings
@@ -112,6 +115,11 @@ class MemberOperations:
         if target.status == "closed":
             raise MergeTargetClosed()
         await self._no_pending_holds(duplicate)
+        # A pool member's miles are in the pool's account, credited by its membership row:
+        # merging around it would leave the membership (and its share) to a closed member.
+        if await FamilyRepository(await raw_connection(self.repo.session)
+                                  ).current_membership(duplicate.id) is not None:
+            raise MergeFamilyPool(field="cardNumber")
         status_before = duplicate.status
 
         balances = {b.unit: b for b in await self.ledger.balances(duplicate.account_id)}

@@ -35,6 +35,7 @@ from lms.callcentre.errors import (
     MemberNotActive,
     MemberNotLocked,
     MergedElsewhere,
+    MergeFamilyPool,
     MergeIntoSelf,
     MergePendingHolds,
     MergeTargetClosed,
@@ -243,7 +244,8 @@ class StaffMembersController(Controller):
           response_headers=REPLAYED_HEADER,
           responses=problems(*AUTH, ValidationFailed, MemberNotFound, MergeIntoSelf,
                              MergeTargetClosed, MemberClosed, MergedElsewhere,
-                             MergePendingHolds, InsufficientMiles, AccountClosed,
+                             MergePendingHolds, MergeFamilyPool, InsufficientMiles,
+                             AccountClosed,
                              *IDEMPOTENCY_PROBLEMS))
     async def merge(self, request: Request[Any, Any, Any], card: CardPath,
                     data: JSONBody[MergeRequest], state: State,

@@ -360,3 +360,18 @@ async def test_a_duplicate_in_debt_passes_its_debt_on(
     assert merged.status_code == 200, merged.text
     assert merged.json()["moved"] == [{"unit": "MILES", "amount": -600}]
     assert (await balances(client, target))["MILES"] == -400
+
+
+async def test_merge_is_refused_while_the_duplicate_is_in_a_family_pool(
+        client: httpx.AsyncClient, supervisor: dict[str, Any]) -> None:
+    duplicate, target = await new_member(client), await new_member(client)
+    created = await client.post("/v1/me/family", headers=bearer(duplicate["token"]) | idem())
+    assert created.status_code == 201, created.text
+    assert_problem(await merge(client, supervisor, duplicate["card"], target["card"]),
+                   409, "merge_in_family_pool")
+    left = await client.post("/v1/me/family/dissolve",
+                             headers=bearer(duplicate["token"]) | idem())
+    assert left.status_code == 200, left.text
+    merged = await merge(client, supervisor, duplicate["card"], target["card"])
+    assert merged.status_code == 200, merged.text
+
