@@ -25,6 +25,7 @@ from lms.callcentre.schemas import (
     TierChangeOut,
 )
 from lms.claims.service import claim_out
+from lms.family.service import FamilyService
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import Unit
 from lms.settings import Settings
@@ -39,6 +40,7 @@ class ProfileService:
         self.repo = CallCentreRepository(session)
         self.ledger = Ledger(session, system)
         self.members = MemberService(session, settings, system)
+        self.family = FamilyService(session, system)
         self.ctx = ctx
 
     async def member(self, card: str) -> Member:
@@ -85,6 +87,7 @@ class ProfileService:
                 limit=SECTION)],
             purchases=[PurchaseOut(**r._asdict())
                        for r in await self.repo.purchases(ids, SECTION)],
+            family_pool=await self.family.view(member.id),
             audit_trail=[audit_out(r) for r in await self.repo.audit_records(
                 actor_type=None, actor_id=None, action=None, target_type="member",
                 target_ids=list(merged.values()), since=None, until=None, before=NO_CURSOR,

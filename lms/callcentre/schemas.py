@@ -9,6 +9,7 @@ import msgspec
 
 from lms.accounts.schemas import StatementPage, UnitBalance
 from lms.claims.schemas import ClaimOut
+from lms.family.schemas import FamilyOut
 
 Comment = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
 CardNumber = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
@@ -177,9 +178,9 @@ class Member360(msgspec.Struct, rename="camel"):
     audit_trail: list[AuditOut]
     purchases: Annotated[list[PurchaseOut], msgspec.Meta(
         description="Purchases of miles and status, newest first")]
-    # Filled in when family pools exist in the programme.
-    family_pool: Annotated[dict[str, Any] | None, msgspec.Meta(
-        description="The member's family pool (not yet available in this programme)")] = None
+    family_pool: Annotated[FamilyOut | None, msgspec.Meta(
+        description="The member's role, family pool (balance, members and their "
+                    "contributions) and invitations waiting for an answer")] = None
 
 
 class ReasonCodeCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):

@@ -294,7 +294,8 @@ async def test_the_360_view(client: httpx.AsyncClient, agent: dict[str, Any],
     assert [c["claim"]["ticketNumber"] for c in view["claims"]] == [number]
     assert [a["amount"] for a in view["adjustments"]] == [100]
     assert {"adjustment.post"} <= {a["action"] for a in view["auditTrail"]}
-    assert view["familyPool"] is None and view["purchases"] == []
+    assert view["familyPool"] == {"role": None, "pool": None, "invitationsReceived": []}
+    assert view["purchases"] == []
 
     statement = await client.get(f"/v1/staff/members/{member['card']}/statement",
                                  params={"limit": 1}, headers=agent["headers"])
@@ -367,6 +368,12 @@ async def test_merge_is_refused_while_the_duplicate_is_in_a_family_pool(
     duplicate, target = await new_member(client), await new_member(client)
     created = await client.post("/v1/me/family", headers=bearer(duplicate["token"]) | idem())
     assert created.status_code == 201, created.text
+    view = await client.get(f"/v1/staff/members/{duplicate['card']}",
+                            headers=supervisor["headers"])
+    assert view.status_code == 200, view.text
+    family = view.json()["familyPool"]
+    assert family["role"] == "head" and family["pool"]["members"][0]["cardNumber"] == \
+        duplicate["card"]
     assert_problem(await merge(client, supervisor, duplicate["card"], target["card"]),
                    409, "merge_in_family_pool")
     left = await client.post("/v1/me/family/dissolve",
