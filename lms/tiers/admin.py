@@ -8,7 +8,6 @@ runs until the code's next version; the version in force on its first day ends t
 from __future__ import annotations
 
 import itertools
-import json
 from datetime import timedelta
 
 import msgspec
@@ -53,7 +52,7 @@ class TierRules:
         if not await self.repo.add_tier_version(values):
             raise RuleVersionExists(field="effectiveFrom")
         await self.repo.audit(actor, "tier.version_added", "tier", data.code,
-                              json.dumps(msgspec.to_builtins(data)))
+                              msgspec.to_builtins(data))
         [added] = [v for v in await self.tier_versions()
                    if v.code == data.code and v.effective_from == data.effective_from]
         return added
@@ -76,7 +75,7 @@ class TierRules:
         if not await self.repo.add_policy(data.name, data.value, data.effective_from):
             raise RuleVersionExists(field="effectiveFrom")
         await self.repo.audit(actor, "policy.version_added", "policy", data.name,
-                              json.dumps(msgspec.to_builtins(data)))
+                              msgspec.to_builtins(data))
         return PolicyOut(name=data.name, value=data.value, effective_from=data.effective_from)
 
 

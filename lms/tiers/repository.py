@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lms.audit.models import AuditRecord
 from lms.tiers.policy import Change, Progress, TierRule, Window
 
 EFFECTIVE_TIERS = text("""
@@ -371,13 +372,6 @@ INSERT INTO policy_settings (name, value, effective_from) VALUES (:name, :value,
 ON CONFLICT DO NOTHING RETURNING name
 """)
 
-AUDIT_RULE_CHANGE = text("""
-INSERT INTO audit_log (actor_type, actor_id, actor_role, action, target_type, target_id, after)
-VALUES (:actor_type, :actor_id, :actor_role, :action, :target_type, :target_id,
-        CAST(:after AS jsonb))
-""")
-
-
 class RulesRepository:
     """The tiers and policy_settings tables as versioned rules."""
 
@@ -411,8 +405,7 @@ class RulesRepository:
             INSERT_POLICY, {"name": name, "value": value, "at": at})).first() is not None
 
     async def audit(self, actor: tuple[str, str, str], action: str, target_type: str,
-                    target_id: str, after: str) -> None:
-        await self.session.execute(AUDIT_RULE_CHANGE, {
-            "actor_type": actor[0], "actor_id": actor[1], "actor_role": actor[2],
-            "action": action, "target_type": target_type, "target_id": target_id,
-            "after": after})
+                    target_id: str, after: dict[str, Any]) -> None:
+        await self.session.execute(insert(AuditRecord).values(
+            actor_type=actor[0], actor_id=actor[1], actor_role=actor[2], action=action,
+            target_type=target_type, target_id=target_id, after=after))
