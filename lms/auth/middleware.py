@@ -10,7 +10,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
-from lms.auth.service import AuthService
+from lms.auth.service import principal_for_token
 from lms.partners.keys import is_api_key
 from lms.partners.service import ApiKeyService, KeyCheck
 
@@ -27,10 +27,8 @@ class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
         if is_api_key(token):
             return await self.authenticate_partner(connection, token)
 
-        async def lookup(session: Any) -> Any:
-            return await AuthService(session, state.settings).principal_for(token)
-
-        principal = await state.db.transaction(lookup)
+        principal = await state.db.single_statement(
+            lambda conn: principal_for_token(conn, token))
         return AuthenticationResult(user=principal, auth=token)
 
     async def authenticate_partner(self, connection: ASGIConnection[Any, Any, Any, Any],
