@@ -349,7 +349,8 @@ def load_process(target: Target, mix: str, clients: int, seconds: float, start_a
 
 # ---------------------------------------------------------------------------------------------
 # CPU accounting from /proc (Linux): the server's processes and the PostgreSQL backends that
-# serve them (the pool's connections stay open, so their counters cover the phase).
+# serve them (the pools' connections stay open, so their counters cover the phase; the server
+# must run on this machine, PostgreSQL too for the backends' share).
 
 
 def process_cpu(pid: int) -> float:
@@ -378,10 +379,40 @@ def process_tree(root: int) -> list[int]:
     return found
 
 
-def backend_pids(url: str) -> list[int]:
+def local_ports(pids: list[int]) -> list[int]:
+    """The local TCP ports of the sockets these processes hold open."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            continue
+    ports = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                for line in f.readlines()[1:]:
+                    cols = line.split()
+                    if cols[9] in inodes:
+                        ports.append(int(cols[1].rsplit(":", 1)[1], 16))
+        except OSError:
+            continue
+    return ports
+
+
+def backend_pids(url: str, server_pids: list[int]) -> list[int]:
+    """The PostgreSQL backends serving the server's connections (by their client ports: other
+    clients of the same database, e.g. a ``lms ledger verify``, are not ours)."""
+    ports = local_ports(server_pids)
     with psycopg.connect(plain(url), autocommit=True) as conn:
-        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                            " AND application_name = 'lms' AND pid <> pg_backend_pid()")
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE client_port = ANY(%s)",
+                            (ports,))
         return [int(r[0]) for r in rows]
 
 
@@ -392,8 +423,9 @@ class CpuSnapshot:
 
     @classmethod
     def take(cls, server_pid: int, url: str) -> CpuSnapshot:
-        return cls({p: process_cpu(p) for p in process_tree(server_pid)},
-                   {p: process_cpu(p) for p in backend_pids(url)})
+        server = process_tree(server_pid)
+        return cls({p: process_cpu(p) for p in server},
+                   {p: process_cpu(p) for p in backend_pids(url, server)})
 
     def since(self, before: CpuSnapshot) -> tuple[float, float]:
         def used(now: dict[int, float], then: dict[int, float]) -> float:
@@ -462,10 +494,10 @@ def sample_members(url: str, n: int) -> list[tuple[int, str, str, str]]:
     with psycopg.connect(plain(url)) as conn:
         total = conn.execute("SELECT count(*) FROM members").fetchone()
         assert total is not None
-        # TABLESAMPLE reads a fraction of the pages instead of sorting the whole table.
+        # TABLESAMPLE SYSTEM reads a fraction of the pages instead of the whole table.
         percent = min(100.0, 100.0 * 3 * n / max(1, int(total[0])))
         rows = conn.execute(
-            "SELECT id, card_number, last_name, email FROM members TABLESAMPLE BERNOULLI (%s) "
+            "SELECT id, card_number, last_name, email FROM members TABLESAMPLE SYSTEM (%s) "
             "WHERE status = 'active'", (percent,)).fetchall()
     if len(rows) < 2:
         raise SystemExit("the database needs at least two active members "

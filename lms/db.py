@@ -201,9 +201,10 @@ class Database:
         """Run ``work`` on a bare connection outside any transaction block: every statement
         it sends commits by itself.
 
-        For work whose statements need not stand or fall together, such as an API key's
-        lookup and then its rate-limit counter: BEGIN and COMMIT around them would only add
-        two round trips and hold the counter's row lock for one more.
+        For work whose statements need not stand or fall together: reads (under READ
+        COMMITTED each statement sees its own snapshot inside a transaction as well), or an
+        API key's lookup and then its rate-limit counter. BEGIN and COMMIT around them would
+        only add two round trips, and hold the counter's row lock for one more.
         """
 
         async def once() -> T:
