@@ -45,6 +45,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -582,6 +583,32 @@ def run_phase(name: str, mix: str, args: argparse.Namespace, target: Target,
                  server_cpu, backend_cpu)
 
 
+def pgbench_with_cpu(url: str, clients: int, seconds: int, name: str) -> tuple[float, float]:
+    """pgbench's TPS, and the CPU its backends used (polled from /proc while they live: they
+    exit with pgbench)."""
+    seen: dict[int, float] = {}
+    done = threading.Event()
+
+    def poll() -> None:
+        with psycopg.connect(plain(url), autocommit=True) as conn:
+            while not done.is_set():
+                for (pid,) in conn.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,)):
+                    cpu = process_cpu(int(pid))
+                    if cpu:
+                        seen[int(pid)] = cpu
+                done.wait(0.25)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        tps = pgbench_tps(url, clients, seconds, name)
+    finally:
+        done.set()
+        poller.join()
+    return tps, sum(seen.values())
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return 0.0
@@ -669,10 +696,21 @@ def main() -> None:
           f"scale {args.pgbench_scale}", flush=True)
     pgbench_init(url, args.pgbench_scale, args.pgbench_database)
     try:
-        tps = pgbench_tps(url, args.clients, args.pgbench_seconds, args.pgbench_database)
+        tps, pg_cpu = pgbench_with_cpu(url, args.clients, args.pgbench_seconds,
+                                       args.pgbench_database)
     finally:
         pgbench_drop(url, args.pgbench_database)
     print(f"pgbench tpc-b tps {tps:.0f}")
+    transactions = tps * args.pgbench_seconds
+    print(f"cpu: pgbench's postgres backends {pg_cpu:.1f} s "
+          f"({transactions / max(pg_cpu, 1e-9):.0f} transactions per backend cpu-second)")
+    if "transfers" in results:
+        transfers = results["transfers"]
+        done = transfers.rate(SINGLE_TRANSFERS) * transfers.seconds
+        print(f"single transfers per postgres backend cpu-second "
+              f"{done / max(transfers.backend_cpu, 1e-9):.0f}, per server cpu-second "
+              f"{done / max(transfers.server_cpu, 1e-9):.0f} (a measure of cost that depends "
+              f"less on what else runs on the machine than the rates do)")
     if "reads" in results:
         reads = results["reads"]
         lat = sorted(reads.tallies["balance"].latencies) if "balance" in reads.tallies else []
