@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 from urllib.parse import quote
@@ -74,6 +74,14 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, InterfaceError | OperationalError) and sqlstate(exc) is None:
         return True
     return sqlstate(exc) in UNAVAILABLE_SQLSTATES
+
+
+def advisory_keys(ids: Iterable[int]) -> list[int]:
+    """The second keys of ``pg_advisory_xact_lock(int, int)`` for these row ids, in the order
+    to take them. A key is an int4 and ids are bigints: an id beyond int4 shares a key with a
+    smaller one (the lock covers both, never an error), and sorting the keys, not the ids, keeps
+    two transactions taking a shared key in one order, so that they queue, not deadlock."""
+    return sorted({i % 2**31 for i in ids})
 
 
 def to_async_url(url: str) -> str:

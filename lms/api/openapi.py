@@ -14,6 +14,11 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, 
 
 from lms.errors import LmsError
 
+# The largest id accepted in a path: a larger one is a validation error, not a query the
+# driver cannot send (ids are PostgreSQL bigints). Just under 2**63 - 1, so that the document,
+# which writes bounds as JSON numbers (doubles), states it exactly.
+MAX_ID = 2**63 - 1024
+
 
 class FieldError(msgspec.Struct):
     key: str

@@ -20,7 +20,7 @@ from lms.api.idempotency import (
     IdempotencyKeyHeader,
     idempotent,
 )
-from lms.api.openapi import problems
+from lms.api.openapi import MAX_ID, problems
 from lms.auth.guards import current_principal, requires
 from lms.auth.principal import Role
 from lms.callcentre.adjustments import AdjustmentService
@@ -84,8 +84,8 @@ AUTH = (Unauthorized, Forbidden)
 CardPath = Annotated[str, Parameter(max_length=32, description="The member's card number")]
 Cursor = Annotated[str | None, QueryParameter(max_length=300,
                                               description="nextCursor of the previous page")]
-AdjustmentId = Annotated[int, PathParameter(ge=1)]
-EntryId = Annotated[int, PathParameter(ge=1)]
+AdjustmentId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
+EntryId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
 Limit = Annotated[int, QueryParameter(ge=1, le=100)]
 Text = Annotated[str | None, QueryParameter(max_length=200)]
 

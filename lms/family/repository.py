@@ -14,6 +14,8 @@ from typing import Any
 
 import asyncpg
 
+from lms.db import advisory_keys
+
 # The first key of the two-key advisory locks that serialise one member's pool changes.
 ADVISORY_NAMESPACE = 0x46414D
 
@@ -167,9 +169,9 @@ class FamilyRepository:
     # -- members, pools, memberships -------------------------------------------------------
 
     async def lock_member_changes(self, member_ids: Sequence[int]) -> None:
-        for member_id in sorted(set(member_ids)):
+        for key in advisory_keys(member_ids):
             await self.conn.execute("SELECT pg_advisory_xact_lock($1::int, $2::int)",
-                                    ADVISORY_NAMESPACE, member_id)
+                                    ADVISORY_NAMESPACE, key)
 
     async def member(self, member_id: int) -> asyncpg.Record | None:
         row: asyncpg.Record | None = await self.conn.fetchrow(

@@ -15,7 +15,7 @@ from lms.api.idempotency import (
     IdempotencyKeyHeader,
     idempotent,
 )
-from lms.api.openapi import problems
+from lms.api.openapi import MAX_ID, problems
 from lms.auth.guards import current_principal, member_only
 from lms.errors import Forbidden, Unauthorized, ValidationFailed
 from lms.family.errors import (
@@ -44,8 +44,8 @@ from lms.family.service import FamilyService
 from lms.ledger.errors import InsufficientMiles
 
 AUTH = (Unauthorized, Forbidden)
-InvitationPath = Annotated[int, Parameter(ge=1, description="The invitation's id")]
-MemberPath = Annotated[int, Parameter(ge=1, description="The member's id")]
+InvitationPath = Annotated[int, Parameter(ge=1, le=MAX_ID, description="The invitation's id")]
+MemberPath = Annotated[int, Parameter(ge=1, le=MAX_ID, description="The member's id")]
 
 
 def family_service(session: AsyncSession, state: State) -> FamilyService:

@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from lms.db import advisory_keys
+
 # The first key of the two-key advisory locks under which a member's gifts are counted.
 ADVISORY_NAMESPACE = 0x474946
 
@@ -86,9 +88,9 @@ class GiftRepository:
     async def lock_members(self, member_ids: Sequence[int]) -> None:
         """Serialise the gifts of these members (in id order, so two gifts in opposite
         directions between the same two members queue instead of deadlocking)."""
-        for member_id in sorted(set(member_ids)):
+        for key in advisory_keys(member_ids):
             await self.conn.execute("SELECT pg_advisory_xact_lock($1::int, $2::int)",
-                                    ADVISORY_NAMESPACE, member_id)
+                                    ADVISORY_NAMESPACE, key)
 
     async def sent_since(self, member_id: int, day_start: datetime,
                          year_start: datetime) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from lms.api.idempotency import (
     IdempotencyKeyHeader,
     idempotent,
 )
-from lms.api.openapi import problems
+from lms.api.openapi import MAX_ID, problems
 from lms.auth.guards import current_principal, member_only, requires
 from lms.auth.principal import Role
 from lms.errors import Forbidden, Unauthorized, ValidationFailed
@@ -42,7 +42,7 @@ from lms.purchases.schemas import (
 )
 from lms.purchases.service import PurchaseService, new_reference
 
-PurchaseId = Annotated[int, Parameter(ge=1, description="The purchase's id")]
+PurchaseId = Annotated[int, Parameter(ge=1, le=MAX_ID, description="The purchase's id")]
 Limit = Annotated[int, QueryParameter(ge=1, le=200, description="At most this many, newest "
                                                                 "first")]
 

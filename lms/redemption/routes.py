@@ -17,7 +17,7 @@ from lms.api.idempotency import (
     IdempotencyKeyHeader,
     idempotent,
 )
-from lms.api.openapi import problems
+from lms.api.openapi import MAX_ID, problems
 from lms.auth.guards import current_principal, member_only, requires_scope
 from lms.auth.principal import Principal
 from lms.errors import Forbidden, Unauthorized, ValidationFailed
@@ -66,8 +66,9 @@ from lms.redemption.service import (
     check_member_code,
 )
 
-HoldPath = Annotated[int, Parameter(ge=1, description="The hold's id")]
-RedemptionPath = Annotated[int, Parameter(ge=1, description="The redemption's id")]
+HoldPath = Annotated[int, Parameter(ge=1, le=MAX_ID, description="The hold's id")]
+RedemptionPath = Annotated[int, Parameter(ge=1, le=MAX_ID,
+                                                description="The redemption's id")]
 OrderQuery = Annotated[str, QueryParameter(name="orderReference", min_length=1,
                                           max_length=100,
                                           description="The partner's order reference")]

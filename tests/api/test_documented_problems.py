@@ -13,10 +13,13 @@ from typing import Any
 
 import httpx
 
+from lms.api.openapi import MAX_ID
 from lms.api.problems import PROBLEM_JSON
-from lms.settings import PROJECT_ROOT
+from lms.db import Database
+from lms.settings import PROJECT_ROOT, Settings
 from tests.api.test_problems import assert_problem
 from tests.factories import bearer, register_member
+from tests.partners.support import admin_headers, issue_key, make_partner
 
 # The committed document (tests/test_openapi.py keeps it current): building it twice in one
 # process would draw its random examples differently.
@@ -89,3 +92,26 @@ async def test_a_body_that_is_not_json_is_the_documented_400(client: httpx.Async
     assert documented("POST", "/v1/auth/token", 400)["content"] == {
         PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     assert_fits_problem_schema(response.json())
+
+
+async def test_an_id_beyond_bigint_is_the_documented_422(client: httpx.AsyncClient,
+                                                         db: Database,
+                                                         settings: Settings) -> None:
+    """Found by fuzzing: an id no bigint column can hold reached the driver, which refused to
+    send it, and the request failed with 500."""
+    member = bearer((await register_member(client))["accessToken"])
+    admin = await admin_headers(db, settings)
+    partner = await make_partner(client, admin)
+    key = bearer(await issue_key(client, admin, partner["code"], ["redeem"]))
+    huge = 2**63
+    for template, name, headers in (
+            ("/v1/me/mile-purchases/{purchase_id}", "purchase_id", member),
+            ("/v1/me/status-purchases/{purchase_id}", "purchase_id", member),
+            ("/v1/partner/holds/{hold_id}", "hold_id", key),
+            ("/v1/partner/redemptions/{redemption_id}", "redemption_id", key),
+            ("/v1/staff/adjustments/{adjustment_id}", "adjustment_id", admin)):
+        path = template.replace("{" + name + "}", str(huge))
+        assert_problem(await client.get(path, headers=headers), 422, "validation_error")
+        [parameter] = [p for p in DOCUMENT["paths"][template]["get"]["parameters"]
+                       if p["name"] == name]
+        assert parameter["schema"]["maximum"] == MAX_ID < huge, template

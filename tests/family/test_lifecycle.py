@@ -204,3 +204,16 @@ async def test_a_locked_member_cannot_create_join_or_invite(
     await set_status(db, ben.id, "active")
     await set_status(db, head.id, "locked")
     problem(await invite(client, head, locked), 403, "member_locked")
+
+
+async def test_removing_an_id_beyond_int4_is_not_found_not_an_error(
+        client: httpx.AsyncClient, db: Database, system: SystemAccounts,
+        settings: Settings) -> None:
+    """Found by fuzzing: the per-member advisory lock took the id as an int4 key, and any
+    larger id (ids are bigints) made the request fail with 500."""
+    head = await make_member(db, system, settings)
+    await create_pool(client, head)
+    problem(await client.post(f"/v1/me/family/members/{2**31 + head.id}/remove",
+                              headers=head.key()), 404, "pool_member_not_found")
+    problem(await client.post(f"/v1/me/family/members/{2**63}/remove", headers=head.key()),
+            422, "validation_error")
