@@ -1,4 +1,5 @@
-"""The agent console at ``/console``: staff sign-in, member search and the member page.
+"""The agent console at ``/console``: staff sign-in and member search (the member page,
+adjustments, approvals and the audit log are in the ``console_*`` modules beside this one).
 
 Staff sign in with their lms.auth account (the same throttling as the API); the console is
 for agents, supervisors and admins. Reading and changing members goes through the domain
@@ -10,53 +11,26 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import PathParameter, QueryParameter
+from litestar.params import QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accounts.models import Member
-from lms.accounts.service import MemberService
-from lms.auth.principal import Role
 from lms.auth.service import AccountDisabled, AuthService, Verified
-from lms.claims.service import ClaimService
-from lms.errors import Forbidden, LmsError
-from lms.ledger.types import Unit
-from lms.tiers.service import TierService
+from lms.web.console_staff import CONSOLE_ROLES, NotConsoleRole, members, staff_signed_in
 from lms.web.context import (
     STAFF,
-    WebContext,
     context,
     local_path,
     page,
     redirect,
     session_cookie,
 )
-from lms.web.errors import SignInRequired
 from lms.web.forms import Form, read
-from lms.web.portal import CLAIM_STATUS, KIND_LABELS, kind_label, open_session, refusal_status
+from lms.web.portal import open_session, refusal_status
 from lms.web.service import WebSessionService
 
 Q = Annotated[str | None, QueryParameter(max_length=500)]
 NextQ = Annotated[str | None, QueryParameter(name="next", max_length=500)]
-FromQ = Annotated[str | None, QueryParameter(name="from", max_length=20)]
-CONSOLE_ROLES = frozenset({Role.AGENT, Role.SUPERVISOR, Role.ADMIN})
-RECENT_LINES = 20
-
-
-class NotConsoleRole(Forbidden):
-    code = "not_allowed"
-    title = "Your role does not use the agent console"
-
-
-def staff_signed_in(request: Request[Any, Any, Any]) -> WebContext:
-    ctx = context(request)
-    if ctx.session is None:
-        raise SignInRequired(next=request.url.path)
-    return ctx
-
-
-def members(session: AsyncSession, request: Request[Any, Any, Any]) -> MemberService:
-    state = request.app.state
-    return MemberService(session, state.settings, state.system_accounts)
 
 
 class ConsoleController(Controller):
@@ -140,28 +114,3 @@ class ConsoleController(Controller):
         service = members(session, request)
         member = await (service.by_email(query) if "@" in query else service.by_card(query))
         return [member] if member is not None else []
-
-    @get("/members/{member_id:int}", name="console.member")
-    async def member(self, request: Request[Any, Any, Any],
-                     member_id: Annotated[int, PathParameter()]) -> Response[Any]:
-        staff_signed_in(request)
-
-        async def work(session: AsyncSession) -> dict[str, Any]:
-            service = members(session, request)
-            member = await service.get(member_id)
-            return {
-                "member": member,
-                "balance": await service.balance(member_id),
-                "tier": await TierService(session).status(member_id),
-                "claims": await ClaimService(session).list(member_id),
-                "lines": (await service.statement(member_id, unit=Unit.MILES, cursor=None,
-                                                  limit=RECENT_LINES)).lines,
-            }
-
-        try:
-            view = await request.app.state.db.transaction(work)
-        except LmsError as exc:
-            return page(request, "error.html", status=refusal_status(exc),
-                        title=exc.title, code=exc.code)
-        return page(request, "console/member.html", statuses=CLAIM_STATUS,
-                    kinds=KIND_LABELS, kind_label=kind_label, **view)
