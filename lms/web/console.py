@@ -16,7 +16,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accounts.models import Member
 from lms.auth.service import AccountDisabled, AuthService, Verified
-from lms.web.console_staff import CONSOLE_ROLES, NotConsoleRole, members, staff_signed_in
+from lms.callcentre.audit import StaffContext
+from lms.callcentre.search import SEPARATORS, SearchQuery, SearchService
+from lms.errors import LmsError
+from lms.web.console_staff import (
+    CONSOLE_ROLES,
+    NotConsoleRole,
+    acting_staff,
+    console_message,
+    members,
+    staff_signed_in,
+)
 from lms.web.context import (
     STAFF,
     context,
@@ -31,6 +41,7 @@ from lms.web.service import WebSessionService
 
 Q = Annotated[str | None, QueryParameter(max_length=500)]
 NextQ = Annotated[str | None, QueryParameter(name="next", max_length=500)]
+FOUND = 20
 
 
 class ConsoleController(Controller):
@@ -101,16 +112,44 @@ class ConsoleController(Controller):
     async def home(self, request: Request[Any, Any, Any],
                    q: Annotated[str | None, QueryParameter(max_length=320)] = None
                    ) -> Response[Any]:
-        staff_signed_in(request)
-        query = (q or "").strip()
+        staff = acting_staff(request)
+        query = " ".join((q or "").split())
         found: list[Member] = []
+        problem = None
+        status = 200
         if query:
-            found = await request.app.state.db.transaction(
-                lambda s: self.search(s, request, query))
-        return page(request, "console/home.html", q=query, found=found)
+            try:
+                found = await request.app.state.db.transaction(
+                    lambda s: find_members(s, request, staff, query))
+            except LmsError as exc:
+                problem = console_message(exc)
+                status = refusal_status(exc)
+        return page(request, "console/home.html", status=status, q=query, found=found,
+                    problem=problem, limit=FOUND)
 
-    async def search(self, session: AsyncSession, request: Request[Any, Any, Any],
-                     query: str) -> list[Member]:
-        service = members(session, request)
-        member = await (service.by_email(query) if "@" in query else service.by_card(query))
-        return [member] if member is not None else []
+
+async def find_members(session: AsyncSession, request: Request[Any, Any, Any],
+                       staff: StaffContext, text: str) -> list[Member]:
+    """What the agent typed, read as the caller would give it: an e-mail; a number (a card,
+    else a ticket, or a phone number with its country code); otherwise a name ("Ada
+    Lovelace", "Lovelace, Ada" or a last-name prefix). Each search is the call centre's
+    SearchService, so each is in the audit log."""
+    compact = SEPARATORS.sub("", text)
+    if "@" in text:
+        queries = [SearchQuery(email=text)]
+    elif compact.startswith("+") and compact[1:].isdigit():
+        queries = [SearchQuery(phone=text)]
+    elif compact.isdigit():
+        queries = [SearchQuery(card_number=text), SearchQuery(ticket_number=text)]
+        if compact.startswith("00"):
+            queries.append(SearchQuery(phone=text))
+    else:
+        queries = [SearchQuery(name=text)]
+    service = SearchService(session, staff)
+    by_card = members(session, request).by_card
+    for query in queries:
+        hits = (await service.search(query, cursor=None, limit=FOUND)).items
+        if hits:
+            found = [await by_card(h.card_number) for h in hits]
+            return [m for m in found if m is not None]
+    return []
