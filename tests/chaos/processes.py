@@ -3,6 +3,7 @@ group of its own so that SIGKILL takes every process it started (uvicorn, Celery
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -57,10 +58,8 @@ class Process:
     def kill(self) -> None:
         """SIGKILL to the whole group: no handler runs, nothing is flushed or acknowledged."""
         assert self.proc is not None
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait()
         self.kills += 1
 
@@ -125,3 +124,10 @@ class WorkerProcess(Process):
                 raise RuntimeError(f"lms worker not ready in {START_TIMEOUT}s:\n"
                                    f"{self.output()}")
             time.sleep(0.1)
+
+
+def ledger_verify(env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """``lms ledger verify`` against the database of ``env``: exit 0 when every invariant
+    holds."""
+    return subprocess.run([sys.executable, "-m", "lms.cli", "ledger", "verify"], env=env,
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180)

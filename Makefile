@@ -1,0 +1,14 @@
+# Larger runs of the marked parts of the test suite; CI runs them with small budgets through
+# `./dev test`. Sizes come from the environment: `make chaos CHAOS_REQUESTS=2000`.
+
+CHAOS_REQUESTS ?= 600
+CHAOS_CLIENTS ?= 12
+CHAOS_KILLS ?= 4
+CHAOS_DB_RESTARTS ?= 6
+CHAOS_HOLDS ?= 200
+CHAOS_WEBHOOKS ?= 10
+export CHAOS_REQUESTS CHAOS_CLIENTS CHAOS_KILLS CHAOS_DB_RESTARTS CHAOS_HOLDS CHAOS_WEBHOOKS
+
+.PHONY: chaos
+chaos:
+	./dev test -m chaos -p no:cacheprovider -s tests/chaos
