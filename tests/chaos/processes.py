@@ -108,9 +108,11 @@ class ApiServer(Process):
 class WorkerProcess(Process):
     """``lms worker`` without the scheduler, consuming one queue of its own."""
 
-    def __init__(self, env: Mapping[str, str], log: Path, queue: str) -> None:
+    def __init__(self, env: Mapping[str, str], log: Path, queue: str, *,
+                 concurrency: int = 1) -> None:
         self.queue = queue
-        super().__init__(["worker", "--no-beat", "--concurrency=1", f"--queues={queue}",
+        super().__init__(["worker", "--no-beat", f"--concurrency={concurrency}",
+                          f"--queues={queue}",
                           f"--hostname={queue}@%h", "--loglevel=INFO"], env, log)
 
     def start_and_wait(self) -> None:
