@@ -248,6 +248,21 @@ async def run_with(load: Load, operations_each: int, seed: int,
     await asyncio.gather(load.run(operations_each, seed), fault())
 
 
+async def replay_all(load: Load) -> list[str]:
+    """Send every answered request once more with its key and body: each must be replayed
+    with the first answer (the stored answers outlived the faults) and change nothing. The
+    differences, if any."""
+    wrong = []
+    for call in load.tally.calls:
+        assert call.answer is not None
+        again = await load.http.request(call.method, call.path, json=call.body,
+                                        headers=call.headers, timeout=REQUEST_TIMEOUT)
+        if (again.status_code, again.headers.get("Idempotency-Replayed")) != (
+                call.answer.status_code, "true") or again.json() != call.answer.json():
+            wrong.append(f"{call.kind} {call.path}: {again.status_code} {again.text[:200]}")
+    return wrong
+
+
 async def rows(db: Database, sql: str, **params: Any) -> list[Any]:
     async with db.engine.connect() as conn:
         return list(await conn.execute(text(sql), params))

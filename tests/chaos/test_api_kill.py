@@ -20,7 +20,14 @@ import pytest
 
 from lms.db import Database
 from lms.settings import Settings
-from tests.chaos.load import Faults, Load, assert_applied_exactly_once, budget, build_programme
+from tests.chaos.load import (
+    Faults,
+    Load,
+    assert_applied_exactly_once,
+    budget,
+    build_programme,
+    replay_all,
+)
 from tests.chaos.processes import ApiServer, ledger_verify, lms_env
 from tests.conftest import SHARDS, violations
 from tests.partners.support import admin_headers
@@ -68,7 +75,9 @@ async def test_killed_api_loses_nothing_and_applies_nothing_twice(
     async with httpx.AsyncClient(base_url=server.base) as http:
         load = Load(http, programme, faults, retry_no_answer=True, retry_unavailable=False)
         await asyncio.gather(load.run(each, seed=1), killer())
-    elapsed = time.monotonic() - began
+        elapsed = time.monotonic() - began
+        # The answers were stored with the work, before the kills: every one replays.
+        assert await replay_all(load) == []
     tally = load.tally
 
     assert server.kills == kills
