@@ -125,8 +125,10 @@ async def test_postgres_restarts_answer_503_and_the_api_recovers_by_itself(
     assert await violations(private_db) == []
     verify = await asyncio.to_thread(ledger_verify, server.env)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+    # The app logs every 500 it answers; asyncpg's own warnings while the server was down
+    # (its pool retrying its minimum of connections) are expected.
     log = server.output()
-    assert "Traceback" not in log and "internal_error" not in log, log[-5000:]
+    assert "unhandled error" not in log and "http error 5" not in log, log[-5000:]
     print(f"\nchaos postgres-restart: {len(tally.calls)} requests ({tally.sent} sent) from "
           f"{clients} clients, faults {', '.join(done)}, {tally.unavailable} answered 503 "
           f"and retried, {tally.replayed} replayed, slowest answer {tally.slowest:.2f}s, "
