@@ -30,7 +30,12 @@ from lms.family.errors import (
     PoolMemberNotFound,
 )
 from lms.ledger.errors import HoldNotFound, HoldNotPending
-from lms.partners.errors import AccrualNotFound, ReversalExceedsAccrual
+from lms.partners.errors import (
+    AccrualNotFound,
+    IpNotAllowed,
+    PartnerSuspended,
+    ReversalExceedsAccrual,
+)
 from lms.payments.errors import WebhookSignatureInvalid
 from lms.purchases.errors import PurchaseNotFound
 from lms.redemption.errors import RedemptionNotFound, RefundExceedsCapture
@@ -46,6 +51,7 @@ from tests.api.authz_world import (
     MARKETER,
     MEMBER_A,
     MEMBER_B,
+    MERGED_MEMBER,
     PARTNER_X,
     PARTNER_Y,
     PRINCIPALS,
@@ -53,6 +59,8 @@ from tests.api.authz_world import (
     REVOKED_KEY,
     STAFF,
     SUPERVISOR,
+    SUSPENDED,
+    WRONG_ADDRESS,
 )
 
 ALLOWED, REFUSED_401, REFUSED_403, REFUSED_404 = "allowed", "401", "403", "404"
@@ -77,7 +85,9 @@ class Outcome:
             text += f" without `{self.hides}`"
         if self.code == "insufficient_scope":
             text += " scope"
-        elif self.code and self.kind in (ALLOWED, REFUSED_404) and self.code != "validation_error":
+        elif self.code in ("partner_suspended", "ip_not_allowed") or (
+                self.code and self.kind in (ALLOWED, REFUSED_404)
+                and self.code != "validation_error"):
             text += f" `{self.code}`"
         return f"**{text}**" if self.kind == ALLOWED else text
 
@@ -101,9 +111,9 @@ NO_SCOPE = refused(InsufficientScope)
 NO_PASS = refused(PassUnauthorized)
 
 # Who sends no valid bearer token: the anonymous, PassKit devices (their Authorization is an
-# ApplePass token), the payment provider (an HMAC signature), a made-up token and a revoked
-# API key.
-BEARERLESS = (ANONYMOUS, DEVICE_A, DEVICE_B, PROVIDER, BAD_TOKEN, REVOKED_KEY)
+# ApplePass token), the payment provider (an HMAC signature), a made-up token, a revoked API
+# key and the token of a membership closed since.
+BEARERLESS = (ANONYMOUS, DEVICE_A, DEVICE_B, PROVIDER, BAD_TOKEN, REVOKED_KEY, MERGED_MEMBER)
 CALL_CENTRE = (AGENT, SUPERVISOR, ADMIN)
 SUPERVISORS = (SUPERVISOR, ADMIN)
 
@@ -173,8 +183,17 @@ class Row:
         return self.body
 
 
+# An API key refused for its partner's state or its address is refused by the authentication
+# middleware, on every endpoint behind it (public ones included), before any guard.
+KEY_REFUSALS = {SUSPENDED: refused(PartnerSuspended), WRONG_ADDRESS: refused(IpNotAllowed)}
+# What the middleware leaves alone: probes, and what authenticates by other means.
+OUTSIDE_BEARER_AUTH = ("/health", "/ready", "/v1/payments/webhook", "/v1/passkit/")
+
+
 def row(method: str, path: str, expect: Mapping[str, Outcome], sends: str = "",
         **options: Any) -> Row:
+    if not path.startswith(OUTSIDE_BEARER_AUTH):
+        expect = {**expect, **KEY_REFUSALS}
     return Row(method, path, expect, sends, **options)
 
 
@@ -394,7 +413,9 @@ ROWS: tuple[Row, ...] = (
         body={}, idempotency_key=True),
 )
 
-SHORT = {BAD_TOKEN: "bad token", REVOKED_KEY: "revoked key",
+SHORT = {BAD_TOKEN: "bad token", REVOKED_KEY: "revoked key", MERGED_MEMBER: "merged",
+         SUSPENDED: "susp.",
+         WRONG_ADDRESS: "off net",
          ANONYMOUS: "anon", MEMBER_A: "mem A", MEMBER_B: "mem B", PARTNER_X: "ptn X",
          PARTNER_Y: "ptn Y", FEED: "feed", AGENT: "agent", SUPERVISOR: "super",
          MARKETER: "mkt", ADMIN: "admin", DEVICE_A: "dev A", DEVICE_B: "dev B",
@@ -424,13 +445,18 @@ way round, and when this page is not the table (regenerate it with
 - **dev A**, **dev B**: PassKit devices holding member A's / member B's Apple pass, sending
   `Authorization: ApplePass <the pass's token>`.
 - **provider**: the payment provider, signing the body (`LMS-Signature`), no Authorization.
-- **bad token**: a made-up bearer token; **revoked key**: an API key of X's, revoked.
+- **bad token**: a made-up bearer token; **revoked key**: an API key of X's, revoked;
+  **merged**: the access token of a member merged since into another membership (closed).
+- **susp.**: the API key of a partner whose contract is suspended; **off net**: a key of X's
+  whose IP allow-list (203.0.113.0/24) does not hold the caller's address. Both are refused by
+  the authentication middleware on every endpoint behind it, public ones included.
 
 The world (tests/api/authz_world.py): A and B each head a family pool whose miles are held at a
 partner; A has a pending invitation from B's pool and one she declined from a third pool; at
 partner X, A has a pending hold, a voided hold, a captured hold (a redemption) and an accrual;
 the feed credited a flight of A's; A has a mile purchase and a status purchase, a gift sent to
-B and a claim; the supervisor made an adjustment of A's; A's pass is registered on a device.
+B and a claim; the supervisor made an adjustment of A's; A's pass is registered on a device;
+a duplicate membership was merged into another after signing in.
 
 ## Reading a cell
 
@@ -443,7 +469,8 @@ B and a claim; the supervisor made an adjustment of A's; A's pass is registered 
 - 401: no valid credentials for this endpoint: `unauthorized`; on the PassKit endpoints
   `pass_unauthorized`; on the payment webhook `webhook_signature_invalid`.
 - 403: authenticated, but the role may not (`forbidden`); 403 scope: the API key lacks the
-  scope (`insufficient_scope`).
+  scope (`insufficient_scope`); 403 `partner_suspended`, 403 `ip_not_allowed`: the key is
+  refused whatever the endpoint.
 - 404 `code`: the endpoint is the caller's to use, but the resource is not theirs: the same
   answer as for an id that does not exist, and never its data.
 
