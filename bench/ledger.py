@@ -8,6 +8,14 @@ outbox events, commit), 32 concurrent asyncio tasks, one transaction per transfe
 is pgbench's built-in TPC-B-like script with as many clients, run before and after ours; the
 ratio is against their mean. The last line is ``ratio <x>``.
 
+Both sides start from the same state: ``pgbench -i`` ends with VACUUM ANALYZE of its tables,
+so the bench does the same to the ledger's tables after funding the members (the CI server
+runs with autovacuum off, conf.d/90-ci.conf: without it the ledger's plans were made on
+tables never analyzed). Each phase prints the checkpoints
+the server ran during it and the load average: a checkpoint makes the next write of every
+page a full-page image in the WAL, which costs pgbench's random updates over 3.2 million
+accounts (410 MB at scale 32, more than shared_buffers) far more than the ledger's appends.
+
 The server is LMS_BENCH_DATABASE_URL, else LMS_TEST_DATABASE_URL, else the embedded PostgreSQL.
 """
 
@@ -88,6 +96,23 @@ def pgbench_binary() -> str:
     if candidate.exists():
         return str(candidate)
     raise SystemExit("pgbench not found")
+
+
+def vacuum_analyze(url: str) -> None:
+    with psycopg.connect(plain(url), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+
+
+def checkpoints(url: str) -> int:
+    with psycopg.connect(plain(url), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter").fetchone()
+    return int(row[0]) if row else 0
+
+
+def environment(url: str, since: int) -> str:
+    return (f"checkpoints {checkpoints(url) - since}, "
+            f"load {os.getloadavg()[0]:.1f}")
 
 
 def run_pgbench(url: str, clients: int, seconds: int, scale: int) -> float:
@@ -200,17 +225,26 @@ async def bench(args: argparse.Namespace) -> None:
     try:
         print(f"setting up {args.members} funded member accounts ...", flush=True)
         _, accounts = await setup(db, args.members, 1_000_000)
+        if args.vacuum:
+            vacuum_analyze(url)
         print(f"pgbench (before): {args.tasks} clients, {args.seconds}s, scale {args.scale}",
               flush=True)
+        mark = checkpoints(base)
         tps_before = await asyncio.to_thread(run_pgbench, base, args.tasks, args.seconds,
                                              args.scale)
-        print(f"  tps {tps_before:.0f}", flush=True)
+        print(f"  tps {tps_before:.0f} ({environment(base, mark)}, pgbench -i included)",
+              flush=True)
+        mark = checkpoints(base)
         count, latencies, refused = await run_parallel(url, accounts, args.tasks,
                                                        args.processes, args.seconds,
                                                        args.explicit_transactions)
+        print(f"ledger: transfers/s {count / args.seconds:.0f} ({environment(base, mark)})",
+              flush=True)
+        mark = checkpoints(base)
         tps_after = await asyncio.to_thread(run_pgbench, base, args.tasks, args.seconds,
                                             args.scale)
-        print(f"pgbench (after): tps {tps_after:.0f}", flush=True)
+        print(f"pgbench (after): tps {tps_after:.0f} ({environment(base, mark)}, "
+              "pgbench -i included)", flush=True)
         async with db.engine.connect() as conn:
             problems = await verify(conn)
     finally:
@@ -240,6 +274,9 @@ def main() -> None:
                         help="BEGIN/COMMIT around each transfer (3 round trips, not 1)")
     parser.add_argument("--processes", type=int, default=2,
                         help="load processes sharing the tasks, like API processes")
+    parser.add_argument("--no-vacuum", dest="vacuum", action="store_false",
+                        help="skip the VACUUM ANALYZE after set-up (how runs before "
+                             "2026-11-24 01:00 were made)")
     parser.add_argument("--scale", type=int, default=32,
                         help="pgbench scale factor (>= clients, as pgbench advises)")
     # uvloop, as under uvicorn in production: the stock event loop costs ~3x the CPU per
