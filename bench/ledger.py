@@ -2,19 +2,20 @@
 
     uv run python bench/ledger.py [--seconds 20] [--tasks 32] [--members 10000]
 
-Single transfers member -> member through the service layer (``Database.transaction`` +
+Single transfers member -> member through the service layer (``Database.single_statement`` +
 ``Ledger.transfer``: lock, check, entry, postings, balances, lot consumption and a new lot, the
 outbox events, commit), 32 concurrent asyncio tasks, one transaction per transfer. The baseline
-is pgbench's built-in TPC-B-like script with as many clients, run before and after ours; the
-ratio is against their mean. The last line is ``ratio <x>``.
+is pgbench's built-in TPC-B-like script with as many clients, run before and after ours
+(``--rounds N``: N ledger phases, each followed by pgbench); the ratio is against their mean.
+The last line is ``ratio <x>``.
 
 Both sides start from the same state: ``pgbench -i`` ends with VACUUM ANALYZE of its tables,
 so the bench does the same to the ledger's tables after funding the members (the CI server
 runs with autovacuum off, conf.d/90-ci.conf: without it the ledger's plans were made on
-tables never analyzed). Each phase prints the checkpoints
-the server ran during it and the load average: a checkpoint makes the next write of every
-page a full-page image in the WAL, which costs pgbench's random updates over 3.2 million
-accounts (410 MB at scale 32, more than shared_buffers) far more than the ledger's appends.
+tables never analyzed). Each phase prints the checkpoints the server ran during it and the
+load average, the two things seen to move pgbench most on a shared server: at scale 32 its
+accounts (about 480 MB with their index) do not fit in shared_buffers (128 MB here), and
+after each checkpoint its random updates write full-page images into the WAL.
 
 The server is LMS_BENCH_DATABASE_URL, else LMS_TEST_DATABASE_URL, else the embedded PostgreSQL.
 """
@@ -227,41 +228,48 @@ async def bench(args: argparse.Namespace) -> None:
         _, accounts = await setup(db, args.members, 1_000_000)
         if args.vacuum:
             vacuum_analyze(url)
-        print(f"pgbench (before): {args.tasks} clients, {args.seconds}s, scale {args.scale}",
+        print(f"pgbench: {args.tasks} clients, {args.seconds}s, scale {args.scale}; "
+              f"{args.rounds} round(s) of ledger then pgbench after a first pgbench",
               flush=True)
-        mark = checkpoints(base)
-        tps_before = await asyncio.to_thread(run_pgbench, base, args.tasks, args.seconds,
-                                             args.scale)
-        print(f"  tps {tps_before:.0f} ({environment(base, mark)}, pgbench -i included)",
-              flush=True)
-        mark = checkpoints(base)
-        count, latencies, refused = await run_parallel(url, accounts, args.tasks,
-                                                       args.processes, args.seconds,
-                                                       args.explicit_transactions)
-        print(f"ledger: transfers/s {count / args.seconds:.0f} ({environment(base, mark)})",
-              flush=True)
-        mark = checkpoints(base)
-        tps_after = await asyncio.to_thread(run_pgbench, base, args.tasks, args.seconds,
-                                            args.scale)
-        print(f"pgbench (after): tps {tps_after:.0f} ({environment(base, mark)}, "
-              "pgbench -i included)", flush=True)
+        tps = [await pgbench_phase(base, args, "pgbench (before)")]
+        count, latencies, refused = 0, [], 0
+        for _ in range(args.rounds):
+            mark = checkpoints(base)
+            n, lat, ref = await run_parallel(url, accounts, args.tasks, args.processes,
+                                             args.seconds, args.explicit_transactions)
+            count, refused = count + n, refused + ref
+            latencies.extend(lat)
+            print(f"ledger: transfers/s {n / args.seconds:.0f} ({environment(base, mark)})",
+                  flush=True)
+            tps.append(await pgbench_phase(base, args, "pgbench"))
         async with db.engine.connect() as conn:
             problems = await verify(conn)
     finally:
         await db.dispose()
 
     latencies.sort()
-    rate = count / args.seconds
-    baseline = (tps_before + tps_after) / 2
+    seconds = args.seconds * args.rounds
+    rate = count / seconds
+    # Each ledger phase sits between two pgbench phases: the baseline is their mean, with
+    # the first and last counted half, like the before/after mean of a single round.
+    baseline = (sum(tps) - (tps[0] + tps[-1]) / 2) / args.rounds
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
-    print(f"ledger transfers: {count} in {args.seconds}s with {args.tasks} tasks in "
+    print(f"ledger transfers: {count} in {seconds}s with {args.tasks} tasks in "
           f"{args.processes} processes "
           f"({refused} refused for insufficient miles)")
     print(f"transfers/s {rate:.0f}  p50 {p50:.1f} ms  p99 {p99:.1f} ms")
-    print(f"pgbench tpc-b tps {baseline:.0f} (mean of {tps_before:.0f} and {tps_after:.0f})")
+    print(f"pgbench tpc-b tps {baseline:.0f} (phases: {', '.join(f'{t:.0f}' for t in tps)})")
     print(f"ledger verify: {'clean' if not problems else f'{len(problems)} violations'}")
     print(f"ratio {rate / baseline:.2f}")
+
+
+async def pgbench_phase(base: str, args: argparse.Namespace, label: str) -> float:
+    mark = checkpoints(base)
+    tps = await asyncio.to_thread(run_pgbench, base, args.tasks, args.seconds, args.scale)
+    print(f"{label}: tps {tps:.0f} ({environment(base, mark)}, pgbench -i included)",
+          flush=True)
+    return tps
 
 
 def main() -> None:
@@ -274,6 +282,9 @@ def main() -> None:
                         help="BEGIN/COMMIT around each transfer (3 round trips, not 1)")
     parser.add_argument("--processes", type=int, default=2,
                         help="load processes sharing the tasks, like API processes")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="ledger phases, each followed by a pgbench phase (the load of "
+                             "a shared machine moves between phases: more rounds, steadier)")
     parser.add_argument("--no-vacuum", dest="vacuum", action="store_false",
                         help="skip the VACUUM ANALYZE after set-up (how runs before "
                              "2026-11-24 01:00 were made)")
