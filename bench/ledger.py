@@ -53,6 +53,9 @@ from lms.ledger.verify import verify
 from lms.settings import PROJECT_ROOT
 
 ACTOR = Actor("system", "bench")
+# Per run: two runs on one shared server must not drop each other's databases.
+LEDGER_DB = f"lms_bench_ledger_{os.getpid()}"
+PGBENCH_DB = f"lms_bench_pgbench_{os.getpid()}"
 SHARDS = 16
 
 
@@ -99,6 +102,11 @@ def pgbench_binary() -> str:
     raise SystemExit("pgbench not found")
 
 
+def drop(url: str, name: str) -> None:
+    with psycopg.connect(database(url, "postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def vacuum_analyze(url: str) -> None:
     with psycopg.connect(plain(url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
@@ -117,7 +125,7 @@ def environment(url: str, since: int) -> str:
 
 
 def run_pgbench(url: str, clients: int, seconds: int, scale: int) -> float:
-    name = "lms_bench_pgbench"
+    name = PGBENCH_DB
     recreate(url, name)
     args = pgbench_args(url)
     subprocess.run([pgbench_binary(), *args, "-i", "-q", "-s", str(scale), name], check=True,
@@ -220,7 +228,7 @@ async def run_parallel(url: str, accounts: list[int], tasks: int, processes: int
 
 async def bench(args: argparse.Namespace) -> None:
     base = server_url()
-    url = recreate(base, "lms_bench")
+    url = recreate(base, LEDGER_DB)
     migrate.upgrade(url)
     db = Database(url, pool_size=args.tasks, max_overflow=0)
     try:
@@ -246,6 +254,8 @@ async def bench(args: argparse.Namespace) -> None:
             problems = await verify(conn)
     finally:
         await db.dispose()
+        drop(base, LEDGER_DB)
+        drop(base, PGBENCH_DB)
 
     latencies.sort()
     seconds = args.seconds * args.rounds
