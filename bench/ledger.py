@@ -15,7 +15,10 @@ runs with autovacuum off, conf.d/90-ci.conf: without it the ledger's plans were 
 tables never analyzed). Each phase prints the checkpoints the server ran during it and the
 load average, the two things seen to move pgbench most on a shared server: at scale 32 its
 accounts (about 480 MB with their index) do not fit in shared_buffers (128 MB here), and
-after each checkpoint its random updates write full-page images into the WAL.
+after each checkpoint its random updates write full-page images into the WAL. Every DROP
+DATABASE forces a checkpoint, so test suites sharing the server (each drops its databases)
+set the pace; pgbench always started right after one (its database is re-created), and now
+each ledger phase does too.
 
 The server is LMS_BENCH_DATABASE_URL, else LMS_TEST_DATABASE_URL, else the embedded PostgreSQL.
 """
@@ -110,6 +113,13 @@ def drop(url: str, name: str) -> None:
 def vacuum_analyze(url: str) -> None:
     with psycopg.connect(plain(url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
+
+
+def checkpoint(url: str) -> None:
+    """Each phase starts right after a checkpoint, as pgbench's always did (its database is
+    dropped and re-created first, and DROP DATABASE forces a checkpoint)."""
+    with psycopg.connect(plain(url), autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
 
 
 def checkpoints(url: str) -> int:
@@ -242,6 +252,7 @@ async def bench(args: argparse.Namespace) -> None:
         tps = [await pgbench_phase(base, args, "pgbench (before)")]
         count, latencies, refused = 0, [], 0
         for _ in range(args.rounds):
+            checkpoint(base)
             mark = checkpoints(base)
             n, lat, ref = await run_parallel(url, accounts, args.tasks, args.processes,
                                              args.seconds, args.explicit_transactions)
