@@ -9,7 +9,8 @@ from litestar.datastructures import State
 from litestar.params import JSONBody
 
 from lms.api.openapi import problems
-from lms.auth.guards import authenticated, current_principal, staff_any
+from lms.auth.guards import current_principal, requires, staff_any
+from lms.auth.principal import STAFF_ROLES, Role
 from lms.auth.schemas import StaffOut, TokenRequest, TokenResponse
 from lms.auth.service import (
     AccountDisabled,
@@ -31,11 +32,13 @@ def token_response(attempt: SignIn) -> TokenResponse:
 class SessionController(Controller):
     path = "/auth"
     tags = ["auth"]
-    guards = [authenticated]
+    # Access tokens only: a partner's API key is not signed out here (it is revoked by an
+    # admin), so a partner calling this must not be told it was.
+    guards = [requires(Role.MEMBER, *STAFF_ROLES)]
 
     @post("/logout", operation_id="logout", status_code=204,
           summary="Revoke the access token of this request (members and staff)",
-          responses=problems(Unauthorized))
+          responses=problems(Unauthorized, Forbidden))
     async def logout(self, request: Request[Any, Any, Any], state: State) -> None:
         token: str = request.auth
         await state.db.transaction(lambda s: AuthService(s, state.settings).revoke(token))

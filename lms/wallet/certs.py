@@ -173,3 +173,30 @@ def write(path: Path, data: bytes, *, secret: bool = False) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
+
+
+@dataclass(frozen=True, slots=True)
+class WalletReadiness:
+    """Whether this server can sign Apple passes and Google save links at all."""
+
+    apple: bool
+    google: bool
+
+
+def readiness(settings: Settings) -> WalletReadiness:
+    """The keys and certificates that ``apple_signing`` and ``google_account`` would use,
+    checked for being there and readable (the development set is made when none is
+    configured, as the first pass served would). A wallet that cannot sign is simply not
+    offered: the member portal shows no button rather than an error page."""
+    try:
+        signing = apple_signing(settings)
+        apple = all(path.is_file() and os.access(path, os.R_OK) for path in
+                    (signing.certificate, signing.key, signing.wwdr_certificate))
+    except (OSError, ValueError):
+        apple = False
+    try:
+        google_account(settings)
+        google = True
+    except (OSError, ValueError, KeyError):
+        google = False
+    return WalletReadiness(apple, google)

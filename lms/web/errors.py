@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lms.errors import Forbidden, LmsError, ValidationFailed
+from lms.errors import Forbidden, LmsError, ServiceUnavailable, ValidationFailed
 
 
 class CsrfRefused(Forbidden):
@@ -21,3 +21,8 @@ class SignInRequired(LmsError):
 class ResetLinkInvalid(ValidationFailed):
     code = "reset_link_invalid"
     title = "This password-reset link is not valid any more; ask for a new one"
+
+
+class WalletUnavailable(ServiceUnavailable):
+    code = "wallet_unavailable"
+    title = "Wallet cards cannot be issued at the moment"

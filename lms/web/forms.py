@@ -39,6 +39,28 @@ MESSAGES: dict[str, str] = {
     "member_not_found": N_("Member not found."),
     "member_locked": N_("Your account is locked; this is not possible now."),
     "insufficient_miles": N_("Not enough miles for this."),
+    "gift_recipient_not_found": N_("No member with this card number and last name."),
+    "gift_to_self": N_("You cannot give miles to yourself."),
+    "gift_recipient_not_active": N_("This member cannot receive gifts."),
+    "already_in_pool": N_("Already in a family pool."),
+    "not_in_pool": N_("You are not in a family pool."),
+    "not_pool_head": N_("Only the head of the family pool may do this."),
+    "head_cannot_leave": N_("The head cannot leave the pool; dissolve it instead."),
+    "family_cooling_off": N_("You left a family pool recently; you can create or join one "
+                             "again after the waiting period."),
+    "pool_full": N_("The family pool is full."),
+    "invitation_not_found": N_("This invitation does not exist."),
+    "invitation_not_pending": N_("This invitation was already answered, withdrawn or has "
+                                 "expired."),
+    "already_invited": N_("This member already has an invitation to your pool."),
+    "invitee_not_found": N_("No member with this card number can be invited."),
+    "pool_member_not_found": N_("This member is not in your pool."),
+    "pool_has_holds": N_("Some of the pool's miles are reserved for a purchase in progress; "
+                         "try again when it is finished."),
+    "unknown_partner": N_("No partner with this code."),
+    "wallet_unavailable": N_("Wallet cards cannot be issued at the moment."),
+    "redemption_locked": N_("Too many wrong codes were tried with your card; new codes can "
+                            "be made again later."),
     "not_allowed": N_("Your role may not do this."),
     "invalid_field": N_("This field is not valid."),
     "required": N_("This field is required."),

@@ -51,6 +51,7 @@ from lms.web.forms import Form, convert, message, read
 from lms.web.i18n import N_, gettext
 from lms.web.service import PasswordResetService, WebSessionService
 from lms.web.tasks import send_password_reset
+from lms.web.wallet import wallet_readiness
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +372,8 @@ class PortalController(Controller):
         balance, tier = await request.app.state.db.transaction(work)
         by_unit = {b.unit: b for b in balance.balances}
         return page(request, "portal/dashboard.html", balance=balance, by_unit=by_unit,
-                    tier=tier, welcome=bool(welcome), member=ctx.member)
+                    tier=tier, welcome=bool(welcome), member=ctx.member,
+                    wallet=await wallet_readiness(ctx.settings))
 
     @get("/statement", name="portal.statement")
     async def statement(self, request: Request[Any, Any, Any], unit: Q = None,

@@ -17,9 +17,11 @@ from lms.web.console import ConsoleController
 from lms.web.context import STAFF, before_request, context, page, realm_of, redirect
 from lms.web.errors import SignInRequired
 from lms.web.forms import message
+from lms.web.gifts import PortalGiftsController
 from lms.web.i18n import gettext
 from lms.web.portal import PortalController, PortalPublicController
 from lms.web.purchases import PortalPurchasesController
+from lms.web.wallet import PortalWalletController
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,8 @@ STATIC = Path(__file__).parent / "static"
 # The bearer-token middleware skips routes with this in their opt (see lms.app): pages
 # authenticate with their session cookie only.
 NO_BEARER = {"exclude_from_auth": True}
+# The member's pages beyond the core portal: gifts, family pool, partner code, wallet.
+MEMBER_PAGES = [PortalGiftsController, PortalWalletController]
 
 
 def sign_in_required(request: Request[Any, Any, Any], exc: SignInRequired) -> Response[Any]:
@@ -66,7 +70,8 @@ HANDLERS: dict[Any, Any] = {
 
 def web_routers() -> list[Router]:
     pages = Router(path="/", route_handlers=[PortalPublicController, PortalController,
-                                             PortalPurchasesController, ConsoleController],
+                                             PortalPurchasesController, *MEMBER_PAGES,
+                                             ConsoleController],
                    before_request=before_request, exception_handlers=HANDLERS,
                    include_in_schema=False, opt=NO_BEARER)
     static = create_static_files_router(path="/static", directories=[STATIC],

@@ -207,3 +207,14 @@ async def test_partner_creation(client: httpx.AsyncClient, admin: dict[str, str]
     assert [r["milesPerUnitBp"] for r in got.json()["earnRates"]] == [15000]
     assert_problem(await client.get("/v1/admin/partners/nope-nope", headers=admin), 404,
                    "partner_not_found")
+
+
+async def test_a_partner_key_is_not_signed_out_by_the_members_and_staff_logout(
+        client: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    """Sign-out revokes access tokens; an API key is revoked by an admin, so a partner is
+    refused there instead of being told (204) that its key was signed out."""
+    partner = await make_partner(client, admin)
+    key = await issue_key(client, admin, partner["code"], ["accrue"])
+    assert_problem(await client.post("/v1/auth/logout", headers=bearer(key)), 403,
+                   "forbidden")
+    assert (await probe(client, key)).status_code == 404  # the key still works

@@ -145,3 +145,54 @@ async def fits(page: Page) -> bool:
     width: Any = await page.evaluate(
         "() => [document.documentElement.scrollWidth, window.innerWidth]")
     return bool(width[0] <= width[1])
+
+
+async def test_member_gifts_miles_and_both_statements_show_it(
+        page: Page, db: Database, in_ledger: Any, chromium: Browser, live_server: str,
+        request: pytest.FixtureRequest) -> None:
+    friend_email = unique_email("giftee")
+    friend = await new_page(chromium, live_server)
+    try:
+        await sign_up_in_browser(friend, friend_email, first_name="Grace")
+        card = (await friend.locator(".notice").inner_text()).rsplit(" ", 1)[1].rstrip(".")
+
+        email = unique_email("giver")
+        await sign_up_in_browser(page, email, first_name="Alan")
+        await page.get_by_role("button", name="Sign out").click()
+        await page.get_by_label("E-mail").fill(email)
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Sign in").click()
+        _, account = await account_of(db, email)
+        await in_ledger(lambda ledger: ledger.credit(
+            account, 12_000, kind=EntryKind.ACCRUAL, actor=TEST_ACTOR,
+            description="Flight LHR-JFK"))
+        await page.reload()
+        await expect(page.locator("#balance")).to_contain_text("12,000")
+
+        await page.get_by_role("link", name="Gifts", exact=True).click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Gift miles")
+        await page.get_by_label("Recipient's card number").fill(card)
+        await page.get_by_label("Recipient's last name").fill("LOVELACE")
+        await page.get_by_label("Miles to give").fill("3000")
+        await page.get_by_label("Message to the recipient").fill("For your trip <3")
+        await page.get_by_role("button", name="Give the miles").click()
+        await expect(page.locator("#gift-done")).to_contain_text("3,000 miles")
+        await expect(page.locator("#gifts-sent")).to_contain_text("to Grace Lovelace")
+        await expect(page.locator("#gifts-sent")).to_contain_text("For your trip <3")
+
+        await page.get_by_role("link", name="Statement", exact=True).click()
+        gift = page.locator("tbody#rows tr").first
+        await expect(gift).to_contain_text("Gift from Alan Lovelace to Grace Lovelace")
+        await expect(gift).to_contain_text("-3,")
+
+        await friend.goto("/statement")
+        received = friend.locator("tbody#rows tr").first
+        await expect(received).to_contain_text("Gift from Alan Lovelace to Grace Lovelace")
+        await expect(received).to_contain_text("+3,000")
+        await friend.goto("/")
+        await expect(friend.locator("#balance")).to_contain_text("3,000")
+        await friend.goto("/gifts")
+        await expect(friend.locator("#gifts-received")).to_contain_text("from Alan Lovelace")
+    finally:
+        await screenshot_if_failed(request, friend)
+        await friend.context.close()
