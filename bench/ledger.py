@@ -30,14 +30,18 @@ import asyncio
 import os
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -134,19 +138,83 @@ def environment(url: str, since: int) -> str:
             f"load {os.getloadavg()[0]:.1f}")
 
 
-def run_pgbench(url: str, clients: int, seconds: int, scale: int) -> float:
+class BackendCpu:
+    """CPU time (user + system) the server processes of one database spend between two
+    moments, read from /proc while they run, so the server must run on this machine (else
+    it reads 0). Sampled every 0.2 s; a process's first reading after ``start_at`` is its
+    baseline, so up to 0.2 s of a process that starts during the window is not counted."""
+
+    def __init__(self, url: str, name: str, start_at: float, end_at: float) -> None:
+        self.url, self.name = database(url, "postgres"), name
+        self.start_at, self.end_at = start_at, end_at
+        self.first: dict[int, int] = {}
+        self.last: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> BackendCpu:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def seconds(self) -> float:
+        ticks = sum(self.last[pid] - self.first[pid] for pid in self.last)
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def _sample(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._stop.wait(0.2):
+                now = time.time()
+                if now < self.start_at:
+                    continue
+                if now > self.end_at:
+                    return
+                for (pid,) in conn.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = %s",
+                        (self.name,)).fetchall():
+                    try:
+                        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1]
+                    except OSError:
+                        continue  # ended, or the server is elsewhere
+                    used = int(fields.split()[11]) + int(fields.split()[12])
+                    self.first.setdefault(pid, used)
+                    self.last[pid] = used
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Phase:
+    rate: float  # transactions per second
+    count: int
+    server_cpu: float  # seconds
+    client_cpu: float
+
+
+def run_pgbench(url: str, clients: int, seconds: int, scale: int) -> Phase:
     name = PGBENCH_DB
     recreate(url, name)
     args = pgbench_args(url)
     subprocess.run([pgbench_binary(), *args, "-i", "-q", "-s", str(scale), name], check=True,
                    capture_output=True)
-    out = subprocess.run(
-        [pgbench_binary(), *args, "-c", str(clients), "-j", "2", "-T", str(seconds), name],
-        check=True, capture_output=True, text=True).stdout
+    client = children_cpu()
+    with BackendCpu(url, name, time.time(), time.time() + seconds + 5) as server:
+        out = subprocess.run(
+            [pgbench_binary(), *args, "-c", str(clients), "-j", "2", "-T", str(seconds), name],
+            check=True, capture_output=True, text=True).stdout
+    client = children_cpu() - client
     match = re.search(r"tps = ([\d.]+)", out)
-    if not match:
+    processed = re.search(r"number of transactions actually processed: (\d+)", out)
+    if not match or not processed:
         raise SystemExit("could not read pgbench output:\n" + out)
-    return float(match.group(1))
+    return Phase(float(match.group(1)), int(processed.group(1)), server.seconds, client)
 
 
 async def setup(db: Database, members: int, miles: int) -> tuple[SystemAccounts, list[int]]:
@@ -204,19 +272,22 @@ async def run_transfers(db: Database, system: SystemAccounts, accounts: list[int
 
 
 def transfer_process(url: str, accounts: list[int], tasks: int, seconds: float,
-                     start_at: float, seed: int, explicit: bool
-                     ) -> tuple[int, list[float], int]:
-    """One load process: its own pool and event loop, like one API process."""
+                     ready: Any, seed: int, explicit: bool
+                     ) -> tuple[int, list[float], int, float]:
+    """One load process: its own pool and event loop, like one API process. Returns the
+    transfers, their latencies, how many were refused and the process's CPU seconds."""
 
-    async def run() -> tuple[int, list[float], int]:
+    async def run() -> tuple[int, list[float], int, float]:
         db = Database(url, pool_size=tasks, max_overflow=0)
         system = SystemAccounts(SHARDS)
         try:
             await db.raw_transaction(lambda c: system.load(LedgerRepository(c)))
             await run_transfers(db, system, accounts, tasks, 1.0, seed, explicit)  # warm-up
-            await asyncio.sleep(max(0.0, start_at - time.time()))
-            return await run_transfers(db, system, accounts, tasks, seconds, seed + 1,
-                                       explicit)
+            ready.wait(timeout=600)  # all processes measure the same seconds
+            cpu = time.process_time()
+            count, latencies, refused = await run_transfers(
+                db, system, accounts, tasks, seconds, seed + 1, explicit)
+            return count, latencies, refused, time.process_time() - cpu
         finally:
             await db.dispose()
 
@@ -224,16 +295,25 @@ def transfer_process(url: str, accounts: list[int], tasks: int, seconds: float,
 
 
 async def run_parallel(url: str, accounts: list[int], tasks: int, processes: int,
-                       seconds: float, explicit: bool) -> tuple[int, list[float], int]:
+                       seconds: float, explicit: bool) -> tuple[Phase, list[float], int]:
     loop = asyncio.get_running_loop()
-    start_at = time.time() + 3.0
-    with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
-        results = await asyncio.gather(*(
-            loop.run_in_executor(pool, transfer_process, url, accounts, tasks // processes,
-                                 seconds, start_at, 1000 * i, explicit)
-            for i in range(processes)))
-    return (sum(r[0] for r in results), [x for r in results for x in r[1]],
-            sum(r[2] for r in results))
+    context = get_context("spawn")
+    # Started processes import the whole service, which takes seconds on a loaded machine:
+    # they start measuring together, when the last one is ready, not at a fixed time.
+    with context.Manager() as manager, ProcessPoolExecutor(processes,
+                                                           mp_context=context) as pool:
+        ready = manager.Barrier(processes + 1)
+        running = [loop.run_in_executor(pool, transfer_process, url, accounts,
+                                        tasks // processes, seconds, ready, 1000 * i,
+                                        explicit)
+                   for i in range(processes)]
+        await asyncio.to_thread(ready.wait, 600)
+        start_at = time.time()
+        with BackendCpu(url, LEDGER_DB, start_at, start_at + seconds + 1) as server:
+            results = await asyncio.gather(*running)
+    count = sum(r[0] for r in results)
+    phase = Phase(count / seconds, count, server.seconds, sum(r[3] for r in results))
+    return phase, [x for r in results for x in r[1]], sum(r[2] for r in results)
 
 
 async def bench(args: argparse.Namespace) -> None:
@@ -249,18 +329,21 @@ async def bench(args: argparse.Namespace) -> None:
         print(f"pgbench: {args.tasks} clients, {args.seconds}s, scale {args.scale}; "
               f"{args.rounds} round(s) of ledger then pgbench after a first pgbench",
               flush=True)
-        tps = [await pgbench_phase(base, args, "pgbench (before)")]
-        count, latencies, refused = 0, [], 0
+        pgbench = [await pgbench_phase(base, args, "pgbench (before)")]
+        ledger: list[Phase] = []
+        latencies: list[float] = []
+        refused = 0
         for _ in range(args.rounds):
             checkpoint(base)
             mark = checkpoints(base)
-            n, lat, ref = await run_parallel(url, accounts, args.tasks, args.processes,
-                                             args.seconds, args.explicit_transactions)
-            count, refused = count + n, refused + ref
+            phase, lat, ref = await run_parallel(url, accounts, args.tasks, args.processes,
+                                                 args.seconds, args.explicit_transactions)
+            ledger.append(phase)
             latencies.extend(lat)
-            print(f"ledger: transfers/s {n / args.seconds:.0f} ({environment(base, mark)})",
+            refused += ref
+            print(f"ledger: transfers/s {phase.rate:.0f} ({environment(base, mark)})",
                   flush=True)
-            tps.append(await pgbench_phase(base, args, "pgbench"))
+            pgbench.append(await pgbench_phase(base, args, "pgbench"))
         async with db.engine.connect() as conn:
             problems = await verify(conn)
     finally:
@@ -269,8 +352,10 @@ async def bench(args: argparse.Namespace) -> None:
         drop(base, PGBENCH_DB)
 
     latencies.sort()
+    count = sum(p.count for p in ledger)
     seconds = args.seconds * args.rounds
     rate = count / seconds
+    tps = [p.rate for p in pgbench]
     # Each ledger phase sits between two pgbench phases: the baseline is their mean, with
     # the first and last counted half, like the before/after mean of a single round.
     baseline = (sum(tps) - (tps[0] + tps[-1]) / 2) / args.rounds
@@ -281,16 +366,31 @@ async def bench(args: argparse.Namespace) -> None:
           f"({refused} refused for insufficient miles)")
     print(f"transfers/s {rate:.0f}  p50 {p50:.1f} ms  p99 {p99:.1f} ms")
     print(f"pgbench tpc-b tps {baseline:.0f} (phases: {', '.join(f'{t:.0f}' for t in tps)})")
+    # What a transaction costs in CPU does not depend on what else the machine runs, as
+    # throughput on a shared machine does: the steadier comparison of the two.
+    ledger_cpu = cpu_per_transaction(ledger)
+    pgbench_cpu = cpu_per_transaction(pgbench)
+    if ledger_cpu[0] and pgbench_cpu[0]:
+        print(f"CPU per transaction, server + client: ledger {ledger_cpu[0]:.0f} + "
+              f"{ledger_cpu[1]:.0f} us, pgbench {pgbench_cpu[0]:.0f} + {pgbench_cpu[1]:.0f} "
+              f"us; cpu ratio {sum(pgbench_cpu) / sum(ledger_cpu):.2f}")
     print(f"ledger verify: {'clean' if not problems else f'{len(problems)} violations'}")
     print(f"ratio {rate / baseline:.2f}")
 
 
-async def pgbench_phase(base: str, args: argparse.Namespace, label: str) -> float:
+def cpu_per_transaction(phases: list[Phase]) -> tuple[float, float]:
+    """(server, client) CPU microseconds per transaction over these phases."""
+    count = sum(p.count for p in phases) or 1
+    return (1e6 * sum(p.server_cpu for p in phases) / count,
+            1e6 * sum(p.client_cpu for p in phases) / count)
+
+
+async def pgbench_phase(base: str, args: argparse.Namespace, label: str) -> Phase:
     mark = checkpoints(base)
-    tps = await asyncio.to_thread(run_pgbench, base, args.tasks, args.seconds, args.scale)
-    print(f"{label}: tps {tps:.0f} ({environment(base, mark)}, pgbench -i included)",
+    phase = await asyncio.to_thread(run_pgbench, base, args.tasks, args.seconds, args.scale)
+    print(f"{label}: tps {phase.rate:.0f} ({environment(base, mark)}, pgbench -i included)",
           flush=True)
-    return tps
+    return phase
 
 
 def main() -> None:
