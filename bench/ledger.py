@@ -31,7 +31,6 @@ import os
 import random
 import re
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -42,7 +41,6 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -50,63 +48,28 @@ import psycopg
 import uvloop
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bench._common import (
+    database,
+    pgbench_args,
+    pgbench_binary,
+    pgbench_init,
+    plain,
+    recreate,
+    server_url,
+)
 from lms import migrate
-from lms.db import Database, RawConnection, embedded_postgres_url, raw_connection, to_sync_url
+from lms.db import Database, RawConnection, raw_connection
 from lms.ledger.errors import InsufficientMiles
 from lms.ledger.repository import LedgerRepository
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import AccountKind, Actor, EntryKind, PostedEntry
 from lms.ledger.verify import verify
-from lms.settings import PROJECT_ROOT
 
 ACTOR = Actor("system", "bench")
 # Per run: two runs on one shared server must not drop each other's databases.
 LEDGER_DB = f"lms_bench_ledger_{os.getpid()}"
 PGBENCH_DB = f"lms_bench_pgbench_{os.getpid()}"
 SHARDS = 16
-
-
-def server_url() -> str:
-    url = os.environ.get("LMS_BENCH_DATABASE_URL") or os.environ.get("LMS_TEST_DATABASE_URL")
-    return url or embedded_postgres_url(PROJECT_ROOT / ".lms-data" / "bench")
-
-
-def plain(url: str) -> str:
-    return to_sync_url(url).replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def database(url: str, name: str) -> str:
-    return plain(url).rsplit("/", 1)[0].split("?")[0] + "/" + name + (
-        "?" + plain(url).split("?", 1)[1] if "?" in plain(url) else "")
-
-
-def recreate(url: str, name: str) -> str:
-    with psycopg.connect(database(url, "postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return database(url, name)
-
-
-def pgbench_args(url: str) -> list[str]:
-    parts = urlsplit(plain(url))
-    host = parts.hostname or dict(
-        p.split("=", 1) for p in parts.query.split("&") if "=" in p).get("host", "")
-    args = ["-h", host, "-U", parts.username or "postgres"]
-    if parts.port:
-        args += ["-p", str(parts.port)]
-    return args
-
-
-def pgbench_binary() -> str:
-    found = shutil.which("pgbench")
-    if found:
-        return found
-    import pgserver  # the embedded server ships its own binaries
-
-    candidate = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pgbench"
-    if candidate.exists():
-        return str(candidate)
-    raise SystemExit("pgbench not found")
 
 
 def drop(url: str, name: str) -> None:
@@ -200,10 +163,8 @@ class Phase:
 
 def run_pgbench(url: str, clients: int, seconds: int, scale: int) -> Phase:
     name = PGBENCH_DB
-    recreate(url, name)
+    pgbench_init(url, scale, name)
     args = pgbench_args(url)
-    subprocess.run([pgbench_binary(), *args, "-i", "-q", "-s", str(scale), name], check=True,
-                   capture_output=True)
     client = children_cpu()
     with BackendCpu(url, name, time.time(), time.time() + seconds + 5) as server:
         out = subprocess.run(
