@@ -24,8 +24,10 @@ from typing import Any
 
 import asyncpg
 
-# Errors after which a connection cannot be trusted to be between two statements.
-UNKNOWN_STATE = (OSError, asyncpg.InterfaceError, asyncio.TimeoutError)
+# Errors after which a connection cannot be trusted to be between two statements
+# (InternalClientError: one that read the server's goodbye but not yet its socket's end).
+UNKNOWN_STATE = (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+                 asyncio.TimeoutError)
 
 
 class ConnectionPool:
