@@ -39,6 +39,7 @@ from tests.api.authz_world import (
     ADMIN,
     AGENT,
     ANONYMOUS,
+    BAD_TOKEN,
     DEVICE_A,
     DEVICE_B,
     FEED,
@@ -49,6 +50,7 @@ from tests.api.authz_world import (
     PARTNER_Y,
     PRINCIPALS,
     PROVIDER,
+    REVOKED_KEY,
     STAFF,
     SUPERVISOR,
 )
@@ -62,11 +64,17 @@ class Outcome:
     kind: str  # ALLOWED or the refusal's class
     code: str | None = None  # the problem's code (errors only)
     empty: bool = False  # a 200 whose body must be an empty list: none of it is the caller's
+    shows: str | None = None  # a world id the answer must list (the caller's own)
+    hides: str | None = None  # a world id the answer must not list (someone else's)
 
     def label(self) -> str:
         text = str(self.status)
         if self.empty:
             text += " []"
+        if self.shows:
+            text += f" with `{self.shows}`"
+        if self.hides:
+            text += f" without `{self.hides}`"
         if self.code == "insufficient_scope":
             text += " scope"
         elif self.code and self.kind in (ALLOWED, REFUSED_404) and self.code != "validation_error":
@@ -74,11 +82,11 @@ class Outcome:
         return f"**{text}**" if self.kind == ALLOWED else text
 
 
-def allowed(status: int = 200, error: type[LmsError] | None = None, *,
-            empty: bool = False) -> Outcome:
+def allowed(status: int = 200, error: type[LmsError] | None = None, *, empty: bool = False,
+            shows: str | None = None, hides: str | None = None) -> Outcome:
     if error is not None:
         return Outcome(error.status, ALLOWED, error.code)
-    return Outcome(status, ALLOWED, empty=empty)
+    return Outcome(status, ALLOWED, empty=empty, shows=shows, hides=hides)
 
 
 def refused(error: type[LmsError]) -> Outcome:
@@ -92,9 +100,10 @@ FORBIDDEN = refused(Forbidden)
 NO_SCOPE = refused(InsufficientScope)
 NO_PASS = refused(PassUnauthorized)
 
-# Who sends no bearer token: the anonymous, PassKit devices (their Authorization is an
-# ApplePass token) and the payment provider (an HMAC signature).
-BEARERLESS = (ANONYMOUS, DEVICE_A, DEVICE_B, PROVIDER)
+# Who sends no valid bearer token: the anonymous, PassKit devices (their Authorization is an
+# ApplePass token), the payment provider (an HMAC signature), a made-up token and a revoked
+# API key.
+BEARERLESS = (ANONYMOUS, DEVICE_A, DEVICE_B, PROVIDER, BAD_TOKEN, REVOKED_KEY)
 CALL_CENTRE = (AGENT, SUPERVISOR, ADMIN)
 SUPERVISORS = (SUPERVISOR, ADMIN)
 
@@ -199,7 +208,8 @@ ROWS: tuple[Row, ...] = (
     row("GET", "/v1/me/balance", members(OK)),
     row("GET", "/v1/me/statement", members(OK)),
     row("GET", "/v1/me/tier", members(OK)),
-    row("GET", "/v1/me/claims", members(OK)),
+    row("GET", "/v1/me/claims",
+        members(allowed(shows="a_claim"), allowed(hides="a_claim"))),
     row("POST", "/v1/me/claims", members(INVALID), "body {}", body={},
         idempotency_key=True),
     row("GET", "/v1/me/gifts", members(OK)),
@@ -225,13 +235,15 @@ ROWS: tuple[Row, ...] = (
         "both are heads", idempotency_key=True),
     row("POST", "/v1/me/family/dissolve", members(allowed(error=PoolHasHolds)),
         "both pools have miles held", idempotency_key=True),
-    row("GET", "/v1/me/mile-purchases", members(OK)),
+    row("GET", "/v1/me/mile-purchases",
+        members(allowed(shows="a_mile_purchase"), allowed(hides="a_mile_purchase"))),
     row("POST", "/v1/me/mile-purchases", members(INVALID), "body {}", body={},
         idempotency_key=True),
     row("GET", "/v1/me/mile-purchases/{purchase_id}",
         members(OK, refused(PurchaseNotFound)), "A's purchase",
         params={"purchase_id": "a_mile_purchase"}),
-    row("GET", "/v1/me/status-purchases", members(OK)),
+    row("GET", "/v1/me/status-purchases",
+        members(allowed(shows="a_status_purchase"), allowed(hides="a_status_purchase"))),
     row("POST", "/v1/me/status-purchases", members(INVALID), "body {}", body={},
         idempotency_key=True),
     row("GET", "/v1/me/status-purchases/offers", members(OK)),
@@ -274,7 +286,8 @@ ROWS: tuple[Row, ...] = (
     row("POST", "/v1/partner/redemption-quotes", partners(INVALID), "body {}", body={}),
     row("POST", "/v1/partner/holds", partners(INVALID), "body {}", body={},
         idempotency_key=True),
-    row("GET", "/v1/partner/holds", partners(OK, allowed(empty=True)),
+    row("GET", "/v1/partner/holds",
+        partners(allowed(shows="x_pending_hold"), allowed(empty=True)),
         "X's order reference", query={"orderReference": "x_order"}),
     row("GET", "/v1/partner/holds/{hold_id}", partners(OK, refused(HoldNotFound)),
         "X's pending hold", params=HOLD),
@@ -284,7 +297,8 @@ ROWS: tuple[Row, ...] = (
     row("POST", "/v1/partner/holds/{hold_id}/void",
         partners(allowed(error=HoldNotPending), refused(HoldNotFound)), "X's voided hold",
         params=VOIDED, idempotency_key=True),
-    row("GET", "/v1/partner/redemptions", partners(OK, allowed(empty=True)),
+    row("GET", "/v1/partner/redemptions",
+        partners(allowed(shows="x_redemption"), allowed(empty=True)),
         "X's order reference", query={"orderReference": "x_redemption_order"}),
     row("GET", "/v1/partner/redemptions/{redemption_id}",
         partners(OK, refused(RedemptionNotFound)), "X's redemption", params=REDEMPTION),
@@ -317,7 +331,10 @@ ROWS: tuple[Row, ...] = (
         "A's card, body {}", params=CARD_A, body={}, idempotency_key=True),
     row("POST", "/v1/staff/members/{card}/merge", staff(SUPERVISORS, INVALID),
         "A's card, body {}", params=CARD_A, body={}, idempotency_key=True),
-    row("GET", "/v1/staff/adjustments", staff(CALL_CENTRE, OK)),
+    row("GET", "/v1/staff/adjustments",
+        staff(CALL_CENTRE, allowed(shows="supervisor_adjustment"),
+              agent=allowed(hides="supervisor_adjustment")),
+        "agents see their own"),
     row("GET", "/v1/staff/adjustments/{adjustment_id}",
         staff(CALL_CENTRE, OK, agent=refused(AdjustmentNotFound)),
         "the supervisor's adjustment (agents see their own)",
@@ -377,7 +394,8 @@ ROWS: tuple[Row, ...] = (
         body={}, idempotency_key=True),
 )
 
-SHORT = {ANONYMOUS: "anon", MEMBER_A: "mem A", MEMBER_B: "mem B", PARTNER_X: "ptn X",
+SHORT = {BAD_TOKEN: "bad token", REVOKED_KEY: "revoked key",
+         ANONYMOUS: "anon", MEMBER_A: "mem A", MEMBER_B: "mem B", PARTNER_X: "ptn X",
          PARTNER_Y: "ptn Y", FEED: "feed", AGENT: "agent", SUPERVISOR: "super",
          MARKETER: "mkt", ADMIN: "admin", DEVICE_A: "dev A", DEVICE_B: "dev B",
          PROVIDER: "provider"}
@@ -406,6 +424,7 @@ way round, and when this page is not the table (regenerate it with
 - **dev A**, **dev B**: PassKit devices holding member A's / member B's Apple pass, sending
   `Authorization: ApplePass <the pass's token>`.
 - **provider**: the payment provider, signing the body (`LMS-Signature`), no Authorization.
+- **bad token**: a made-up bearer token; **revoked key**: an API key of X's, revoked.
 
 The world (tests/api/authz_world.py): A and B each head a family pool whose miles are held at a
 partner; A has a pending invitation from B's pool and one she declined from a third pool; at
@@ -418,7 +437,9 @@ B and a claim; the supervisor made an adjustment of A's; A's pass is registered 
 - **bold**: allowed — the request got past authentication and authorisation (and, for a
   resource, ownership). 2xx, or an answer only such a caller can get: **422** (the request
   sends an invalid body on purpose, so that nothing changes), **409 `code`** (a business rule
-  refuses it, again so that nothing changes), **200 []** (a list with nothing of the caller's).
+  refuses it, again so that nothing changes), **200 []** (a list with nothing of the caller's),
+  **200 with `id`** / **without `id`** (a list that must / must not hold that resource of the
+  world: the owner sees it, the others do not).
 - 401: no valid credentials for this endpoint: `unauthorized`; on the PassKit endpoints
   `pass_unauthorized`; on the payment webhook `webhook_signature_invalid`.
 - 403: authenticated, but the role may not (`forbidden`); 403 scope: the API key lacks the

@@ -51,9 +51,11 @@ ADMIN = "admin"
 DEVICE_A = "device A"
 DEVICE_B = "device B"
 PROVIDER = "payment provider"
+BAD_TOKEN = "bad token"
+REVOKED_KEY = "revoked key"
 
 PRINCIPALS = (ANONYMOUS, MEMBER_A, MEMBER_B, PARTNER_X, PARTNER_Y, FEED, AGENT, SUPERVISOR,
-              MARKETER, ADMIN, DEVICE_A, DEVICE_B, PROVIDER)
+              MARKETER, ADMIN, DEVICE_A, DEVICE_B, PROVIDER, BAD_TOKEN, REVOKED_KEY)
 MEMBERS = (MEMBER_A, MEMBER_B)
 PARTNERS = (PARTNER_X, PARTNER_Y)
 STAFF = (AGENT, SUPERVISOR, MARKETER, ADMIN)
@@ -146,6 +148,8 @@ async def build_world(client: httpx.AsyncClient, db: Database, settings: Setting
     ids["x_revoked_key_prefix"] = spare.split("_")[1]
     ok(await client.post(f"/v1/admin/api-keys/{ids['x_revoked_key_prefix']}/revoke",
                          headers=admin))
+    world.authorization[REVOKED_KEY] = f"Bearer {spare}"
+    world.authorization[BAD_TOKEN] = f"Bearer not-a-token-{uuid.uuid4().hex}"
     ok(await client.put(f"/v1/admin/partners/{ids['x_code']}/webhook", headers=admin,
                         json={"url": "https://partner-x.example.com/hooks"}))
 
@@ -216,9 +220,9 @@ async def build_world(client: httpx.AsyncClient, db: Database, settings: Setting
     ok(await client.post("/v1/me/gifts", headers=idem(a_headers), json={
         "recipientCardNumber": b["card"], "recipientLastName": b["member"]["lastName"],
         "miles": 1000}), 201)
-    ok(await client.post("/v1/me/claims", headers=idem(a_headers), json={
+    ids["a_claim"] = ok(await client.post("/v1/me/claims", headers=idem(a_headers), json={
         "ticketNumber": f"0743{uuid.uuid4().int % 10**9:09d}", "flightNumber": "LM117",
-        "flightDate": (date.today() - timedelta(days=3)).isoformat()}), 201)
+        "flightDate": (date.today() - timedelta(days=3)).isoformat()}), 201)["id"]
 
     # The call centre: an adjustment of A's made by the supervisor (an agent sees only their
     # own), and reason codes of the matrix's own to switch on and off.

@@ -112,9 +112,23 @@ def check(response: httpx.Response, expected: Outcome, world: World, row: Row,
     assert expected.kind == ALLOWED
     if expected.empty:
         assert response.json() == [], describe(response)
+    if expected.shows:
+        assert world.ids[expected.shows] in listed_ids(response.json()), describe(response)
+    if expected.hides:
+        assert world.ids[expected.hides] not in listed_ids(response.json()), describe(response)
     if row.path == "/v1/partner/statements/{month}":
         own = world.ids["x_code" if principal == PARTNER_X else "y_code"]
         assert response.json()["partnerCode"] == own, describe(response)
+
+
+def listed_ids(body: Any) -> list[Any]:
+    """The ``id`` of every object in a JSON answer, however nested."""
+    if isinstance(body, list):
+        return [i for item in body for i in listed_ids(item)]
+    if isinstance(body, dict):
+        own = [body["id"]] if "id" in body else []
+        return own + [i for value in body.values() for i in listed_ids(value)]
+    return []
 
 
 @pytest.mark.parametrize(("row", "principal"), CELLS)
