@@ -15,94 +15,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
-import re
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg
 import uvloop
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bench._common import recreate, run_pgbench, server_url
 from lms import migrate
-from lms.db import Database, RawConnection, embedded_postgres_url, raw_connection, to_sync_url
+from lms.db import Database, RawConnection, raw_connection
 from lms.ledger.errors import InsufficientMiles
 from lms.ledger.repository import LedgerRepository
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import AccountKind, Actor, EntryKind, PostedEntry
 from lms.ledger.verify import verify
-from lms.settings import PROJECT_ROOT
 
 ACTOR = Actor("system", "bench")
 SHARDS = 16
-
-
-def server_url() -> str:
-    url = os.environ.get("LMS_BENCH_DATABASE_URL") or os.environ.get("LMS_TEST_DATABASE_URL")
-    return url or embedded_postgres_url(PROJECT_ROOT / ".lms-data" / "bench")
-
-
-def plain(url: str) -> str:
-    return to_sync_url(url).replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def database(url: str, name: str) -> str:
-    return plain(url).rsplit("/", 1)[0].split("?")[0] + "/" + name + (
-        "?" + plain(url).split("?", 1)[1] if "?" in plain(url) else "")
-
-
-def recreate(url: str, name: str) -> str:
-    with psycopg.connect(database(url, "postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return database(url, name)
-
-
-def pgbench_args(url: str) -> list[str]:
-    parts = urlsplit(plain(url))
-    host = parts.hostname or dict(
-        p.split("=", 1) for p in parts.query.split("&") if "=" in p).get("host", "")
-    args = ["-h", host, "-U", parts.username or "postgres"]
-    if parts.port:
-        args += ["-p", str(parts.port)]
-    return args
-
-
-def pgbench_binary() -> str:
-    found = shutil.which("pgbench")
-    if found:
-        return found
-    import pgserver  # the embedded server ships its own binaries
-
-    candidate = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pgbench"
-    if candidate.exists():
-        return str(candidate)
-    raise SystemExit("pgbench not found")
-
-
-def run_pgbench(url: str, clients: int, seconds: int, scale: int) -> float:
-    name = "lms_bench_pgbench"
-    recreate(url, name)
-    args = pgbench_args(url)
-    subprocess.run([pgbench_binary(), *args, "-i", "-q", "-s", str(scale), name], check=True,
-                   capture_output=True)
-    out = subprocess.run(
-        [pgbench_binary(), *args, "-c", str(clients), "-j", "2", "-T", str(seconds), name],
-        check=True, capture_output=True, text=True).stdout
-    match = re.search(r"tps = ([\d.]+)", out)
-    if not match:
-        raise SystemExit("could not read pgbench output:\n" + out)
-    return float(match.group(1))
 
 
 async def setup(db: Database, members: int, miles: int) -> tuple[SystemAccounts, list[int]]:

@@ -19,6 +19,7 @@ from lms.accrual.routes import (
     ProgrammeAdminController,
 )
 from lms.api.health import HealthController
+from lms.api.openapi import document_problems
 from lms.api.problems import EXCEPTION_HANDLERS
 from lms.auth.middleware import BearerTokenMiddleware
 from lms.auth.routes import SessionController, StaffAuthController, StaffMeController
@@ -109,7 +110,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             MyWalletController, PassKitController,
                                             StatementController, WebhookAdminController,
                                             GiftController, FamilyController])
-    return Litestar(
+    app = Litestar(
         # The web pages carry opt exclude_from_auth: the bearer middleware leaves them to
         # their session cookies (lms.web.context).
         route_handlers=[HealthController, v1, *web_routers()],
@@ -129,3 +130,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         request_max_body_size=2 * 1024 * 1024,
         debug=False,
     )
+    document_problems(handler for route in app.routes
+                      for handler in getattr(route, "route_handlers", ()))
+    return app

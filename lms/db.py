@@ -197,6 +197,23 @@ class Database:
 
         return await self._with_retry(once)
 
+    async def autocommit(self, work: Callable[[RawConnection], Awaitable[T]]) -> T:
+        """Run ``work`` on a bare connection outside any transaction block: every statement
+        it sends commits by itself.
+
+        For work whose statements need not stand or fall together: reads (under READ
+        COMMITTED each statement sees its own snapshot inside a transaction as well), or an
+        API key's lookup and then its rate-limit counter. BEGIN and COMMIT around them would
+        only add two round trips, and hold the counter's row lock for one more.
+        """
+
+        async def once() -> T:
+            pool = await self.raw_pool()
+            async with pool.acquire() as conn:
+                return await work(conn)
+
+        return await self._with_retry(once)
+
     async def raw_pool(self) -> asyncpg.Pool:
         if self._raw_pool is None:
             self._raw_pool = await asyncpg.create_pool(

@@ -9,6 +9,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accounts.models import Member
+from lms.db import RawConnection
 
 STATEMENT = text("""
 SELECT p.id, p.entry_id, e.kind, p.unit, p.amount, p.balance_after, e.description,
@@ -23,6 +24,15 @@ WHERE p.account_id = :account_id AND p.unit = :unit AND p.id < :before
 ORDER BY p.id DESC
 LIMIT :limit
 """)
+
+
+CARD_AND_ACCOUNT = "SELECT card_number, account_id FROM members WHERE id = $1"
+
+
+async def card_and_account(conn: RawConnection, member_id: int) -> tuple[str, int] | None:
+    """A member's card number and account, on a bare connection (the balance read's path)."""
+    row = await conn.fetchrow(CARD_AND_ACCOUNT, member_id)
+    return None if row is None else (row["card_number"], row["account_id"])
 
 
 class MemberRepository:

@@ -27,7 +27,7 @@ from lms.accounts.schemas import (
     RegisterRequest,
     StatementPage,
 )
-from lms.accounts.service import MemberService
+from lms.accounts.service import MemberService, member_balance
 from lms.api.idempotency import (
     IDEMPOTENCY_PROBLEMS,
     REPLAYED_HEADER,
@@ -107,8 +107,8 @@ class MeController(Controller):
          responses=problems(Unauthorized, Forbidden, MemberNotFound))
     async def balance(self, request: Request[Any, Any, Any], state: State) -> BalanceResponse:
         principal = current_principal(request)
-        result: BalanceResponse = await state.db.transaction(
-            lambda s: member_service(s, state).balance(principal.id))
+        result: BalanceResponse = await state.db.autocommit(
+            lambda conn: member_balance(conn, state.system_accounts, principal.id))
         return result
 
     @get("/statement", operation_id="getMyStatement",

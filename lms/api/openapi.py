@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, Reference
 
 from lms.errors import LmsError
 
@@ -49,3 +53,63 @@ def merge(*specs: dict[int, ResponseSpec]) -> dict[int, Any]:
     for spec in specs:
         out.update(spec)
     return out
+
+
+PROBLEM_JSON = "application/problem+json"
+# What the framework itself answers before a handler runs (lms.api.problems): a body that is
+# not JSON, and parameters or bodies that do not fit their types and constraints.
+MALFORMED_BODY = "malformed_body"
+VALIDATION_ERROR = "validation_error"
+
+
+def _problem_response(codes: list[str]) -> OpenAPIResponse:
+    return OpenAPIResponse(
+        description="Problem: " + ", ".join(sorted(set(codes))),
+        content={PROBLEM_JSON: OpenAPIMediaType(
+            schema=Reference(ref="#/components/schemas/Problem"))})
+
+
+def _codes(response: OpenAPIResponse | Reference) -> list[str]:
+    description = getattr(response, "description", "") or ""
+    prefix = "Problem: "
+    return description[len(prefix):].split(", ") if description.startswith(prefix) else []
+
+
+def _is_problem(response: OpenAPIResponse | Reference) -> bool:
+    return isinstance(response, OpenAPIResponse) and set(response.content or ()) == {
+        PROBLEM_JSON}
+
+
+@dataclass
+class ProblemOperation(Operation):
+    """An operation whose framework errors are documented as they are answered.
+
+    Litestar documents its own validation error as a 400 ``application/json`` body of its
+    own shape; this app answers it as a 422 ``validation_error`` problem and a body that is
+    not JSON as a 400 ``malformed_body`` problem (lms.api.problems), so the document says so.
+    """
+
+    def __post_init__(self) -> None:
+        responses = self.responses
+        if responses is None:
+            return
+        validates = bool(self.parameters) or self.request_body is not None
+        framework_400 = responses.get("400")
+        if framework_400 is not None and not _is_problem(framework_400):
+            del responses["400"]
+        if self.request_body is not None:
+            existing = responses.get("400")
+            responses["400"] = _problem_response(
+                (_codes(existing) if existing is not None else []) + [MALFORMED_BODY])
+        if validates:
+            existing = responses.get("422")
+            responses["422"] = _problem_response(
+                (_codes(existing) if existing is not None else []) + [VALIDATION_ERROR])
+        self.responses = dict(sorted(responses.items()))
+
+
+def document_problems(handlers: Iterable[object]) -> None:
+    """Make every route handler's OpenAPI operation a ``ProblemOperation``."""
+    for handler in handlers:
+        if isinstance(handler, HTTPRouteHandler):
+            handler.operation_class = ProblemOperation

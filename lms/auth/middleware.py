@@ -10,7 +10,8 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
-from lms.auth.service import AuthService
+from lms.auth.service import principal_for_token
+from lms.db import RawConnection
 from lms.partners.keys import is_api_key
 from lms.partners.service import ApiKeyService, KeyCheck
 
@@ -27,10 +28,8 @@ class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
         if is_api_key(token):
             return await self.authenticate_partner(connection, token)
 
-        async def lookup(session: Any) -> Any:
-            return await AuthService(session, state.settings).principal_for(token)
-
-        principal = await state.db.transaction(lookup)
+        principal = await state.db.single_statement(
+            lambda conn: principal_for_token(conn, token))
         return AuthenticationResult(user=principal, auth=token)
 
     async def authenticate_partner(self, connection: ASGIConnection[Any, Any, Any, Any],
@@ -39,8 +38,8 @@ class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
         limit) are raised after the commit, so that refused requests are counted too."""
         host = connection.client.host if connection.client else None
 
-        async def check(session: Any) -> KeyCheck:
-            return await ApiKeyService(session).authenticate(token, host)
+        async def check(conn: RawConnection) -> KeyCheck:
+            return await ApiKeyService(conn).authenticate(token, host)
 
-        checked = await connection.app.state.db.transaction(check)
+        checked = await connection.app.state.db.autocommit(check)
         return AuthenticationResult(user=checked.result(), auth=token)

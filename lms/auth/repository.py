@@ -4,10 +4,25 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import asyncpg
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.auth.models import AccessToken, LoginFailure, StaffUser
+from lms.db import RawConnection
+
+LIVE_TOKEN = """
+    SELECT principal_type, principal_id, role FROM access_tokens
+     WHERE token_hash = $1 AND expires_at > $2 AND revoked_at IS NULL"""
+
+
+async def live_token_row(conn: RawConnection, token_hash: str,
+                         now: datetime) -> asyncpg.Record | None:
+    """The live token's principal, in one statement on a bare connection: it runs before
+    every authenticated request, where a session's BEGIN and COMMIT and the ORM would cost
+    more than the lookup itself."""
+    row: asyncpg.Record | None = await conn.fetchrow(LIVE_TOKEN, token_hash, now)
+    return row
 
 
 class AuthRepository:
@@ -19,11 +34,6 @@ class AuthRepository:
         await self.session.execute(insert(AccessToken).values(
             token_hash=token_hash, principal_type=principal_type, principal_id=principal_id,
             role=role, expires_at=expires_at))
-
-    async def live_token(self, token_hash: str, now: datetime) -> AccessToken | None:
-        return (await self.session.execute(select(AccessToken).where(
-            AccessToken.token_hash == token_hash, AccessToken.expires_at > now,
-            AccessToken.revoked_at.is_(None)))).scalar_one_or_none()
 
     async def revoke_token(self, token_hash: str, now: datetime) -> None:
         await self.session.execute(update(AccessToken).where(

@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lms.auth.models import StaffUser
 from lms.auth.passwords import hash_password_async, verify_password_async
 from lms.auth.principal import STAFF_ROLES, Principal, Role
-from lms.auth.repository import AuthRepository
+from lms.auth.repository import AuthRepository, live_token_row
+from lms.db import RawConnection
 from lms.errors import (
     Conflict,
     Forbidden,
@@ -103,6 +104,14 @@ class Verified:
     refusal: LmsError | None = None
 
 
+async def principal_for_token(conn: RawConnection, token: str) -> Principal | None:
+    """Who a bearer token belongs to, in one statement (the request path's lookup)."""
+    row = await live_token_row(conn, token_hash(token), datetime.now(UTC))
+    if row is None:
+        return None
+    return Principal(row["principal_type"], row["principal_id"], Role(row["role"]))
+
+
 class AuthService:
     def __init__(self, session: AsyncSession, settings: Settings) -> None:
         self.repo = AuthRepository(session)
@@ -158,12 +167,6 @@ class AuthService:
         await self.repo.add_token(token_hash(token), principal.type, principal.id,
                                   str(principal.role), expires)
         return IssuedToken(token, expires)
-
-    async def principal_for(self, token: str) -> Principal | None:
-        row = await self.repo.live_token(token_hash(token), datetime.now(UTC))
-        if row is None:
-            return None
-        return Principal(row.principal_type, row.principal_id, Role(row.role))
 
     async def revoke(self, token: str) -> None:
         await self.repo.revoke_token(token_hash(token), datetime.now(UTC))

@@ -5,19 +5,52 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+import asyncpg
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.audit.models import AuditRecord
+from lms.db import RawConnection
 from lms.partners.models import (
     ApiKey,
-    ApiKeyWindow,
     Partner,
     PartnerAccrual,
     PartnerAccrualReversal,
     PartnerEarnRate,
 )
+
+KEY_BY_PREFIX = """
+    SELECT k.id, k.partner_id, k.key_hash, k.scopes, k.status, k.ip_allow_list,
+           k.rate_limit_per_minute, k.expires_at, k.revoked_at, p.status AS partner_status
+      FROM api_keys k JOIN partners p ON p.id = k.partner_id
+     WHERE k.prefix = $1"""
+
+# One row per key: a new window resets the count, so the table never grows.
+COUNT_REQUEST = """
+    INSERT INTO api_key_windows AS w (key_id, window_start, count) VALUES ($1, $2, 1)
+    ON CONFLICT (key_id) DO UPDATE
+       SET count = CASE WHEN w.window_start = excluded.window_start THEN w.count + 1
+                        ELSE 1 END,
+           window_start = excluded.window_start
+    RETURNING count"""
+
+
+class KeyRepository:
+    """The SQL of checking a partner's API key on every partner request, on a bare
+    connection (``Database.autocommit``): the lookup, then the rate-limit count."""
+
+    def __init__(self, conn: RawConnection) -> None:
+        self.conn = conn
+
+    async def key_by_prefix(self, prefix: str) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self.conn.fetchrow(KEY_BY_PREFIX, prefix)
+        return row
+
+    async def count_request(self, key_id: int, window_start: datetime) -> int:
+        """Count one request in the key's current window, in one statement."""
+        count: int = await self.conn.fetchval(COUNT_REQUEST, key_id, window_start)
+        return count
 
 
 class PartnerRepository:
@@ -89,12 +122,6 @@ class PartnerRepository:
         return (await self.session.execute(
             insert(ApiKey).values(**values).returning(ApiKey))).scalar_one()
 
-    async def key_by_prefix(self, prefix: str) -> tuple[ApiKey, Partner] | None:
-        row = (await self.session.execute(
-            select(ApiKey, Partner).join(Partner, Partner.id == ApiKey.partner_id)
-            .where(ApiKey.prefix == prefix))).one_or_none()
-        return None if row is None else (row[0], row[1])
-
     async def keys_of(self, partner_id: int) -> list[ApiKey]:
         return list((await self.session.execute(select(ApiKey).where(
             ApiKey.partner_id == partner_id).order_by(ApiKey.id))).scalars())
@@ -115,20 +142,6 @@ class PartnerRepository:
             update(ApiKey).where(ApiKey.prefix == prefix)
             .values(status="revoked", revoked_at=func.coalesce(ApiKey.revoked_at, now))
             .returning(ApiKey))).scalar_one_or_none()
-
-    async def count_request(self, key_id: int, window_start: datetime) -> int:
-        """Count one request in the key's current window; one statement, one row per key.
-        A new window resets the count, so the table never grows beyond one row per key."""
-        stmt = pg_insert(ApiKeyWindow).values(key_id=key_id, window_start=window_start,
-                                              count=1)
-        same_window = ApiKeyWindow.window_start == stmt.excluded.window_start
-        stmt = stmt.on_conflict_do_update(index_elements=[ApiKeyWindow.key_id], set_={
-            "count": case((same_window, ApiKeyWindow.count + 1), else_=1),
-            "window_start": stmt.excluded.window_start,
-        })
-        count: int = (await self.session.execute(
-            stmt.returning(ApiKeyWindow.count))).scalar_one()
-        return count
 
     async def audit(self, *, actor_type: str, actor_id: str | None, actor_role: str | None,
                     action: str, target_type: str, target_id: str,

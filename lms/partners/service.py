@@ -18,7 +18,7 @@ from lms.accounts.errors import MemberNotFound
 from lms.accounts.repository import MemberRepository
 from lms.auth.principal import Principal, Role
 from lms.clock import utcnow
-from lms.db import raw_connection
+from lms.db import RawConnection, raw_connection
 from lms.errors import LmsError
 from lms.family.routing import record_contributions, redeemable_account_for
 from lms.ledger.errors import DuplicateExternalReference
@@ -43,7 +43,7 @@ from lms.partners.errors import (
     ReversalExceedsAccrual,
 )
 from lms.partners.models import ApiKey, Partner, PartnerAccrual, PartnerEarnRate
-from lms.partners.repository import PartnerRepository
+from lms.partners.repository import KeyRepository, PartnerRepository
 from lms.partners.schemas import (
     AccrualOut,
     AccrualRequest,
@@ -277,8 +277,8 @@ class PartnerService:
 class ApiKeyService:
     """Checks the API key of a partner request: the key, its partner, address, rate."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.repo = PartnerRepository(session)
+    def __init__(self, conn: RawConnection) -> None:
+        self.repo = KeyRepository(conn)
 
     async def authenticate(self, token: str, client_host: str | None,
                            now: datetime | None = None) -> KeyCheck:
@@ -291,25 +291,24 @@ class ApiKeyService:
         """
         now = now or utcnow()
         prefix = keys.key_prefix(token)
-        found = None if prefix is None else await self.repo.key_by_prefix(prefix)
-        if found is None:
+        key = None if prefix is None else await self.repo.key_by_prefix(prefix)
+        if key is None:
             return KeyCheck()
-        key, partner = found
-        if (not keys.matches(token, key.key_hash) or key.status != "active"
-                or key.revoked_at is not None
-                or (key.expires_at is not None and key.expires_at <= now)):
+        if (not keys.matches(token, key["key_hash"]) or key["status"] != "active"
+                or key["revoked_at"] is not None
+                or (key["expires_at"] is not None and key["expires_at"] <= now)):
             return KeyCheck()
-        if partner.status != "active":
+        if key["partner_status"] != "active":
             return KeyCheck(refusal=PartnerSuspended())
-        if key.ip_allow_list and not address_allowed(client_host, key.ip_allow_list):
+        if key["ip_allow_list"] and not address_allowed(client_host, key["ip_allow_list"]):
             return KeyCheck(refusal=IpNotAllowed())
         window = now.replace(second=0, microsecond=0)
-        if await self.repo.count_request(key.id, window) > key.rate_limit_per_minute:
+        limit = key["rate_limit_per_minute"]
+        if await self.repo.count_request(key["id"], window) > limit:
             retry_after = int((window + RATE_WINDOW - now).total_seconds()) + 1
-            return KeyCheck(refusal=RateLimited(retry_after=retry_after,
-                                                limit=key.rate_limit_per_minute))
-        return KeyCheck(Principal("partner", partner.id, Role.PARTNER,
-                                  scopes=frozenset(key.scopes), key_id=key.id))
+            return KeyCheck(refusal=RateLimited(retry_after=retry_after, limit=limit))
+        return KeyCheck(Principal("partner", key["partner_id"], Role.PARTNER,
+                                  scopes=frozenset(key["scopes"]), key_id=key["id"]))
 
 
 class PartnerAccrualService:

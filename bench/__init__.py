@@ -1,0 +1,1 @@
+"""Benchmarks that print figures beside pgbench (not tests); see docs/performance.md."""

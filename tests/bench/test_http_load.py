@@ -1,0 +1,55 @@
+"""bench/http_load.py runs end to end for a few seconds against a small generated database,
+so that the benchmark cannot rot: its table, its figures and its last line are there, and
+nothing it did was refused unexpectedly."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lms.generator.load import Options, generate
+from lms.settings import Settings
+from tests.conftest import drop_database, migrated_database
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "http_load.py"
+
+
+@pytest.fixture(scope="module")
+def small_population() -> Iterator[str]:
+    url = migrated_database(f"lms_test_{os.getpid()}_http_load")
+    generate(url, Settings(database_url=url, system_account_shards=4, log_level="WARNING"),
+             Options(members=40, seed=11), lambda _: None)
+    yield url
+    drop_database(url)
+
+
+@pytest.mark.slow
+def test_the_load_benchmark_prints_its_table_and_ratio_without_errors(
+        small_population: str) -> None:
+    run = subprocess.run(
+        [sys.executable, str(BENCH), "--database-url", small_population, "--duration", "2",
+         "--clients", "4", "--workers", "1", "--members", "40", "--sign-ins", "1",
+         "--pgbench-seconds", "1", "--pgbench-scale", "1",
+         "--pgbench-database", f"lms_test_{os.getpid()}_pgbench"],
+        capture_output=True, text=True, timeout=600)
+    out = run.stdout
+    assert run.returncode == 0, out + run.stderr
+    for phase in ("mix", "transfers", "reads"):
+        assert f"phase {phase}: 4 clients" in out
+    rows = {m.group(1): m.groups()[1:] for m in re.finditer(
+        r"^(\w+) +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+) +(\d+) +(\d+) +(\d+)$", out, re.M)}
+    for op in ("balance", "accrual", "gift", "code", "total"):
+        assert op in rows, out
+    assert float(rows["balance"][0]) > 0 and int(rows["balance"][4]) > 0
+    assert re.search(r"^pgbench tpc-b tps \d+$", out, re.M), out
+    assert re.search(r"^balance reads/s \d+ \(target 5000\), p99 [\d.]+ ms", out, re.M), out
+    assert "unexpected errors 0" in out, out
+    last = out.strip().splitlines()[-1]
+    assert re.fullmatch(r"ratio \d+\.\d\d", last), last
+    assert float(last.split()[1]) > 0
