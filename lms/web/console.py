@@ -1,4 +1,5 @@
-"""The agent console at ``/console``: staff sign-in, member search and the member page.
+"""The agent console at ``/console``: staff sign-in and member search (the member page,
+adjustments, approvals and the audit log are in the ``console_*`` modules beside this one).
 
 Staff sign in with their lms.auth account (the same throttling as the API); the console is
 for agents, supervisors and admins. Reading and changing members goes through the domain
@@ -10,53 +11,37 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import PathParameter, QueryParameter
+from litestar.params import QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accounts.models import Member
-from lms.accounts.service import MemberService
-from lms.auth.principal import Role
 from lms.auth.service import AccountDisabled, AuthService, Verified
-from lms.claims.service import ClaimService
-from lms.errors import Forbidden, LmsError
-from lms.ledger.types import Unit
-from lms.tiers.service import TierService
+from lms.callcentre.audit import StaffContext
+from lms.callcentre.search import SEPARATORS, SearchQuery, SearchService
+from lms.errors import LmsError
+from lms.web.console_staff import (
+    CONSOLE_ROLES,
+    NotConsoleRole,
+    acting_staff,
+    console_message,
+    members,
+    staff_signed_in,
+)
 from lms.web.context import (
     STAFF,
-    WebContext,
     context,
     local_path,
     page,
     redirect,
     session_cookie,
 )
-from lms.web.errors import SignInRequired
 from lms.web.forms import Form, read
-from lms.web.portal import CLAIM_STATUS, KIND_LABELS, kind_label, open_session, refusal_status
+from lms.web.portal import open_session, refusal_status
 from lms.web.service import WebSessionService
 
 Q = Annotated[str | None, QueryParameter(max_length=500)]
 NextQ = Annotated[str | None, QueryParameter(name="next", max_length=500)]
-FromQ = Annotated[str | None, QueryParameter(name="from", max_length=20)]
-CONSOLE_ROLES = frozenset({Role.AGENT, Role.SUPERVISOR, Role.ADMIN})
-RECENT_LINES = 20
-
-
-class NotConsoleRole(Forbidden):
-    code = "not_allowed"
-    title = "Your role does not use the agent console"
-
-
-def staff_signed_in(request: Request[Any, Any, Any]) -> WebContext:
-    ctx = context(request)
-    if ctx.session is None:
-        raise SignInRequired(next=request.url.path)
-    return ctx
-
-
-def members(session: AsyncSession, request: Request[Any, Any, Any]) -> MemberService:
-    state = request.app.state
-    return MemberService(session, state.settings, state.system_accounts)
+FOUND = 20
 
 
 class ConsoleController(Controller):
@@ -127,41 +112,44 @@ class ConsoleController(Controller):
     async def home(self, request: Request[Any, Any, Any],
                    q: Annotated[str | None, QueryParameter(max_length=320)] = None
                    ) -> Response[Any]:
-        staff_signed_in(request)
-        query = (q or "").strip()
+        staff = acting_staff(request)
+        query = " ".join((q or "").split())
         found: list[Member] = []
+        problem = None
+        status = 200
         if query:
-            found = await request.app.state.db.transaction(
-                lambda s: self.search(s, request, query))
-        return page(request, "console/home.html", q=query, found=found)
+            try:
+                found = await request.app.state.db.transaction(
+                    lambda s: find_members(s, request, staff, query))
+            except LmsError as exc:
+                problem = console_message(exc)
+                status = refusal_status(exc)
+        return page(request, "console/home.html", status=status, q=query, found=found,
+                    problem=problem, limit=FOUND)
 
-    async def search(self, session: AsyncSession, request: Request[Any, Any, Any],
-                     query: str) -> list[Member]:
-        service = members(session, request)
-        member = await (service.by_email(query) if "@" in query else service.by_card(query))
-        return [member] if member is not None else []
 
-    @get("/members/{member_id:int}", name="console.member")
-    async def member(self, request: Request[Any, Any, Any],
-                     member_id: Annotated[int, PathParameter()]) -> Response[Any]:
-        staff_signed_in(request)
-
-        async def work(session: AsyncSession) -> dict[str, Any]:
-            service = members(session, request)
-            member = await service.get(member_id)
-            return {
-                "member": member,
-                "balance": await service.balance(member_id),
-                "tier": await TierService(session).status(member_id),
-                "claims": await ClaimService(session).list(member_id),
-                "lines": (await service.statement(member_id, unit=Unit.MILES, cursor=None,
-                                                  limit=RECENT_LINES)).lines,
-            }
-
-        try:
-            view = await request.app.state.db.transaction(work)
-        except LmsError as exc:
-            return page(request, "error.html", status=refusal_status(exc),
-                        title=exc.title, code=exc.code)
-        return page(request, "console/member.html", statuses=CLAIM_STATUS,
-                    kinds=KIND_LABELS, kind_label=kind_label, **view)
+async def find_members(session: AsyncSession, request: Request[Any, Any, Any],
+                       staff: StaffContext, text: str) -> list[Member]:
+    """What the agent typed, read as the caller would give it: an e-mail; a number (a card,
+    else a ticket, or a phone number with its country code); otherwise a name ("Ada
+    Lovelace", "Lovelace, Ada" or a last-name prefix). Each search is the call centre's
+    SearchService, so each is in the audit log."""
+    compact = SEPARATORS.sub("", text)
+    if "@" in text:
+        queries = [SearchQuery(email=text)]
+    elif compact.startswith("+") and compact[1:].isdigit():
+        queries = [SearchQuery(phone=text)]
+    elif compact.isdigit():
+        queries = [SearchQuery(card_number=text), SearchQuery(ticket_number=text)]
+        if compact.startswith("00"):
+            queries.append(SearchQuery(phone=text))
+    else:
+        queries = [SearchQuery(name=text)]
+    service = SearchService(session, staff)
+    by_card = members(session, request).by_card
+    for query in queries:
+        hits = (await service.search(query, cursor=None, limit=FOUND)).items
+        if hits:
+            found = [await by_card(h.card_number) for h in hits]
+            return [m for m in found if m is not None]
+    return []

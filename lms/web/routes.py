@@ -14,6 +14,9 @@ from litestar.static_files import create_static_files_router
 
 from lms.errors import LmsError
 from lms.web.console import ConsoleController
+from lms.web.console_adjustments import ConsoleAdjustmentsController
+from lms.web.console_audit import ConsoleAuditController
+from lms.web.console_member import ConsoleMemberController
 from lms.web.context import STAFF, before_request, context, page, realm_of, redirect
 from lms.web.errors import SignInRequired
 from lms.web.family import PortalFamilyController
@@ -74,7 +77,9 @@ HANDLERS: dict[Any, Any] = {
 def web_routers() -> list[Router]:
     pages = Router(path="/", route_handlers=[PortalPublicController, PortalController,
                                              PortalPurchasesController, *MEMBER_PAGES,
-                                             ConsoleController],
+                                             ConsoleController, ConsoleMemberController,
+                                             ConsoleAdjustmentsController,
+                                             ConsoleAuditController],
                    before_request=before_request, exception_handlers=HANDLERS,
                    include_in_schema=False, opt=NO_BEARER)
     static = create_static_files_router(path="/static", directories=[STATIC],

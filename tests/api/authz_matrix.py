@@ -30,7 +30,12 @@ from lms.family.errors import (
     PoolMemberNotFound,
 )
 from lms.ledger.errors import HoldNotFound, HoldNotPending
-from lms.partners.errors import AccrualNotFound, ReversalExceedsAccrual
+from lms.partners.errors import (
+    AccrualNotFound,
+    IpNotAllowed,
+    PartnerSuspended,
+    ReversalExceedsAccrual,
+)
 from lms.payments.errors import WebhookSignatureInvalid
 from lms.purchases.errors import PurchaseNotFound
 from lms.redemption.errors import RedemptionNotFound, RefundExceedsCapture
@@ -53,6 +58,8 @@ from tests.api.authz_world import (
     REVOKED_KEY,
     STAFF,
     SUPERVISOR,
+    SUSPENDED,
+    WRONG_ADDRESS,
 )
 
 ALLOWED, REFUSED_401, REFUSED_403, REFUSED_404 = "allowed", "401", "403", "404"
@@ -77,7 +84,9 @@ class Outcome:
             text += f" without `{self.hides}`"
         if self.code == "insufficient_scope":
             text += " scope"
-        elif self.code and self.kind in (ALLOWED, REFUSED_404) and self.code != "validation_error":
+        elif self.code in ("partner_suspended", "ip_not_allowed") or (
+                self.code and self.kind in (ALLOWED, REFUSED_404)
+                and self.code != "validation_error"):
             text += f" `{self.code}`"
         return f"**{text}**" if self.kind == ALLOWED else text
 
@@ -173,8 +182,17 @@ class Row:
         return self.body
 
 
+# An API key refused for its partner's state or its address is refused by the authentication
+# middleware, on every endpoint behind it (public ones included), before any guard.
+KEY_REFUSALS = {SUSPENDED: refused(PartnerSuspended), WRONG_ADDRESS: refused(IpNotAllowed)}
+# What the middleware leaves alone: probes, and what authenticates by other means.
+OUTSIDE_BEARER_AUTH = ("/health", "/ready", "/v1/payments/webhook", "/v1/passkit/")
+
+
 def row(method: str, path: str, expect: Mapping[str, Outcome], sends: str = "",
         **options: Any) -> Row:
+    if not path.startswith(OUTSIDE_BEARER_AUTH):
+        expect = {**expect, **KEY_REFUSALS}
     return Row(method, path, expect, sends, **options)
 
 
@@ -394,7 +412,8 @@ ROWS: tuple[Row, ...] = (
         body={}, idempotency_key=True),
 )
 
-SHORT = {BAD_TOKEN: "bad token", REVOKED_KEY: "revoked key",
+SHORT = {BAD_TOKEN: "bad token", REVOKED_KEY: "revoked key", SUSPENDED: "susp.",
+         WRONG_ADDRESS: "off net",
          ANONYMOUS: "anon", MEMBER_A: "mem A", MEMBER_B: "mem B", PARTNER_X: "ptn X",
          PARTNER_Y: "ptn Y", FEED: "feed", AGENT: "agent", SUPERVISOR: "super",
          MARKETER: "mkt", ADMIN: "admin", DEVICE_A: "dev A", DEVICE_B: "dev B",
@@ -425,6 +444,9 @@ way round, and when this page is not the table (regenerate it with
   `Authorization: ApplePass <the pass's token>`.
 - **provider**: the payment provider, signing the body (`LMS-Signature`), no Authorization.
 - **bad token**: a made-up bearer token; **revoked key**: an API key of X's, revoked.
+- **susp.**: the API key of a partner whose contract is suspended; **off net**: a key of X's
+  whose IP allow-list (203.0.113.0/24) does not hold the caller's address. Both are refused by
+  the authentication middleware on every endpoint behind it, public ones included.
 
 The world (tests/api/authz_world.py): A and B each head a family pool whose miles are held at a
 partner; A has a pending invitation from B's pool and one she declined from a third pool; at
@@ -443,7 +465,8 @@ B and a claim; the supervisor made an adjustment of A's; A's pass is registered 
 - 401: no valid credentials for this endpoint: `unauthorized`; on the PassKit endpoints
   `pass_unauthorized`; on the payment webhook `webhook_signature_invalid`.
 - 403: authenticated, but the role may not (`forbidden`); 403 scope: the API key lacks the
-  scope (`insufficient_scope`).
+  scope (`insufficient_scope`); 403 `partner_suspended`, 403 `ip_not_allowed`: the key is
+  refused whatever the endpoint.
 - 404 `code`: the endpoint is the caller's to use, but the resource is not theirs: the same
   answer as for an id that does not exist, and never its data.
 

@@ -53,9 +53,12 @@ DEVICE_B = "device B"
 PROVIDER = "payment provider"
 BAD_TOKEN = "bad token"
 REVOKED_KEY = "revoked key"
+SUSPENDED = "suspended partner"
+WRONG_ADDRESS = "key off its network"
 
 PRINCIPALS = (ANONYMOUS, MEMBER_A, MEMBER_B, PARTNER_X, PARTNER_Y, FEED, AGENT, SUPERVISOR,
-              MARKETER, ADMIN, DEVICE_A, DEVICE_B, PROVIDER, BAD_TOKEN, REVOKED_KEY)
+              MARKETER, ADMIN, DEVICE_A, DEVICE_B, PROVIDER, BAD_TOKEN, REVOKED_KEY, SUSPENDED,
+              WRONG_ADDRESS)
 MEMBERS = (MEMBER_A, MEMBER_B)
 PARTNERS = (PARTNER_X, PARTNER_Y)
 STAFF = (AGENT, SUPERVISOR, MARKETER, ADMIN)
@@ -150,6 +153,14 @@ async def build_world(client: httpx.AsyncClient, db: Database, settings: Setting
                          headers=admin))
     world.authorization[REVOKED_KEY] = f"Bearer {spare}"
     world.authorization[BAD_TOKEN] = f"Bearer not-a-token-{uuid.uuid4().hex}"
+    # A key of X's usable only from a network the test client is not on, and the key of a
+    # partner whose contract is suspended: both refused before any route is reached.
+    world.authorization[WRONG_ADDRESS] = "Bearer " + await issue_key(
+        client, admin, ids["x_code"], PARTNER_SCOPES, ipAllowList=["203.0.113.0/24"])
+    suspended = await make_partner(client, admin)
+    world.authorization[SUSPENDED] = "Bearer " + await issue_key(
+        client, admin, suspended["code"], PARTNER_SCOPES)
+    await suspend(db, suspended["code"])
     ok(await client.put(f"/v1/admin/partners/{ids['x_code']}/webhook", headers=admin,
                         json={"url": "https://partner-x.example.com/hooks"}))
 
@@ -270,6 +281,15 @@ def ok_bytes(response: httpx.Response) -> bytes:
 def unzip(data: bytes) -> dict[str, bytes]:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         return {name: archive.read(name) for name in archive.namelist()}
+
+
+async def suspend(db: Database, code: str) -> None:
+    """In the database: no endpoint or command suspends a partner (yet)."""
+    async def work(session: AsyncSession) -> None:
+        await session.execute(text("UPDATE partners SET status = 'suspended' WHERE code = :c"),
+                              {"c": code})
+
+    await db.transaction(work)
 
 
 async def fund_pool(db: Database, system: SystemAccounts, head_id: int, miles: int) -> None:

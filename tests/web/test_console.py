@@ -3,6 +3,7 @@ the member page, and that a member's session is no staff session."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -11,6 +12,7 @@ from litestar import Litestar
 
 from lms.db import Database
 from lms.settings import Settings
+from tests.factories import asgi_client, register_member
 from tests.web.support import STAFF_PASSWORD, account_of, browser, create_staff, sign_up, submit
 
 
@@ -81,3 +83,25 @@ async def test_console_sign_out_and_csrf(web: httpx.AsyncClient, db: Database,
     out = await submit(web, "/console", "/console/sign-out", {})
     assert out.status_code == 303
     assert (await web.get("/console")).status_code == 303
+
+
+async def test_agent_finds_members_by_name_and_phone(web: httpx.AsyncClient, app: Litestar,
+                                                     db: Database, settings: Settings) -> None:
+    surname = "Zq" + uuid.uuid4().hex[:8]
+    async with asgi_client(app) as api:
+        first = (await register_member(api, firstName="Radia", lastName=surname,
+                                       phone="+44 20 7946 0123"))["member"]
+        second = (await register_member(api, firstName="Anita", lastName=surname))["member"]
+    agent = await create_staff(db, settings, "agent")
+    await staff_sign_in(web, agent)
+    by_last = (await web.get("/console", params={"q": surname.lower()})).text
+    assert f'href="/console/members/{first["id"]}"' in by_last
+    assert f'href="/console/members/{second["id"]}"' in by_last
+    full = (await web.get("/console", params={"q": f"{surname}, Rad"})).text
+    assert f'href="/console/members/{first["id"]}"' in full
+    assert f'href="/console/members/{second["id"]}"' not in full
+    by_phone = (await web.get("/console", params={"q": "+44 (20) 7946-0123"})).text
+    assert f'href="/console/members/{first["id"]}"' in by_phone
+    wrong = await web.get("/console", params={"q": "+1"})
+    assert wrong.status_code == 422
+    assert 'id="f-q-error"' in wrong.text and "The phone number is not valid." in wrong.text
