@@ -92,6 +92,12 @@ def using(language: str) -> Iterator[None]:
         _current.reset(token)
 
 
+def activate(language: str) -> None:
+    """The language of the rest of this request (its task's context): messages made by a
+    handler before rendering, such as a form's errors, read in the page's language."""
+    _current.set(language if language in LANGUAGES else DEFAULT)
+
+
 def current() -> str:
     return _current.get()
 
