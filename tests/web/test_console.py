@@ -105,3 +105,21 @@ async def test_agent_finds_members_by_name_and_phone(web: httpx.AsyncClient, app
     wrong = await web.get("/console", params={"q": "+1"})
     assert wrong.status_code == 422
     assert 'id="f-q-error"' in wrong.text and "The phone number is not valid." in wrong.text
+
+
+async def test_the_language_switcher_works_for_signed_in_staff(
+        web: httpx.AsyncClient, db: Database, settings: Settings) -> None:
+    for signed_in in (False, True):
+        if signed_in:
+            await staff_sign_in(web, await create_staff(db, settings, "agent"))
+        page = "/console" if signed_in else "/console/sign-in"
+        html = (await web.get(page)).text
+        assert 'action="/console/language"' in html
+        switched = await submit(web, page, "/console/language",
+                                {"lang": "ru", "next": page})
+        assert switched.status_code == 303 and switched.headers["location"] == page
+        assert '<html lang="ru">' in (await web.get(page)).text
+        back = await submit(web, page, "/console/language",
+                            {"lang": "en", "next": "//evil.example/console"})
+        assert back.headers["location"] == "/console"
+        assert '<html lang="en">' in (await web.get(page)).text
