@@ -92,6 +92,12 @@ def using(language: str) -> Iterator[None]:
         _current.reset(token)
 
 
+def choose(language: str) -> None:
+    """The language of the rest of this request (its task's context): messages made before
+    the page is rendered, such as a form's errors, are in the page's language too."""
+    _current.set(language if language in LANGUAGES else DEFAULT)
+
+
 def current() -> str:
     return _current.get()
 
