@@ -51,6 +51,7 @@ from tests.api.authz_world import (
     MARKETER,
     MEMBER_A,
     MEMBER_B,
+    MERGED_MEMBER,
     PARTNER_X,
     PARTNER_Y,
     PRINCIPALS,
@@ -110,9 +111,9 @@ NO_SCOPE = refused(InsufficientScope)
 NO_PASS = refused(PassUnauthorized)
 
 # Who sends no valid bearer token: the anonymous, PassKit devices (their Authorization is an
-# ApplePass token), the payment provider (an HMAC signature), a made-up token and a revoked
-# API key.
-BEARERLESS = (ANONYMOUS, DEVICE_A, DEVICE_B, PROVIDER, BAD_TOKEN, REVOKED_KEY)
+# ApplePass token), the payment provider (an HMAC signature), a made-up token, a revoked API
+# key and the token of a membership closed since.
+BEARERLESS = (ANONYMOUS, DEVICE_A, DEVICE_B, PROVIDER, BAD_TOKEN, REVOKED_KEY, MERGED_MEMBER)
 CALL_CENTRE = (AGENT, SUPERVISOR, ADMIN)
 SUPERVISORS = (SUPERVISOR, ADMIN)
 
@@ -412,7 +413,8 @@ ROWS: tuple[Row, ...] = (
         body={}, idempotency_key=True),
 )
 
-SHORT = {BAD_TOKEN: "bad token", REVOKED_KEY: "revoked key", SUSPENDED: "susp.",
+SHORT = {BAD_TOKEN: "bad token", REVOKED_KEY: "revoked key", MERGED_MEMBER: "merged",
+         SUSPENDED: "susp.",
          WRONG_ADDRESS: "off net",
          ANONYMOUS: "anon", MEMBER_A: "mem A", MEMBER_B: "mem B", PARTNER_X: "ptn X",
          PARTNER_Y: "ptn Y", FEED: "feed", AGENT: "agent", SUPERVISOR: "super",
@@ -443,7 +445,8 @@ way round, and when this page is not the table (regenerate it with
 - **dev A**, **dev B**: PassKit devices holding member A's / member B's Apple pass, sending
   `Authorization: ApplePass <the pass's token>`.
 - **provider**: the payment provider, signing the body (`LMS-Signature`), no Authorization.
-- **bad token**: a made-up bearer token; **revoked key**: an API key of X's, revoked.
+- **bad token**: a made-up bearer token; **revoked key**: an API key of X's, revoked;
+  **merged**: the access token of a member merged since into another membership (closed).
 - **susp.**: the API key of a partner whose contract is suspended; **off net**: a key of X's
   whose IP allow-list (203.0.113.0/24) does not hold the caller's address. Both are refused by
   the authentication middleware on every endpoint behind it, public ones included.
@@ -452,7 +455,8 @@ The world (tests/api/authz_world.py): A and B each head a family pool whose mile
 partner; A has a pending invitation from B's pool and one she declined from a third pool; at
 partner X, A has a pending hold, a voided hold, a captured hold (a redemption) and an accrual;
 the feed credited a flight of A's; A has a mile purchase and a status purchase, a gift sent to
-B and a claim; the supervisor made an adjustment of A's; A's pass is registered on a device.
+B and a claim; the supervisor made an adjustment of A's; A's pass is registered on a device;
+a duplicate membership was merged into another after signing in.
 
 ## Reading a cell
 

@@ -55,10 +55,11 @@ BAD_TOKEN = "bad token"
 REVOKED_KEY = "revoked key"
 SUSPENDED = "suspended partner"
 WRONG_ADDRESS = "key off its network"
+MERGED_MEMBER = "merged member"
 
 PRINCIPALS = (ANONYMOUS, MEMBER_A, MEMBER_B, PARTNER_X, PARTNER_Y, FEED, AGENT, SUPERVISOR,
-              MARKETER, ADMIN, DEVICE_A, DEVICE_B, PROVIDER, BAD_TOKEN, REVOKED_KEY, SUSPENDED,
-              WRONG_ADDRESS)
+              MARKETER, ADMIN, DEVICE_A, DEVICE_B, PROVIDER, BAD_TOKEN, REVOKED_KEY,
+              MERGED_MEMBER, SUSPENDED, WRONG_ADDRESS)
 MEMBERS = (MEMBER_A, MEMBER_B)
 PARTNERS = (PARTNER_X, PARTNER_Y)
 STAFF = (AGENT, SUPERVISOR, MARKETER, ADMIN)
@@ -234,6 +235,15 @@ async def build_world(client: httpx.AsyncClient, db: Database, settings: Setting
     ids["a_claim"] = ok(await client.post("/v1/me/claims", headers=idem(a_headers), json={
         "ticketNumber": f"0743{uuid.uuid4().int % 10**9:09d}", "flightNumber": "LM117",
         "flightDate": (date.today() - timedelta(days=3)).isoformat()}), 201)["id"]
+
+    # A duplicate membership merged by the supervisor into another: closed, it keeps the
+    # token it had signed in with, which must no longer work.
+    duplicate = await funded_member(client, db, system, 500)
+    target = await funded_member(client, db, system, 500)
+    ok(await client.post(f"/v1/staff/members/{duplicate['card']}/merge",
+                         headers=idem(supervisor), json={
+                             "intoCardNumber": target["card"], "reason": "Duplicate"}))
+    world.authorization[MERGED_MEMBER] = f"Bearer {duplicate['accessToken']}"
 
     # The call centre: an adjustment of A's made by the supervisor (an agent sees only their
     # own), and reason codes of the matrix's own to switch on and off.

@@ -1,12 +1,14 @@
 """The authorisation matrix (issue 7 §5): every operation of openapi/openapi.json x anonymous,
 members A and B, partners X and Y, the flight feed, agent, supervisor, marketer, admin, PassKit
-devices A and B and the payment provider, each cell checked against the app.
+devices A and B, the payment provider, and invalid credentials (a made-up token, a revoked
+API key, the token of a merged membership, a suspended partner's key, a key used off its
+allow-listed network), each cell checked against the app.
 
 The table is tests/api/authz_matrix.py (rendered in docs/authorization.md); the world it names
 is tests/api/authz_world.py, built once for the module. Every cell is one request through the
 in-process client, and its answer must be the table's exactly: status, and the problem's code
-for errors, with every error application/problem+json. A list that is allowed but holds
-nothing of the caller's must be empty.
+for errors, with every error application/problem+json. A list that is allowed must hold the
+caller's own resource of the world where the table says so, and none of anyone else's.
 
 Requests that change state: an allowed call must not change what another cell reads, whatever
 order the cells run in. So allowed cells send a body refused by validation (422), or hit a
@@ -16,7 +18,7 @@ sign-out, a device registered only to be unregistered, reason codes of the matri
 revoked before). Only partner X's webhook secret is really rotated; no cell reads it.
 
 The ledger is verified once after the module (the world's entries included) rather than after
-each of the ~1,300 cells: no allowed cell posts to it.
+each of the ~1,750 cells: no allowed cell posts to it.
 """
 
 from __future__ import annotations
