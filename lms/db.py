@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 from urllib.parse import quote
@@ -68,6 +69,12 @@ def is_retryable(exc: BaseException) -> bool:
 def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, OSError | asyncpg.exceptions.ConnectionDoesNotExistError
                   | asyncpg.exceptions.InterfaceError):
+        return True
+    # A connection that read the server's FATAL goodbye but not yet the end of its socket
+    # (a restart on a busy machine) refuses the next statement with this client-side error.
+    orig = getattr(exc, "orig", None)
+    if any(isinstance(e, asyncpg.InternalClientError)
+           for e in (exc, orig, getattr(orig, "__cause__", None))):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
@@ -175,8 +182,7 @@ class Database:
         """
 
         async def once() -> T:
-            pool = await self.raw_pool()
-            async with pool.acquire() as conn, conn.transaction():
+            async with self._pooled() as conn, conn.transaction():
                 return await work(conn)
 
         return await self._with_retry(once)
@@ -191,8 +197,7 @@ class Database:
         """
 
         async def once() -> T:
-            pool = await self.raw_pool()
-            async with pool.acquire() as conn:
+            async with self._pooled() as conn:
                 return await work(conn)
 
         return await self._with_retry(once)
@@ -208,11 +213,28 @@ class Database:
         """
 
         async def once() -> T:
-            pool = await self.raw_pool()
-            async with pool.acquire() as conn:
+            async with self._pooled() as conn:
                 return await work(conn)
 
         return await self._with_retry(once)
+
+    @asynccontextmanager
+    async def _pooled(self) -> AsyncIterator[RawConnection]:
+        """A connection of the raw pool that goes back to it only if it still works.
+
+        The pool skips asyncpg's reset round trip on release (``_keep_session``), which is
+        what would otherwise notice a connection the server has ended: after a
+        connection-level failure the connection is terminated here, so that the next
+        request opens a fresh one instead of failing on this one.
+        """
+        pool = await self.raw_pool()
+        async with pool.acquire() as conn:
+            try:
+                yield conn
+            except BaseException as exc:
+                if is_unavailable(exc):
+                    conn.terminate()
+                raise
 
     async def raw_pool(self) -> asyncpg.Pool:
         if self._raw_pool is None:
@@ -227,8 +249,8 @@ class Database:
             attempt += 1
             try:
                 return await once()
-            except (DBAPIError, OSError, asyncpg.PostgresError,
-                    asyncpg.InterfaceError) as exc:
+            except (DBAPIError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                    asyncpg.InternalClientError) as exc:
                 if is_retryable(exc) and attempt < self.retry_attempts:
                     await asyncio.sleep(0.002 * (2**attempt))
                     continue

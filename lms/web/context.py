@@ -172,7 +172,7 @@ async def before_request(request: Request[Any, Any, Any]) -> None:
     the right CSRF token before the handler sees them."""
     ctx = await load(request)
     request.state.web = ctx
-    i18n.choose(ctx.language)
+    i18n.activate(ctx.language)
     if request.method not in SAFE_METHODS:
         await check_csrf(request, ctx)
 

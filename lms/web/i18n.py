@@ -92,9 +92,9 @@ def using(language: str) -> Iterator[None]:
         _current.reset(token)
 
 
-def choose(language: str) -> None:
-    """The language of the rest of this request (its task's context): messages made before
-    the page is rendered, such as a form's errors, are in the page's language too."""
+def activate(language: str) -> None:
+    """The language of the rest of this request (its task's context): messages made by a
+    handler before rendering, such as a form's errors, read in the page's language."""
     _current.set(language if language in LANGUAGES else DEFAULT)
 
 

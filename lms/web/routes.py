@@ -19,11 +19,13 @@ from lms.web.console_audit import ConsoleAuditController
 from lms.web.console_member import ConsoleMemberController
 from lms.web.context import STAFF, before_request, context, page, realm_of, redirect
 from lms.web.errors import SignInRequired
+from lms.web.family import PortalFamilyController
 from lms.web.forms import message
 from lms.web.gifts import PortalGiftsController
 from lms.web.i18n import gettext
 from lms.web.portal import PortalController, PortalPublicController
 from lms.web.purchases import PortalPurchasesController
+from lms.web.redemption import PortalRedemptionCodeController
 from lms.web.wallet import PortalWalletController
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,8 @@ STATIC = Path(__file__).parent / "static"
 # authenticate with their session cookie only.
 NO_BEARER = {"exclude_from_auth": True}
 # The member's pages beyond the core portal: gifts, family pool, partner code, wallet.
-MEMBER_PAGES = [PortalGiftsController, PortalWalletController]
+MEMBER_PAGES = [PortalGiftsController, PortalFamilyController, PortalRedemptionCodeController,
+                PortalWalletController]
 
 
 def sign_in_required(request: Request[Any, Any, Any], exc: SignInRequired) -> Response[Any]:

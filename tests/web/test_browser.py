@@ -196,3 +196,52 @@ async def test_member_gifts_miles_and_both_statements_show_it(
     finally:
         await screenshot_if_failed(request, friend)
         await friend.context.close()
+
+
+async def test_portal_in_both_languages_at_phone_width(
+        chromium: Browser, live_server: str, db: Database, in_ledger: Any,
+        request: pytest.FixtureRequest) -> None:
+    phone = await new_page(chromium, live_server, viewport={"width": 375, "height": 667},
+                           is_mobile=True, has_touch=True, device_scale_factor=2)
+    try:
+        email = unique_email("phone-ru")
+        await sign_up_in_browser(phone, email, first_name="Sofia-Vasilievna")
+        _, account = await account_of(db, email)
+        await in_ledger(lambda ledger: ledger.credit(
+            account, 987654321, kind=EntryKind.ACCRUAL, actor=TEST_ACTOR,
+            description="Flight Vladivostok-Kaliningrad with a very long description"))
+        pages = {"/": ("Hello, Sofia-Vasilievna", "Здравствуйте, Sofia-Vasilievna"),
+                 "/gifts": ("Gift miles", "Подарить мили"),
+                 "/family": ("Family pool", "Семейный счёт"),
+                 "/redemption-code": ("Pay with miles at a partner",
+                                      "Оплата милями у партнёра"),  # noqa: RUF001
+                 "/statement": ("Statement", "Выписка"),
+                 "/buy": ("Buy miles and status", "Покупка миль и статуса"),
+                 "/profile": ("Profile", "Профиль")}
+        for path, (english, _) in pages.items():
+            await phone.goto(path)
+            await expect(phone.get_by_role("heading", level=1)).to_have_text(english)
+            assert await fits(phone), path
+        await phone.goto("/")
+        await phone.get_by_role("button", name="Русский").click()
+        await expect(phone.locator("html")).to_have_attribute("lang", "ru")
+        for path, (_, russian) in pages.items():
+            await phone.goto(path)
+            if russian is not None:
+                await expect(phone.get_by_role("heading", level=1)).to_have_text(russian)
+            await expect(phone.locator("html")).to_have_attribute("lang", "ru")
+            assert await fits(phone), path
+        await phone.goto("/gifts")
+        await expect(phone.get_by_label("Номер карты получателя")).to_be_visible()
+        await expect(phone.get_by_role("link", name="Семья")).to_be_visible()
+        await phone.goto("/family")
+        await phone.get_by_role("button", name="Открыть семейный счёт").click()
+        await expect(phone.locator("#family-done")).to_contain_text("Семейный счёт открыт")
+        assert await fits(phone), "/family with a pool"
+        await phone.goto("/redemption-code")
+        await phone.get_by_role("button", name="Получить одноразовый код").click()
+        await expect(phone.locator("#code")).to_have_text(re.compile(r"^\d{8}$"))
+        assert await fits(phone), "/redemption-code with a code"
+    finally:
+        await screenshot_if_failed(request, phone)
+        await phone.context.close()

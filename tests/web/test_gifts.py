@@ -179,3 +179,18 @@ async def test_gift_page_needs_sign_in_and_csrf(clients: list[httpx.AsyncClient]
                                                     "recipientLastName": "X",
                                                     "miles": "1000"})
     assert refused.status_code == 403
+
+
+async def test_refusals_read_in_the_pages_language(clients: list[httpx.AsyncClient],
+                                                   db: Database) -> None:
+    ada = await member(db, clients[0], "Lovelace")
+    html = (await ada.client.get("/gifts")).text
+    await ada.client.post("/language", data={"csrf_token": csrf_of(html), "lang": "ru",
+                                             "next": "/gifts"})
+    answer = await give(ada.client, recipientCardNumber="", recipientLastName="Ли",
+                        miles="много")
+    assert answer.status_code == 422
+    assert '<html lang="ru">' in answer.text
+    assert "Это поле обязательно." in answer.text
+    assert "Введите целое число миль." in answer.text
+    assert "This field is required." not in answer.text
