@@ -2,7 +2,7 @@
 
     uv run python bench/ledger.py [--seconds 20] [--tasks 32] [--members 10000]
 
-Single transfers member -> member through the service layer (``Database.single_statement`` +
+Single transfers member -> member through the service layer (``Database.autocommit`` +
 ``Ledger.transfer``: lock, check, entry, postings, balances, lot consumption and a new lot, the
 outbox events, commit), 32 concurrent asyncio tasks, one transaction per transfer. The baseline
 is pgbench's built-in TPC-B-like script with as many clients, run before and after ours
@@ -208,7 +208,7 @@ async def run_transfers(db: Database, system: SystemAccounts, accounts: list[int
     refused = 0
     # A transfer is one ledger_post() call: by default it runs as one implicit transaction;
     # --explicit-transactions wraps it in BEGIN/COMMIT, as when it shares a unit of work.
-    transaction = db.raw_transaction if explicit else db.single_statement
+    transaction = db.raw_transaction if explicit else db.autocommit
     deadline = time.perf_counter() + seconds
 
     async def worker(seed: int) -> None:

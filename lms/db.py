@@ -13,6 +13,7 @@ from urllib.parse import quote
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from sqlalchemy import MetaData
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -68,15 +69,16 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, OSError | asyncpg.exceptions.ConnectionDoesNotExistError
-                  | asyncpg.exceptions.InterfaceError):
-        return True
-    # A connection that read the server's FATAL goodbye but not yet the end of its socket
-    # (a restart on a busy machine) refuses the next statement with this client-side error.
+    # The driver's error itself, SQLAlchemy's wrapping of it (``orig``), or the adapter's own
+    # copy raised from it (``__cause__``) when a statement bypasses the engine
+    # (``raw_connection`` starting a transaction). InternalClientError: a connection that read
+    # the server's FATAL goodbye but not yet the end of its socket (a restart on a busy
+    # machine) refuses the next statement with it.
     orig = getattr(exc, "orig", None)
-    if any(isinstance(e, asyncpg.InternalClientError)
-           for e in (exc, orig, getattr(orig, "__cause__", None))):
-        return True
+    for e in (exc, orig, getattr(orig, "__cause__", None), exc.__cause__):
+        if isinstance(e, OSError | asyncpg.exceptions.ConnectionDoesNotExistError
+                      | asyncpg.exceptions.InterfaceError | asyncpg.InternalClientError):
+            return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     if isinstance(exc, InterfaceError | OperationalError) and sqlstate(exc) is None:
@@ -170,10 +172,16 @@ class Database:
         database (enqueue through the outbox instead)."""
 
         async def once() -> T:
-            async with self.sessions() as session:
-                async with session.begin():
-                    result = await work(session)
-                return result
+            async with self.sessions() as session, session.begin():
+                try:
+                    return await work(session)
+                except BaseException as exc:
+                    # Statements sent straight to asyncpg (raw_connection) bypass the
+                    # engine, which would otherwise notice a dead connection: drop it here,
+                    # or the pool hands it out again.
+                    if is_unavailable(exc):
+                        await (await session.connection()).invalidate()
+                    raise
 
         return await self._with_retry(once)
 
@@ -191,29 +199,17 @@ class Database:
 
         return await self._with_retry(once)
 
-    async def single_statement(self, work: Callable[[RawConnection], Awaitable[T]]) -> T:
-        """Run ``work``, which sends exactly one statement, as its own implicit transaction.
-
-        For operations that are one call to the database, such as ``Ledger.transfer`` (one
-        ledger_post()): PostgreSQL runs a lone statement atomically, and leaving out BEGIN and
-        COMMIT saves two of the three round trips. Anything that sends two statements must
-        use ``raw_transaction``.
-        """
-
-        async def once() -> T:
-            async with self._pooled() as conn:
-                return await work(conn)
-
-        return await self._with_retry(once)
-
     async def autocommit(self, work: Callable[[RawConnection], Awaitable[T]]) -> T:
         """Run ``work`` on a bare connection outside any transaction block: every statement
         it sends commits by itself.
 
-        For work whose statements need not stand or fall together: reads (under READ
-        COMMITTED each statement sees its own snapshot inside a transaction as well), or an
-        API key's lookup and then its rate-limit counter. BEGIN and COMMIT around them would
-        only add two round trips, and hold the counter's row lock for one more.
+        For work that is one statement, such as ``Ledger.transfer`` (one ledger_post()):
+        PostgreSQL runs a lone statement atomically, and leaving out BEGIN and COMMIT saves
+        two of the three round trips. For work whose statements need not stand or fall
+        together: reads (under READ COMMITTED each statement sees its own snapshot inside a
+        transaction as well), or an API key's lookup and then its rate-limit counter, whose
+        row lock is then held for one statement. Statements that must stand or fall together
+        use ``raw_transaction``.
         """
 
         async def once() -> T:
@@ -253,7 +249,7 @@ class Database:
             try:
                 return await once()
             except (DBAPIError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                    asyncpg.InternalClientError) as exc:
+                    asyncpg.InternalClientError, AsyncAdapt_asyncpg_dbapi.Error) as exc:
                 if is_retryable(exc) and attempt < self.retry_attempts:
                     await asyncio.sleep(0.002 * (2**attempt))
                     continue

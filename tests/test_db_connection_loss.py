@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from lms.db import Database, RawConnection
+from lms.db import Database, RawConnection, raw_connection
 from lms.errors import ServiceUnavailable
 
 
@@ -52,7 +52,7 @@ async def terminated_under(database: Database, run: Any, admin: Database) -> Non
         await asyncio.wait_for(task, 10)
 
 
-@pytest.mark.parametrize("path", ["autocommit", "single_statement", "raw_transaction"])
+@pytest.mark.parametrize("path", ["autocommit", "raw_transaction"])
 async def test_a_connection_killed_under_a_statement_is_not_reused(
         one_connection: Database, db: Database, path: str) -> None:
     run = getattr(one_connection, path)
@@ -121,5 +121,34 @@ async def test_an_idle_connection_told_to_go_away_is_not_reused(
                 await database.autocommit(lambda conn: conn.fetchval("SELECT 1"))
             # At once, while the dead socket is still open: a fresh connection.
             assert await database.autocommit(lambda conn: conn.fetchval("SELECT 2")) == 2
+        finally:
+            await database.dispose()
+
+
+async def test_a_session_on_a_connection_told_to_go_away_gets_503(
+        database_url: str, db: Database) -> None:
+    """The same goodbye under a unit of work through the ORM session: the ledger's statements
+    start the session's transaction themselves (``raw_connection``), and SQLAlchemy's adapter
+    raises its own copy of asyncpg's error there, which was a 500."""
+    parts = urlsplit(database_url)
+    async with SlowToCloseProxy((parts.hostname or "127.0.0.1", parts.port or 5432),
+                                delay=1.5) as proxy:
+        url = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+        database = Database(url, pool_size=1, max_overflow=0)
+
+        async def pid_of(session: Any) -> int:
+            conn = await raw_connection(session)
+            pid: int = await conn.fetchval("SELECT pg_backend_pid()")
+            return pid
+
+        try:
+            pid = await database.transaction(pid_of)
+            assert await db.autocommit(
+                lambda conn: conn.fetchval("SELECT pg_terminate_backend($1)", pid)) is True
+            await asyncio.sleep(0.3)  # the FATAL error has arrived; the end of the socket not
+            with pytest.raises(ServiceUnavailable):
+                await database.transaction(pid_of)
+            await asyncio.sleep(1.5)  # the socket's end is read: the pool replaces it
+            assert await database.transaction(pid_of) != pid
         finally:
             await database.dispose()

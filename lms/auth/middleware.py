@@ -28,7 +28,7 @@ class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
         if is_api_key(token):
             return await self.authenticate_partner(connection, token)
 
-        principal = await state.db.single_statement(
+        principal = await state.db.autocommit(
             lambda conn: principal_for_token(conn, token))
         return AuthenticationResult(user=principal, auth=token)
 
