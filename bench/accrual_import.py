@@ -44,7 +44,8 @@ from lms.ledger.verify import verify
 from lms.settings import PROJECT_ROOT
 
 SHARDS = 16
-DB_NAME = "lms_bench_accrual"
+# Per run: two runs on one shared server must not drop each other's database.
+DB_NAME = f"lms_bench_accrual_{os.getpid()}"
 AIRPORTS = ("LHR", "JFK", "CDG", "FRA", "AMS", "MAD", "FCO", "DXB", "SIN", "HKG", "NRT",
             "LAX", "SFO", "ORD", "YYZ", "GRU", "SYD", "JNB", "IST", "DEL", "BOS", "MIA",
             "ZRH", "VIE", "CPH", "OSL", "ARN", "HEL", "DUB", "EDI", "MAN", "LIS")

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
+from lms.connection_pool import ConnectionPool
 from lms.errors import ServiceUnavailable
 from lms.settings import Settings
 
@@ -98,11 +99,6 @@ def to_sync_url(url: str) -> str:
     return url
 
 
-async def _keep_session(conn: RawConnection) -> None:
-    """Pool release hook: our units of work leave no session state behind (no LISTEN,
-    advisory locks or SET), so asyncpg's default reset round trip is skipped."""
-
-
 def asyncpg_dsn(url: str) -> str:
     """A SQLAlchemy URL as a DSN asyncpg understands."""
     return to_async_url(url).replace("postgresql+asyncpg://", "postgresql://", 1)
@@ -152,7 +148,7 @@ class Database:
                                            autoflush=False)
         self.retry_attempts = retry_attempts
         self.pool_size = pool_size + max_overflow
-        self._raw_pool: asyncpg.Pool | None = None
+        self._raw_pool: ConnectionPool | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -222,8 +218,8 @@ class Database:
     async def _pooled(self) -> AsyncIterator[RawConnection]:
         """A connection of the raw pool that goes back to it only if it still works.
 
-        The pool skips asyncpg's reset round trip on release (``_keep_session``), which is
-        what would otherwise notice a connection the server has ended: after a
+        The pool sends no reset statement on release (lms.connection_pool), which is what
+        would otherwise notice a connection the server has ended: after a
         connection-level failure the connection is terminated here, so that the next
         request opens a fresh one instead of failing on this one.
         """
@@ -236,11 +232,10 @@ class Database:
                     conn.terminate()
                 raise
 
-    async def raw_pool(self) -> asyncpg.Pool:
+    async def raw_pool(self) -> ConnectionPool:
         if self._raw_pool is None:
-            self._raw_pool = await asyncpg.create_pool(
-                asyncpg_dsn(self.url), min_size=1, max_size=self.pool_size,
-                server_settings={"application_name": "lms"}, reset=_keep_session)
+            self._raw_pool = ConnectionPool(asyncpg_dsn(self.url), max_size=self.pool_size,
+                                            server_settings={"application_name": "lms"})
         return self._raw_pool
 
     async def _with_retry(self, once: Callable[[], Awaitable[T]]) -> T:

@@ -65,11 +65,11 @@ class IdempotencyService:
         row = await self.repo.get(principal, key)
         if row is None:  # pragma: no cover - the row can only go by a manual purge
             raise IdempotencyRequestUnfinished()
-        if row.request_hash != fingerprint:
+        if row["request_hash"] != fingerprint:
             raise IdempotencyKeyReused()
-        if row.status_code is None or row.response_body is None:
+        if row["status_code"] is None or row["response_body"] is None:
             raise IdempotencyRequestUnfinished()
-        return StoredAnswer(row.status_code, row.response_body)
+        return StoredAnswer(row["status_code"], bytes(row["response_body"]))
 
     async def complete(self, principal: str, key: str, answer: StoredAnswer) -> None:
         await self.repo.store_response(principal, key, answer.status_code, answer.body)

@@ -110,7 +110,7 @@ class Posting(Base):
 
     __tablename__ = "postings"
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity())
     entry_id: Mapped[int] = mapped_column(BigInteger)
     account_id: Mapped[int] = mapped_column(BigInteger)
     unit: Mapped[str] = mapped_column(String(16))
@@ -122,8 +122,11 @@ class Posting(Base):
                                                  server_default=func.now())
 
     __table_args__ = (
+        # Keyed by entry first: every reader of an entry's legs (reversals, verify,
+        # settlement) looks them up by entry, and nothing looks a posting up by id alone,
+        # so one index serves as both key and entry lookup (each index is a write per leg).
+        PrimaryKeyConstraint("entry_id", "id", name="pk_postings"),
         CheckConstraint("amount <> 0", name="amount_not_zero"),
-        Index("ix_postings_entry_id", "entry_id"),
         Index("ix_postings_account_unit_id", "account_id", "unit", "id"),
     )
 
