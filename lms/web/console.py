@@ -19,6 +19,7 @@ from lms.auth.service import AccountDisabled, AuthService, Verified
 from lms.callcentre.audit import StaffContext
 from lms.callcentre.search import SEPARATORS, SearchQuery, SearchService
 from lms.errors import LmsError
+from lms.web import i18n
 from lms.web.console_staff import (
     CONSOLE_ROLES,
     NotConsoleRole,
@@ -28,6 +29,7 @@ from lms.web.console_staff import (
     staff_signed_in,
 )
 from lms.web.context import (
+    LANGUAGE_COOKIE,
     STAFF,
     context,
     local_path,
@@ -107,6 +109,17 @@ class ConsoleController(Controller):
             lambda s: WebSessionService(s, ctx.settings).close_all(principal))
         ctx.forget(session_cookie(ctx.settings, STAFF))
         return redirect(request, "/console/sign-in?done=signed-out-everywhere")
+
+    @post("/language")
+    async def language(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        """The language switcher of the console's pages: a staff session's CSRF token is
+        not the portal's, so the console has its own (the same cookie as the portal's)."""
+        ctx = context(request)
+        form = await read(request)
+        ctx.cookie(LANGUAGE_COOKIE, i18n.language_of(form.get("lang")) or i18n.DEFAULT,
+                   max_age=365 * 24 * 3600)
+        target = local_path(form.get("next"), "/console")
+        return redirect(request, target if target.startswith("/console") else "/console")
 
     @get("", name="console.home")
     async def home(self, request: Request[Any, Any, Any],

@@ -105,3 +105,39 @@ async def test_agent_finds_members_by_name_and_phone(web: httpx.AsyncClient, app
     wrong = await web.get("/console", params={"q": "+1"})
     assert wrong.status_code == 422
     assert 'id="f-q-error"' in wrong.text and "The phone number is not valid." in wrong.text
+
+
+async def test_the_language_switcher_works_for_signed_in_staff(
+        web: httpx.AsyncClient, db: Database, settings: Settings) -> None:
+    for signed_in in (False, True):
+        if signed_in:
+            await staff_sign_in(web, await create_staff(db, settings, "agent"))
+        page = "/console" if signed_in else "/console/sign-in"
+        html = (await web.get(page)).text
+        assert 'action="/console/language"' in html
+        switched = await submit(web, page, "/console/language",
+                                {"lang": "ru", "next": page})
+        assert switched.status_code == 303 and switched.headers["location"] == page
+        assert '<html lang="ru">' in (await web.get(page)).text
+        back = await submit(web, page, "/console/language",
+                            {"lang": "en", "next": "//evil.example/console"})
+        assert back.headers["location"] == "/console"
+        assert '<html lang="en">' in (await web.get(page)).text
+
+
+async def test_form_errors_are_in_the_page_language(web: httpx.AsyncClient, app: Litestar,
+                                                    db: Database, settings: Settings) -> None:
+    web.headers["Accept-Language"] = "ru"
+    portal = await submit(web, "/sign-in", "/sign-in", {"email": "", "password": ""})
+    assert portal.status_code == 422
+    assert "Это поле обязательно" in portal.text and "This field is required" not in portal.text
+    async with asgi_client(app) as api:
+        member = (await register_member(api))["member"]
+    await staff_sign_in(web, await create_staff(db, settings, "agent"))
+    page = f"/console/members/{member['id']}"
+    refused = await submit(web, page, f"{page}/adjustments",
+                           {"unit": "MILES", "amount": "1,5", "reasonCode": "", "note": ""})
+    assert refused.status_code == 422
+    assert "Введите целое число миль" in refused.text
+    assert "Это поле обязательно" in refused.text and "Выберите причину" in refused.text
+    assert "Премиальные мили" in refused.text and "Award miles" not in refused.text

@@ -5,14 +5,22 @@ changes), a form sent twice, and the supervisors' approval queue with its role r
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from litestar import Litestar
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from lms.auth.principal import Principal, Role
+from lms.callcentre.adjustments import AdjustmentService
+from lms.callcentre.audit import StaffContext
+from lms.callcentre.operations import MemberOperations
+from lms.callcentre.schemas import ReasonCodeCreate
 from lms.db import Database
+from lms.ledger.service import SystemAccounts
 from lms.settings import Settings
 from tests.web.console_support import available, member_with_miles, post_form, signed_in_staff
 from tests.web.support import browser, csrf_of
@@ -223,3 +231,67 @@ async def test_adjusting_needs_csrf_and_staff(web: httpx.AsyncClient, app: Lites
     no_token = await web.post(f"{page}/adjustments", data=ADJUST | {"amount": "10"})
     assert no_token.status_code == 403
     assert await available(db, in_ledger, member["email"]) == 0
+
+
+async def test_the_daily_limit_sends_the_rest_to_a_supervisor(
+        web: httpx.AsyncClient, app: Litestar, db: Database, settings: Settings,
+        in_ledger: Any) -> None:
+    member = await member_with_miles(app, db, in_ledger)
+    await signed_in_staff(web, db, settings, "agent")
+    for _ in range(4):  # four of 5,000: the agent's whole day (20,000)
+        assert (await adjust(web, member, amount="5000")).headers["location"].endswith(
+            "?done=posted")
+    over = await adjust(web, member, amount="1")
+    assert over.headers["location"].endswith("?done=pending")
+    html = (await web.get(over.headers["location"])).text
+    assert "Waiting for a supervisor (above the daily limit)" in html
+    assert await available(db, in_ledger, member["email"]) == 20000
+
+
+async def test_a_deactivated_reason_code_is_refused(web: httpx.AsyncClient, app: Litestar,
+                                                    db: Database, settings: Settings,
+                                                    system: SystemAccounts,
+                                                    in_ledger: Any) -> None:
+    code = "OLD_" + uuid.uuid4().hex[:8].upper()
+    admin = StaffContext(Principal("staff", 1, Role.ADMIN), None)
+
+    async def retire(session: AsyncSession) -> None:
+        service = AdjustmentService(session, system, admin)
+        await service.add_reason_code(ReasonCodeCreate(code=code, description="Old"))
+        await service.set_reason_code_active(code, False)
+
+    await db.transaction(retire)
+    member = await member_with_miles(app, db, in_ledger)
+    await signed_in_staff(web, db, settings, "agent")
+    assert f'value="{code}"' not in (await web.get(f"/console/members/{member['id']}")).text
+    refused = await adjust(web, member, amount="10", reasonCode=code)
+    assert refused.status_code == 409
+    assert "no longer in use" in refused.text
+    assert await available(db, in_ledger, member["email"]) == 0
+
+
+async def test_a_merged_member_is_shown_closed_and_cannot_be_adjusted(
+        web: httpx.AsyncClient, app: Litestar, db: Database, settings: Settings,
+        system: SystemAccounts, in_ledger: Any) -> None:
+    duplicate = await member_with_miles(app, db, in_ledger, 300)
+    target = await member_with_miles(app, db, in_ledger, 700)
+    await signed_in_staff(web, db, settings, "supervisor")
+    page = f"/console/members/{duplicate['id']}"
+    form_page = (await web.get(page)).text  # the form, as it was before the merge
+    supervisor = StaffContext(Principal("staff", 1, Role.SUPERVISOR), None)
+    await db.transaction(lambda s: MemberOperations(s, settings, system, supervisor).merge(
+        duplicate["cardNumber"], target["cardNumber"], "Duplicate enrolment"))
+
+    html = (await web.get(page)).text
+    assert "Member status: Closed." in html
+    assert f"Merged into card {target['cardNumber']}." in html
+    assert "/adjustments" not in html and "Lock the member" not in html
+    key = re.search(r'name="formKey" value="([^"]+)"', form_page)
+    assert key
+    refused = await web.post(f"{page}/adjustments", data=ADJUST | {
+        "csrf_token": csrf_of(form_page), "formKey": key.group(1), "amount": "50"})
+    assert refused.status_code == 409
+    assert "The membership is closed." in refused.text
+    assert await available(db, in_ledger, target["email"]) == 1000
+    merged_into = (await web.get(f"/console/members/{target['id']}")).text
+    assert "Merged from" in merged_into and duplicate["cardNumber"] in merged_into
