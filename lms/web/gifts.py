@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lms.accounts.service import MemberService
 from lms.errors import LmsError
 from lms.gifts.schemas import GiftCreate, GiftOut, GiftTermsOut
-from lms.gifts.service import GiftService
+from lms.gifts.service import GiftService, GiftTerms
 from lms.idempotency.service import IdempotencyService, StoredAnswer, request_hash
 from lms.ledger.types import Unit
 from lms.web.context import MEMBER, page, redirect, signed_in
@@ -39,6 +39,7 @@ class GiftDesk:
     terms: GiftTermsOut
     sent: list[GiftOut]
     received: list[GiftOut]
+    preview: tuple[int, int] | None
 
 
 class GiftReceipt(msgspec.Struct):
@@ -90,6 +91,15 @@ def refusal(form: Form, exc: LmsError) -> None:
         form.refuse(exc)
 
 
+def preview(terms: GiftTerms, raw: str) -> tuple[int, int] | None:
+    """(miles, fee) of a gift as typed so far, or None while it is not a gift amount."""
+    miles = digits(raw)
+    if not miles.isdigit() or len(miles) > 10 \
+            or not terms.min_miles <= int(miles) <= MAX_MILES:
+        return None
+    return int(miles), terms.fee(int(miles))
+
+
 class PortalGiftsController(Controller):
     path = "/gifts"
     opt = {"realm": MEMBER}
@@ -116,13 +126,24 @@ class PortalGiftsController(Controller):
             miles = next((b.available for b in balance.balances if b.unit == Unit.MILES), 0)
             return GiftDesk(miles, await service.my_terms(member_id),
                             await service.list(member_id, sent=True, limit=LISTED),
-                            await service.list(member_id, sent=False, limit=LISTED))
+                            await service.list(member_id, sent=False, limit=LISTED),
+                            preview(await service.terms(), form.get("miles")))
 
         desk = await state.db.transaction(work)
         # A fresh key for the next gift; a refused form keeps its own, as nothing was given.
         form.values.setdefault(FORM_KEY, secrets.token_urlsafe(24))
         return page(request, "portal/gifts.html", status=status, desk=desk, form=form,
                     done=done, member=ctx.member)
+
+    @get("/fee", name="portal.gift_fee")
+    async def fee(self, request: Request[Any, Any, Any],
+                  miles: Annotated[str | None, QueryParameter(max_length=40)] = None
+                  ) -> Response[Any]:
+        """What a gift of ``miles`` would cost, as htmx asks while the member types."""
+        signed_in(request)
+        terms = await request.app.state.db.transaction(
+            lambda s: gifts(s, request).terms())
+        return page(request, "portal/_gift_fee.html", preview=preview(terms, miles or ""))
 
     @post("")
     async def give(self, request: Request[Any, Any, Any]) -> Response[Any]:

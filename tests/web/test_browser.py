@@ -174,6 +174,8 @@ async def test_member_gifts_miles_and_both_statements_show_it(
         await page.get_by_label("Recipient's card number").fill(card)
         await page.get_by_label("Recipient's last name").fill("LOVELACE")
         await page.get_by_label("Miles to give").fill("3000")
+        # htmx shows what the gift costs, fee included, while the member types.
+        await expect(page.locator("#fee-preview")).to_contain_text("You pay")
         await page.get_by_label("Message to the recipient").fill("For your trip <3")
         await page.get_by_role("button", name="Give the miles").click()
         await expect(page.locator("#gift-done")).to_contain_text("3,000 miles")

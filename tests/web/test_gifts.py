@@ -194,3 +194,20 @@ async def test_refusals_read_in_the_pages_language(clients: list[httpx.AsyncClie
     assert "Это поле обязательно." in answer.text
     assert "Введите целое число миль." in answer.text
     assert "This field is required." not in answer.text
+
+
+async def test_fee_preview_while_typing(clients: list[httpx.AsyncClient], db: Database,
+                                        system: SystemAccounts) -> None:
+    ada = await member(db, clients[0], "Lovelace")
+    t = await terms(db, system)
+    preview = await ada.client.get("/gifts/fee?miles=2%2C000",
+                                   headers={"HX-Request": "true"})
+    assert preview.status_code == 200
+    total = f"{2000 + t.fee(2000):,}"
+    assert f"You pay {total} miles: 2,000 for the gift and a fee of {t.fee(2000):,}." \
+        in preview.text
+    for raw in ("abc", "<script>", "1" * 30, "-5", str(t.min_miles - 1)):
+        empty = await ada.client.get("/gifts/fee", params={"miles": raw})
+        assert empty.status_code == 200
+        assert "You pay" not in empty.text and "<script>" not in empty.text
+    assert (await clients[1].get("/gifts/fee?miles=2000")).status_code == 303
