@@ -33,11 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg
 
+from bench._common import database, recreate, server_url
 from lms import migrate
 from lms.accounts.cards import make_card_number
 from lms.accrual.importer import COLUMNS
 from lms.accrual.programme import demo_programme_path, load_file
-from lms.db import Database, RawConnection, embedded_postgres_url, to_sync_url
+from lms.db import Database, RawConnection
 from lms.ledger.repository import LedgerRepository
 from lms.ledger.service import SystemAccounts
 from lms.ledger.verify import verify
@@ -50,28 +51,6 @@ AIRPORTS = ("LHR", "JFK", "CDG", "FRA", "AMS", "MAD", "FCO", "DXB", "SIN", "HKG"
             "LAX", "SFO", "ORD", "YYZ", "GRU", "SYD", "JNB", "IST", "DEL", "BOS", "MIA",
             "ZRH", "VIE", "CPH", "OSL", "ARN", "HEL", "DUB", "EDI", "MAN", "LIS")
 CLASSES = {"LM": "FAJCDWYBMKQ", "PA": "FJYMS"}
-
-
-def server_url() -> str:
-    url = os.environ.get("LMS_BENCH_DATABASE_URL") or os.environ.get("LMS_TEST_DATABASE_URL")
-    return url or embedded_postgres_url(PROJECT_ROOT / ".lms-data" / "bench")
-
-
-def plain(url: str) -> str:
-    return to_sync_url(url).replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def database(url: str, name: str) -> str:
-    base = plain(url)
-    query = "?" + base.split("?", 1)[1] if "?" in base else ""
-    return base.split("?")[0].rsplit("/", 1)[0] + "/" + name + query
-
-
-def recreate(url: str, name: str) -> str:
-    with psycopg.connect(database(url, "postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return database(url, name)
 
 
 # Members in three set-based statements: the same rows lms.accounts would write, without

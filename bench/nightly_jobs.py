@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import os
 import random
 import resource
 import sys
@@ -39,11 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bench._common import database, recreate, server_url
 from lms import migrate
-from lms.db import Database, embedded_postgres_url, raw_connection, to_sync_url
+from lms.db import Database, raw_connection
 from lms.ledger.repository import LedgerRepository
 from lms.ledger.service import SystemAccounts
-from lms.settings import PROJECT_ROOT
 from lms.tiers.jobs import expiry_nightly, tiers_nightly
 
 SHARDS = 16
@@ -51,27 +50,6 @@ CHUNK = 20_000
 # The demo programme's thresholds (migration 0005): rank -> (status miles, segments).
 LADDER = [("BASIC", 0, 0), ("SILVER", 25_000, 30), ("GOLD", 50_000, 60),
           ("PLATINUM", 100_000, 100)]
-
-
-def server_url() -> str:
-    url = os.environ.get("LMS_BENCH_DATABASE_URL") or os.environ.get("LMS_TEST_DATABASE_URL")
-    return url or embedded_postgres_url(PROJECT_ROOT / ".lms-data" / "bench")
-
-
-def plain(url: str) -> str:
-    return to_sync_url(url).replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def database(url: str, name: str) -> str:
-    base, _, query = plain(url).partition("?")
-    return base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
-
-
-def recreate(url: str, name: str) -> str:
-    with psycopg.connect(database(url, "postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return database(url, name)
 
 
 def peak_rss_mib() -> float:
