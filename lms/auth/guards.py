@@ -28,10 +28,6 @@ def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Princip
     return user
 
 
-def authenticated(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    current_principal(connection)
-
-
 def requires(*roles: Role) -> Guard:
     allowed = frozenset(roles)
 
