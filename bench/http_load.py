@@ -47,6 +47,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections import defaultdict
@@ -480,17 +481,21 @@ def start_server(url: str, port: int, workers: int, profile: str | None
         [*wrap, lms, "serve", "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(workers), "--no-migrate"], env=env, start_new_session=True)
     deadline = time.monotonic() + 120
+    last = "no answer"
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise SystemExit(f"lms serve exited with {server.returncode}")
         try:
             if http_json("GET", f"http://127.0.0.1:{port}/ready")["status"] == "ready":
                 return server
-        except OSError:
-            pass
+        except urllib.error.HTTPError as exc:
+            # A database behind the code's migrations answers 503 and says so: show it.
+            last = exc.read().decode(errors="replace")
+        except OSError as exc:
+            last = str(exc)
         time.sleep(0.5)
     stop_server(server)
-    raise SystemExit("lms serve did not become ready within 120 s")
+    raise SystemExit(f"lms serve did not become ready within 120 s; /ready: {last}")
 
 
 def stop_server(server: subprocess.Popen[bytes]) -> None:
