@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 from typing import IO
 
@@ -95,24 +96,43 @@ class Invalid:
         self.coupon, self.detail = coupon, detail
 
 
+def row_parser(index: dict[str, int]) -> Callable[[list[str]], Coupon | Invalid]:
+    """A parser of the file's rows for this header (``header_index``).
+
+    The hot loop of a file of millions of rows: the columns' positions are resolved once,
+    and a row that has them all is picked apart by one ``itemgetter`` call.
+    """
+    positions = [index.get(name) for name in COLUMNS]
+    present = [i for i in positions if i is not None]
+    width = max(present) + 1
+    # A column the header lacks reads as the empty cell appended after the row's own.
+    pick = itemgetter(*(width if i is None else i for i in positions))
+    complete = len(present) == len(positions)
+
+    def parse(row: list[str]) -> Coupon | Invalid:
+        if not complete or len(row) < width:  # cells past the row's end read as empty
+            row = row[:width] + [""] * (width + 1 - min(len(row), width))
+        (ticket, number, card, flown, marketing, operating, flight, origin, destination,
+         booking_class, cabin, booked, fare, currency) = pick(row)
+        try:
+            return Coupon(
+                ticket.strip(), int(number), card.strip(), _date(flown.strip()),
+                marketing.strip().upper(), operating.strip().upper(), flight.strip(),
+                origin.strip().upper(), destination.strip().upper(),
+                booking_class.strip().upper(), cabin.strip() or None,
+                _date(booked.strip()) if booked.strip() else None,
+                int(fare) if fare.strip() else None, currency.strip().upper() or None)
+        except ValueError as exc:
+            placeholder = Coupon(ticket.strip() or "?", 0, card.strip(), date.min, "", "", "",
+                                 "", "", "")
+            return Invalid(placeholder, f"row is not a coupon: {exc}")
+
+    return parse
+
+
 def parse_row(row: list[str], index: dict[str, int]) -> Coupon | Invalid:
-    # The hot loop of a file of millions of rows: plain indexing, no per-field closures.
-    cells = [row[i].strip() if i is not None and i < len(row) else ""
-             for i in (index.get(name) for name in COLUMNS)]
-    (ticket, number, card, flown, marketing, operating, flight, origin, destination,
-     booking_class, cabin, booked, fare, currency) = cells
-    try:
-        return Coupon(
-            ticket_number=ticket, coupon_number=int(number), card_number=card,
-            flight_date=_date(flown), marketing_carrier=marketing.upper(),
-            operating_carrier=operating.upper(), flight_number=flight, origin=origin.upper(),
-            destination=destination.upper(), booking_class=booking_class.upper(),
-            cabin=cabin or None, booking_date=_date(booked) if booked else None,
-            fare_amount=int(fare) if fare else None,
-            fare_currency=currency.upper() or None)
-    except ValueError as exc:
-        placeholder = Coupon(ticket or "?", 0, card, date.min, "", "", "", "", "", "")
-        return Invalid(placeholder, f"row is not a coupon: {exc}")
+    """One row under this header (``row_parser`` for many)."""
+    return row_parser(index)(row)
 
 
 @lru_cache(maxsize=4096)
@@ -163,13 +183,14 @@ def batches(reader: Iterator[list[str]], index: dict[str, int], size: int, skip:
     """(rows read so far after this batch, batch), skipping the first ``skip`` data rows."""
     n = 0
     batch: list[Coupon | Invalid] = []
+    parse = row_parser(index)
     for row in reader:
         if not row:
             continue
         n += 1
         if n <= skip:
             continue
-        batch.append(parse_row(row, index))
+        batch.append(parse(row))
         if len(batch) >= size:
             yield n, batch
             batch = []

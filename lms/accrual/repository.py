@@ -16,7 +16,8 @@ from typing import Any
 import asyncpg
 
 MEMBERS_BY_CARD = """
-SELECT id, account_id, card_number, status, tier FROM members WHERE card_number = ANY($1::text[])
+SELECT id, account_id, card_number, status, tier, last_activity_at FROM members
+WHERE card_number = ANY($1::text[])
 """
 
 # Claims the coupons in key order, so that two batches sharing coupons never wait on each
