@@ -4,6 +4,7 @@ credit."""
 from __future__ import annotations
 
 import csv
+import gc
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
@@ -13,9 +14,11 @@ import pytest
 from lms.accrual.earning import Coupon
 from lms.accrual.errors import ImportFileInvalid
 from lms.accrual.importer import (
+    BULK_GC_THRESHOLD,
     COLUMNS,
     Invalid,
     checkpoint_path,
+    fewer_collections,
     header_index,
     import_flights,
     row_parser,
@@ -109,3 +112,11 @@ def test_rows_are_read_by_the_header_whatever_its_order_spelling_or_missing_colu
                  "J", "business", "2026-01-02", "", ""]) == Coupon(
         "1250000000001", 1, "7001", date(2026, 3, 4), "LM", "LM", "1", "LHR", "JFK", "J",
         "business", date(2026, 1, 2), None, None)
+
+
+def test_a_run_leaves_the_garbage_collector_as_it_found_it() -> None:
+    threshold = gc.get_threshold()
+    with pytest.raises(Interrupted), fewer_collections():
+        assert gc.get_threshold()[0] == BULK_GC_THRESHOLD and gc.get_freeze_count() > 0
+        raise Interrupted
+    assert gc.get_threshold() == threshold and gc.get_freeze_count() == 0
