@@ -10,7 +10,10 @@ parsing, duplicate checks, earn rules, one journal entry per coupon with its pos
 balances, lots and outbox events, commits. The baseline is ``COPY`` of the same file into an
 unindexed table of text columns. The import runs with ``--no-tiers``: the closing tier pass
 over all members is the nightly job's, measured by bench/nightly_jobs.py. Prints coupons/s
-for both; the last line is ``ratio <x>`` (import rate / COPY rate).
+for both; the last line is ``ratio <x>`` (import rate / COPY rate). Beside the rates, what
+does not depend on the machine's other load: CPU per coupon of the import process (process
+start included: with PYTHONDONTWRITEBYTECODE set it compiles every module, ~1.7 s) and of its
+PostgreSQL backends (from /proc, sampled every 0.2 s: a little under), and its peak RSS.
 
 The server is LMS_BENCH_DATABASE_URL, else LMS_TEST_DATABASE_URL, else the embedded PostgreSQL.
 """
@@ -253,6 +256,10 @@ def main() -> None:
     copy_rate = args.coupons / copy_mean
     print(f"lms import flights: {import_rate:>12,.0f} coupons/s ({import_seconds:.1f} s, "
           f"concurrency {args.concurrency}, process start included)")
+    inner = [line.split()[1] for line in summary.splitlines() if line.startswith("time ")]
+    if inner:  # what the import reports itself: from the file's first row to its last commit
+        print(f"  of which importing {float(inner[0]):.1f} s, process start and exit "
+              f"{import_seconds - float(inner[0]):.1f} s")
     per = 1e6 / args.coupons
     print(f"CPU per coupon:     client {client_cpu * per:,.0f} µs ({client_cpu:.1f} s, process "
           f"start included), server {server_cpu * per:,.0f} µs ({server_cpu:.1f} s, its "
