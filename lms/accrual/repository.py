@@ -39,6 +39,14 @@ ON CONFLICT DO NOTHING
 RETURNING ticket_number, coupon_number
 """
 
+# Claims a batch took and then refused (closed member, earn rules): gone with the transaction.
+RELEASE_COUPONS = """
+DELETE FROM flown_coupons f
+USING unnest(string_to_array($1, E'\\x1f'), string_to_array($2, E'\\x1f')::smallint[])
+        AS k(ticket_number, coupon_number)
+WHERE f.ticket_number = k.ticket_number AND f.coupon_number = k.coupon_number
+"""
+
 # Coupons credited before: answered duplicate whatever the rules or the member say today.
 CREDITED_COUPONS = """
 SELECT f.ticket_number, f.coupon_number FROM flown_coupons f
@@ -227,6 +235,11 @@ class AccrualRepository:
         columns = [packed(c) for c in zip(*rows, strict=True)]
         result = await self.conn.fetch(CLAIM_COUPONS, *columns)
         return {(r["ticket_number"], r["coupon_number"]) for r in result}
+
+    async def release_coupons(self, keys: Sequence[tuple[str, int]]) -> None:
+        """Give back claims this transaction took (``claim_coupons``)."""
+        await self.conn.execute(RELEASE_COUPONS, packed([k[0] for k in keys]),
+                                packed([k[1] for k in keys]))
 
     async def members_who_flew(self, member_ids: Sequence[int]) -> set[int]:
         rows = await self.conn.fetch(MEMBERS_WHO_FLEW, list(member_ids))

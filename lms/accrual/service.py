@@ -195,46 +195,70 @@ class FlightCredits:
                                                  r["tier"], r["last_activity_at"])
                    for r in await self.repo.members_by_card(
                        list({coupons[i].card_number for i in todo}))}
-        credited = await self.repo.credited_coupons(
-            [(coupons[i].ticket_number, coupons[i].coupon_number) for i in todo])
-        candidates: list[tuple[int, BatchMember]] = []
+        known: list[tuple[int, BatchMember]] = []
+        unknown: list[int] = []
         for i in todo:
-            c = coupons[i]
-            member = members.get(c.card_number)
-            if (c.ticket_number, c.coupon_number) in credited:
-                outcomes[i] = Outcome(c, "duplicate", detail="credited before")
-            elif member is None:
-                outcomes[i] = rejected(c, Reason.UNKNOWN_MEMBER, c.card_number)
-            # A locked member (sign-in or fraud hold) still earns what they flew; only a
-            # closed membership refuses credit.
-            elif member.status == "closed":
-                outcomes[i] = rejected(c, Reason.MEMBER_NOT_ACTIVE, member.status)
+            member = members.get(coupons[i].card_number)
+            if member is None:
+                unknown.append(i)
             else:
-                candidates.append((i, member))
-        if not candidates:
+                known.append((i, member))
+        if unknown:
+            # No member to claim them for; one credited before is still a duplicate.
+            credited = await self.repo.credited_coupons(
+                [(coupons[i].ticket_number, coupons[i].coupon_number) for i in unknown])
+            for i in unknown:
+                c = coupons[i]
+                outcomes[i] = (Outcome(c, "duplicate", detail="credited before")
+                               if (c.ticket_number, c.coupon_number) in credited
+                               else rejected(c, Reason.UNKNOWN_MEMBER, c.card_number))
+        if not known:
             return
         # Lock order of every batch: coupon claims (by ticket), balance rows (by account),
         # limited promotions (by code) and their award rows, member rows (by id). Promotions
         # come late so that a budget row, which every batch may need, is held only for the
         # posting and the commit, never while waiting for a member's balance.
-        candidates.sort(key=lambda x: (x[1].account_id, coupons[x[0]].flight_date,
-                                       coupons[x[0]].external_ref))
-        rules = await self.rules(min(coupons[i].flight_date for i, _ in candidates),
-                                 max(coupons[i].flight_date for i, _ in candidates))
-        facts = await self._member_facts(rules, [m for _, m in candidates])
+        known.sort(key=lambda x: (x[1].account_id, coupons[x[0]].flight_date,
+                                  coupons[x[0]].external_ref))
+        rules = await self.rules(min(coupons[i].flight_date for i, _ in known),
+                                 max(coupons[i].flight_date for i, _ in known))
+        # Read before the claims below: a member's first flight is one with no claim yet.
+        facts = await self._member_facts(rules, [m for _, m in known if m.status != "closed"])
+        # Every coupon of a known member is claimed before anything else is decided, so that
+        # one credited before (or by a concurrent batch, which the claim waits for) is a
+        # duplicate whatever the member or the rules say now: the claim is the duplicate
+        # check. A claimed coupon that is then refused gives its claim back.
+        claimed = await self.repo.claim_coupons([
+            (c.ticket_number, c.coupon_number, m.id, c.flight_date, c.marketing_carrier,
+             c.flight_number, c.origin, c.destination, c.booking_class)
+            for c, m in ((coupons[i], m) for i, m in known)])
+        released: list[tuple[str, int]] = []
         flown: set[int] = set()
         earned: list[tuple[int, BatchMember, Earning]] = []
-        for i, member in candidates:
+        for i, member in known:
+            c = coupons[i]
+            key = (c.ticket_number, c.coupon_number)
+            if key not in claimed:
+                outcomes[i] = Outcome(c, "duplicate", detail="credited before")
+                continue
+            # A locked member (sign-in or fraud hold) still earns what they flew; only a
+            # closed membership refuses credit.
+            if member.status == "closed":
+                outcomes[i] = rejected(c, Reason.MEMBER_NOT_ACTIVE, member.status)
+                released.append(key)
+                continue
             fact = facts[member.id]
             if fact.first_flight and member.id in flown:
                 fact = MemberFacts(fact.tier, False, fact.registrations)
-            result = earn(rules, coupons[i], fact)
+            result = earn(rules, c, fact)
             if isinstance(result, Rejection):
-                outcomes[i] = rejected(coupons[i], result.reason, result.detail)
+                outcomes[i] = rejected(c, result.reason, result.detail)
+                released.append(key)
                 continue
             flown.add(member.id)
             earned.append((i, member, result))
-        earned = await self._claim(coupons, earned, outcomes)
+        if released:  # not "used up": once the cause is fixed the coupon can be credited
+            await self.repo.release_coupons(released)
         if not earned:
             return
         # Members in a family pool: their MILES go to the pool (lms.family.routing), whose
@@ -243,24 +267,6 @@ class FlightCredits:
         shards = await self._lock_balances(earned, routes)
         granted = await self._grant_promotions(earned)
         await self._post(coupons, earned, granted, outcomes, shards, routes)
-
-    async def _claim(self, coupons: Sequence[Coupon],
-                     earned: list[tuple[int, BatchMember, Earning]],
-                     outcomes: list[Outcome | None]) -> list[tuple[int, BatchMember, Earning]]:
-        """Keep the coupons this batch may credit; the others were credited before (or by a
-        concurrent batch, which we waited for) and are answered duplicate."""
-        claimed = await self.repo.claim_coupons([
-            (c.ticket_number, c.coupon_number, m.id, c.flight_date, c.marketing_carrier,
-             c.flight_number, c.origin, c.destination, c.booking_class)
-            for c, m in ((coupons[i], m) for i, m, _ in earned)])
-        kept = []
-        for i, member, earning in earned:
-            c = coupons[i]
-            if (c.ticket_number, c.coupon_number) in claimed:
-                kept.append((i, member, earning))
-            else:
-                outcomes[i] = Outcome(c, "duplicate", detail="credited before")
-        return kept
 
     async def _member_facts(self, rules: RuleBook, members: list[BatchMember]
                             ) -> dict[int, MemberFacts]:

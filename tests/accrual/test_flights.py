@@ -194,3 +194,25 @@ async def test_last_activity_only_moves_forward_with_the_latest_flight(
     await credit_coupons(db, system, [coupon(member, carrier, flight_date=date(2026, 4, 3)),
                                       coupon(member, carrier, flight_date=date(2026, 5, 20))])
     assert await last_activity() == date(2026, 5, 20)
+
+
+async def test_a_refused_coupon_leaves_no_claim_and_a_credited_one_stays_a_duplicate(
+        db: Database, system: SystemAccounts) -> None:
+    carrier = await distance_carrier(db)
+    member = await make_member(db, system)
+    closed = await make_member(db, system, status="closed")
+    refused = [coupon(closed, carrier), coupon(member, carrier, booking_class="G")]
+    credited = coupon(member, carrier)
+    outcomes = await credit_coupons(db, system, [*refused, credited])
+    assert [(o.status, o.reason) for o in outcomes] == [
+        ("rejected", Reason.MEMBER_NOT_ACTIVE), ("rejected", Reason.CLASS_NOT_ELIGIBLE),
+        ("credited", None)]
+    async with db.engine.connect() as conn:
+        claims = (await conn.execute(text(
+            "SELECT ticket_number FROM flown_coupons WHERE ticket_number = ANY(:t)"),
+            {"t": [c.ticket_number for c in (*refused, credited)]})).scalars().all()
+    assert claims == [credited.ticket_number]
+    # Credited once: a duplicate whoever's card it comes with now, known or not, open or not.
+    for card in ("7999999999", closed.card_number):
+        [again] = await credit_coupons(db, system, [replace(credited, card_number=card)])
+        assert (again.status, again.detail) == ("duplicate", "credited before")
