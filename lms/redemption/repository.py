@@ -1,15 +1,21 @@
-"""SQL of consent codes, the per-card guard, partner holds, redemptions and refunds."""
+"""SQL of consent codes, the per-card guard, partner holds, redemptions and refunds.
+
+``RedemptionRepository`` speaks through a session; ``HoldWriteRepository`` is the hot path
+of captures and voids on a bare asyncpg connection.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accounts.models import Member
+from lms.db import RawConnection
 from lms.redemption.models import (
     PartnerHold,
     Redemption,
@@ -145,3 +151,46 @@ class RedemptionRepository:
         return list((await self.session.execute(select(RedemptionRefund).where(
             RedemptionRefund.redemption_id == redemption_id)
             .order_by(RedemptionRefund.id))).scalars())
+
+
+# A partner's hold as a capture or void needs it, with the partner and its clearing shards,
+# in one statement: no row when the partner is unknown, hold columns NULL when the hold is
+# not this partner's.
+HOLD_FACTS = """
+    SELECT p.name, p.status,
+           ARRAY(SELECT a.id FROM accounts a
+                  WHERE a.kind = 'system' AND a.code = 'partner:' || p.id
+                  ORDER BY a.shard) AS clearing,
+           h.hold_id, h.member_id, h.order_reference, h.cash_amount, h.currency,
+           h.value_per_mile_milli_minor
+      FROM partners p
+      LEFT JOIN partner_holds h ON h.partner_id = p.id AND h.hold_id = $2
+     WHERE p.id = $1"""
+
+ADD_REDEMPTION = """
+    INSERT INTO redemptions (hold_id, partner_id, member_id, entry_id, order_reference, miles,
+                             cash_amount, currency, value_per_mile_milli_minor)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+    RETURNING id, refunded_miles, created_at"""
+
+
+class HoldWriteRepository:
+    """The SQL of a partner's capture and void besides the ledger's, on the unit of work's
+    asyncpg connection (``Database.raw_transaction``)."""
+
+    def __init__(self, conn: RawConnection) -> None:
+        self.conn = conn
+
+    async def hold_facts(self, partner_id: int, hold_id: int) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self.conn.fetchrow(HOLD_FACTS, partner_id, hold_id)
+        return row
+
+    async def add_redemption(self, *, hold_id: int, partner_id: int, member_id: int,
+                             entry_id: int, order_reference: str, miles: int,
+                             cash_amount: int, currency: str,
+                             value_per_mile_milli_minor: int) -> asyncpg.Record:
+        row: asyncpg.Record | None = await self.conn.fetchrow(
+            ADD_REDEMPTION, hold_id, partner_id, member_id, entry_id, order_reference, miles,
+            cash_amount, currency, value_per_mile_milli_minor)
+        assert row is not None
+        return row

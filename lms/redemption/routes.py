@@ -16,10 +16,12 @@ from lms.api.idempotency import (
     REPLAYED_HEADER,
     IdempotencyKeyHeader,
     idempotent,
+    idempotent_raw,
 )
 from lms.api.openapi import MAX_ID, problems
 from lms.auth.guards import current_principal, member_only, requires_scope
 from lms.auth.principal import Principal
+from lms.db import RawConnection
 from lms.errors import Forbidden, Unauthorized, ValidationFailed
 from lms.idempotency.errors import IdempotencyKeyRequired
 from lms.idempotency.repository import IdempotencyRepository
@@ -62,6 +64,7 @@ from lms.redemption.schemas import (
 from lms.redemption.service import (
     AnsweredBefore,
     ConsentService,
+    HoldWriteService,
     RedemptionService,
     check_member_code,
 )
@@ -238,11 +241,12 @@ class PartnerRedemptionController(Controller):
         principal = current_principal(request)
         miles = (data or CaptureRequest()).miles
 
-        async def work(session: AsyncSession) -> RedemptionOut:
-            return await service(session, state).capture(principal.id, hold_id, miles)
+        async def work(conn: RawConnection) -> RedemptionOut:
+            return await HoldWriteService(conn, state.system_accounts).capture(
+                principal.id, hold_id, miles)
 
-        return await idempotent(request, principal, state.db, work, key=idempotency_key,
-                                required=True)
+        return await idempotent_raw(request, principal, state.db, work, key=idempotency_key,
+                                    required=True)
 
     @post("/holds/{hold_id:int}/void", operation_id="voidPartnerHold", status_code=200,
           summary="Release a hold's miles",
@@ -255,11 +259,12 @@ class PartnerRedemptionController(Controller):
                    idempotency_key: IdempotencyKeyHeader = None) -> Response[HoldOut]:
         principal = current_principal(request)
 
-        async def work(session: AsyncSession) -> HoldOut:
-            return await service(session, state).void(principal.id, hold_id)
+        async def work(conn: RawConnection) -> HoldOut:
+            return await HoldWriteService(conn, state.system_accounts).void(principal.id,
+                                                                            hold_id)
 
-        return await idempotent(request, principal, state.db, work, key=idempotency_key,
-                                status_code=200, required=True)
+        return await idempotent_raw(request, principal, state.db, work, key=idempotency_key,
+                                    status_code=200, required=True)
 
     @get("/redemptions", operation_id="listPartnerRedemptions",
          summary="The partner's redemptions for an order reference",

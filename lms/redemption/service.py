@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accounts.errors import MemberNotFound
 from lms.accounts.models import Member
 from lms.accounts.repository import MemberRepository
 from lms.clock import utcnow
-from lms.db import Database, raw_connection
+from lms.db import Database, RawConnection, raw_connection
 from lms.errors import LmsError
 from lms.family.repository import FamilyRepository
 from lms.ledger.errors import HoldNotFound
@@ -44,7 +45,7 @@ from lms.redemption.errors import (
     UnknownPartner,
 )
 from lms.redemption.models import PartnerHold, Redemption, RedemptionGuard, RedemptionRefund
-from lms.redemption.repository import RedemptionRepository
+from lms.redemption.repository import HoldWriteRepository, RedemptionRepository
 from lms.redemption.schemas import (
     AwardBookingRequest,
     HoldOut,
@@ -247,16 +248,23 @@ async def internal_partner(session: AsyncSession, system: SystemAccounts) -> Par
 
 
 def hold_out(hold: HoldView, row: PartnerHold, redemption_id: int | None) -> HoldOut:
+    return hold_answer(hold, row.cash_amount, row.currency, row.order_reference,
+                       redemption_id)
+
+
+def hold_answer(hold: HoldView, cash_amount: int, currency: str, order_reference: str,
+                redemption_id: int | None) -> HoldOut:
     return HoldOut(id=hold.id, status=cast(HoldStatusName, str(hold.status)),
                    miles=hold.amount, captured_miles=hold.captured,
-                   cash_amount=row.cash_amount, currency=row.currency,
-                   order_reference=row.order_reference, expires_at=hold.expires_at,
+                   cash_amount=cash_amount, currency=currency,
+                   order_reference=order_reference, expires_at=hold.expires_at,
                    created_at=hold.created_at, closed_at=hold.closed_at,
                    redemption_id=redemption_id)
 
 
 class RedemptionService:
-    """Quotes, holds, captures, voids and refunds for one partner (the caller)."""
+    """Quotes, holds and refunds for one partner (the caller); captures and voids are
+    ``HoldWriteService``'s."""
 
     def __init__(self, session: AsyncSession, system: SystemAccounts,
                  settings: Settings) -> None:
@@ -375,33 +383,6 @@ class RedemptionService:
         return [hold_out(await self.ledger.get_hold(r.hold_id), r,
                          redemptions.get(r.hold_id)) for r in rows]
 
-    async def capture(self, partner_id: int, hold_id: int, miles: int | None
-                      ) -> RedemptionOut:
-        """Capture all or part of a pending hold (the rest is released) into the partner's
-        clearing account. Expired: 409 hold_expired; closed: 409 hold_not_pending."""
-        partner = await self._partner(partner_id)
-        row = await self._hold(partner.id, hold_id)
-        clearing = clearing_shard(await self.partners.clearing_shards(partner.id),
-                                  row.member_id)
-        captured, entry = await self.ledger.capture(
-            hold_id, miles, actor=Actor("partner", str(partner.id)), to_system=clearing,
-            description=f"{partner.name}: order {row.order_reference}",
-            details={"partnerId": partner.id, "holdId": hold_id,
-                     "orderReference": row.order_reference, "cashAmount": row.cash_amount,
-                     "currency": row.currency})
-        redemption = await self.repo.add_redemption(
-            hold_id=hold_id, partner_id=partner.id, member_id=row.member_id, entry_id=entry.id,
-            order_reference=row.order_reference, miles=captured.captured,
-            cash_amount=row.cash_amount, currency=row.currency,
-            value_per_mile_milli_minor=row.value_per_mile_milli_minor)
-        return redemption_out(redemption, [])
-
-    async def void(self, partner_id: int, hold_id: int) -> HoldOut:
-        partner = await self._partner(partner_id)
-        row = await self._hold(partner.id, hold_id)
-        voided = await self.ledger.void(hold_id, actor=Actor("partner", str(partner.id)))
-        return hold_out(voided, row, None)
-
     # -- redemptions and refunds ------------------------------------------------------------
 
     async def _redemption(self, partner_id: int, redemption_id: int, *, lock: bool = False
@@ -460,6 +441,59 @@ class RedemptionService:
                                             miles=miles)
         return RefundOut(id=refund.id, redemption_id=redemption.id, miles=miles,
                          created_at=refund.created_at)
+
+
+class HoldWriteService:
+    """Captures and voids of a partner's holds on the unit of work's asyncpg connection
+    (``Database.raw_transaction``): the same rules and answers as ``RedemptionService``'s,
+    with the partner, its clearing shards and the hold read in one statement before the
+    ledger takes its locks."""
+
+    def __init__(self, conn: RawConnection, system: SystemAccounts) -> None:
+        self.repo = HoldWriteRepository(conn)
+        self.ledger = Ledger(conn, system)
+
+    async def _facts(self, partner_id: int, hold_id: int) -> asyncpg.Record:
+        facts = await self.repo.hold_facts(partner_id, hold_id)
+        if facts is None or not facts["clearing"]:
+            raise PartnerNotFound()
+        if facts["status"] != "active":
+            raise PartnerSuspended()
+        if facts["hold_id"] is None:
+            raise HoldNotFound()
+        return facts
+
+    async def capture(self, partner_id: int, hold_id: int, miles: int | None
+                      ) -> RedemptionOut:
+        """Capture all or part of a pending hold (the rest is released) into the partner's
+        clearing account. Expired: 409 hold_expired; closed: 409 hold_not_pending."""
+        facts = await self._facts(partner_id, hold_id)
+        order, cash, currency = (facts["order_reference"], facts["cash_amount"],
+                                 facts["currency"])
+        value = facts["value_per_mile_milli_minor"]
+        captured, entry = await self.ledger.capture(
+            hold_id, miles, actor=Actor("partner", str(partner_id)),
+            to_system=clearing_shard(facts["clearing"], facts["member_id"]),
+            description=f"{facts['name']}: order {order}",
+            details={"partnerId": partner_id, "holdId": hold_id, "orderReference": order,
+                     "cashAmount": cash, "currency": currency})
+        row = await self.repo.add_redemption(
+            hold_id=hold_id, partner_id=partner_id, member_id=facts["member_id"],
+            entry_id=entry.id, order_reference=order, miles=captured.captured,
+            cash_amount=cash, currency=currency, value_per_mile_milli_minor=value)
+        return RedemptionOut(
+            id=row["id"], hold_id=hold_id, order_reference=order, miles=captured.captured,
+            refunded_miles=row["refunded_miles"],
+            refundable_miles=captured.captured - row["refunded_miles"], cash_amount=cash,
+            currency=currency, value_per_mile_milli_minor=value,
+            miles_value=pricing.miles_worth(captured.captured, value),
+            created_at=row["created_at"], refunds=[])
+
+    async def void(self, partner_id: int, hold_id: int) -> HoldOut:
+        facts = await self._facts(partner_id, hold_id)
+        voided = await self.ledger.void(hold_id, actor=Actor("partner", str(partner_id)))
+        return hold_answer(voided, facts["cash_amount"], facts["currency"],
+                           facts["order_reference"], None)
 
 
 def redemption_out(r: Redemption, refunds: list[RedemptionRefund]) -> RedemptionOut:
