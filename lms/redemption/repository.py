@@ -167,6 +167,55 @@ HOLD_FACTS = """
       LEFT JOIN partner_holds h ON h.partner_id = p.id AND h.hold_id = $2
      WHERE p.id = $1"""
 
+# After the card's lock: its guard against guessing and the live code with that hash, with
+# its member (each NULL when missing).
+CODE_FACTS = """
+    SELECT g.failures, g.window_started_at, g.locked_until,
+           c.id AS code_id, c.partner_id AS code_partner_id, c.account_id AS code_account_id,
+           c.member_id, c.card_number, c.member_status
+      FROM (SELECT 1) AS one
+      LEFT JOIN redemption_guards g ON g.card_number = $1
+      LEFT JOIN LATERAL (
+           SELECT c.id, c.partner_id, c.account_id, m.id AS member_id, m.card_number,
+                  m.status AS member_status
+             FROM redemption_codes c JOIN members m ON m.id = c.member_id
+            WHERE c.code_hash = $2 AND c.used_at IS NULL AND c.revoked_at IS NULL
+              AND c.expires_at > $3
+            LIMIT 1) c ON true"""
+
+LOCK_CARD = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+
+SAVE_GUARD = """
+    INSERT INTO redemption_guards (card_number, failures, window_started_at, locked_until,
+                                   updated_at)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (card_number) DO UPDATE
+       SET failures = excluded.failures, window_started_at = excluded.window_started_at,
+           locked_until = excluded.locked_until, updated_at = excluded.updated_at"""
+
+MEMBER_BY_CARD = "SELECT id, card_number FROM members WHERE card_number = $1"
+
+REVOKE_LIVE_CODES = """
+    UPDATE redemption_codes SET revoked_at = $2
+     WHERE member_id = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2"""
+
+# What opening a hold needs besides the code: the partner's contract and the member.
+OPEN_FACTS = """
+    SELECT p.name, p.status, p.currency, p.value_per_mile_milli_minor, p.min_cash_share_bp,
+           p.clearing_account_id, m.status AS member_status, m.account_id
+      FROM partners p LEFT JOIN members m ON m.id = $2
+     WHERE p.id = $1"""
+
+CONSUME_CODE = """
+    UPDATE redemption_codes SET used_at = $2
+     WHERE id = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2
+    RETURNING id"""
+
+ADD_HOLD = """
+    INSERT INTO partner_holds (hold_id, partner_id, member_id, code_id, order_reference, miles,
+                               cash_amount, currency, value_per_mile_milli_minor, origin)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"""
+
 ADD_REDEMPTION = """
     INSERT INTO redemptions (hold_id, partner_id, member_id, entry_id, order_reference, miles,
                              cash_amount, currency, value_per_mile_milli_minor)
@@ -175,11 +224,52 @@ ADD_REDEMPTION = """
 
 
 class HoldWriteRepository:
-    """The SQL of a partner's capture and void besides the ledger's, on the unit of work's
-    asyncpg connection (``Database.raw_transaction``)."""
+    """The SQL of a partner's code check, hold, capture and void besides the ledger's, on
+    the unit of work's asyncpg connection (``Database.raw_transaction``)."""
 
     def __init__(self, conn: RawConnection) -> None:
         self.conn = conn
+
+    async def lock_card(self, card_number: str) -> None:
+        """Serialise every code check of one card number (known or not) until the end of the
+        transaction: each check sees the failures of the one before it."""
+        await self.conn.execute(LOCK_CARD, "redemption:" + card_number)
+
+    async def code_facts(self, card_number: str, code_hash: str, now: datetime
+                         ) -> asyncpg.Record:
+        row: asyncpg.Record | None = await self.conn.fetchrow(CODE_FACTS, card_number,
+                                                              code_hash, now)
+        assert row is not None
+        return row
+
+    async def save_guard(self, card_number: str, *, failures: int, window_started_at: datetime,
+                         locked_until: datetime | None, now: datetime) -> None:
+        await self.conn.execute(SAVE_GUARD, card_number, failures, window_started_at,
+                                locked_until, now)
+
+    async def member_by_card(self, card_number: str) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self.conn.fetchrow(MEMBER_BY_CARD, card_number)
+        return row
+
+    async def revoke_live_codes(self, member_id: int, now: datetime) -> None:
+        await self.conn.execute(REVOKE_LIVE_CODES, member_id, now)
+
+    async def open_facts(self, partner_id: int, member_id: int) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self.conn.fetchrow(OPEN_FACTS, partner_id,
+                                                              member_id)
+        return row
+
+    async def consume_code(self, code_id: int, now: datetime) -> bool:
+        """Mark a live code used; False when it was used, revoked or expired meanwhile (a
+        concurrent use of the same code waits here for the first one's commit)."""
+        return await self.conn.fetchval(CONSUME_CODE, code_id, now) is not None
+
+    async def add_hold(self, *, hold_id: int, partner_id: int, member_id: int,
+                       code_id: int | None, order_reference: str, miles: int, cash_amount: int,
+                       currency: str, value_per_mile_milli_minor: int, origin: str) -> None:
+        await self.conn.execute(ADD_HOLD, hold_id, partner_id, member_id, code_id,
+                                order_reference, miles, cash_amount, currency,
+                                value_per_mile_milli_minor, origin)
 
     async def hold_facts(self, partner_id: int, hold_id: int) -> asyncpg.Record | None:
         row: asyncpg.Record | None = await self.conn.fetchrow(HOLD_FACTS, partner_id, hold_id)

@@ -83,8 +83,8 @@ def service(session: AsyncSession, state: State) -> RedemptionService:
 
 
 def answered_probe(principal: Principal, key: str) -> AnsweredBefore:
-    async def answered(session: AsyncSession) -> bool:
-        return await IdempotencyRepository(session).get(principal.key, key) is not None
+    async def answered(conn: RawConnection) -> bool:
+        return await IdempotencyRepository(conn).get(principal.key, key) is not None
 
     return answered
 
@@ -199,10 +199,12 @@ class PartnerRedemptionController(Controller):
                                         data.card_number, data.member_code,
                                         answered_probe(principal, key))
 
-        async def work(session: AsyncSession) -> HoldOut:
-            return await service(session, state).create_hold(principal.id, check, data)
+        async def work(conn: RawConnection) -> HoldOut:
+            return await HoldWriteService(conn, state.system_accounts).create_hold(
+                principal.id, check, data)
 
-        return await idempotent(request, principal, state.db, work, key=key, required=True)
+        return await idempotent_raw(request, principal, state.db, work, key=key,
+                                    required=True)
 
     @get("/holds", operation_id="listPartnerHolds",
          summary="The partner's holds for an order reference",

@@ -9,6 +9,7 @@ captures move the miles to the partner's clearing account, refunds bring them ba
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,9 +26,9 @@ from lms.db import Database, RawConnection, raw_connection
 from lms.errors import LmsError
 from lms.family.repository import FamilyRepository
 from lms.ledger.errors import HoldNotFound
+from lms.ledger.repository import LedgerRepository
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import Actor, EntryKind, HoldView, Leg, Unit
-from lms.outbox.service import emit
 from lms.partners.clearing import clearing_shard, ensure_clearing
 from lms.partners.errors import CurrencyMismatch, PartnerNotFound, PartnerSuspended
 from lms.partners.models import Partner
@@ -66,7 +67,7 @@ from lms.settings import Settings
 INTERNAL_PARTNER = "lm-awards"
 
 # Whether the request being checked was answered before under its Idempotency-Key.
-AnsweredBefore = Callable[[AsyncSession], Awaitable[bool]]
+AnsweredBefore = Callable[[RawConnection], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +93,16 @@ class GuardPolicy:
                    timedelta(seconds=settings.redemption_lock_seconds))
 
 
-def guard_state(guard: RedemptionGuard | None, policy: GuardPolicy, now: datetime
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """A card's guard against guessing, as read on the raw path (RedemptionGuard's fields)."""
+
+    failures: int
+    window_started_at: datetime
+    locked_until: datetime | None
+
+
+def guard_state(guard: RedemptionGuard | Guard | None, policy: GuardPolicy, now: datetime
                 ) -> tuple[int, datetime | None]:
     """(failures within the current window, lock end if locked now)."""
     if guard is None:
@@ -164,6 +174,24 @@ class ConsentService:
     async def check(self, partner_id: int, card_number: str, code: str,
                     answered_before: AnsweredBefore | None = None
                     ) -> CodeCheck | LmsError | None:
+        """``CodeChecker.check`` inside this session's transaction."""
+        return await CodeChecker(await raw_connection(self.session), self.settings).check(
+            partner_id, card_number, code, answered_before)
+
+
+class CodeChecker:
+    """The check of a member code a partner presents, on an asyncpg connection inside a
+    transaction: the lock on the card, then its guard and the code in one query."""
+
+    def __init__(self, conn: RawConnection, settings: Settings) -> None:
+        self.conn = conn
+        self.settings = settings
+        self.repo = HoldWriteRepository(conn)
+        self.policy = GuardPolicy.from_settings(settings)
+
+    async def check(self, partner_id: int, card_number: str, code: str,
+                    answered_before: AnsweredBefore | None = None
+                    ) -> CodeCheck | LmsError | None:
         """The code's member, a refusal to raise once this unit of work has committed (a
         wrong code is counted here), or None when the request was answered before under its
         Idempotency-Key (its replay must not be refused for the code it consumed).
@@ -173,33 +201,34 @@ class ConsentService:
         give the same answer.
         """
         await self.repo.lock_card(card_number)
-        if answered_before is not None and await answered_before(self.session):
+        if answered_before is not None and await answered_before(self.conn):
             return None
         now = utcnow()
-        guard = await self.repo.guard(card_number)
+        facts = await self.repo.code_facts(
+            card_number, codes.code_hash(self.settings.redemption_code_secret, card_number,
+                                         code), now)
+        guard = (None if facts["failures"] is None else
+                 Guard(facts["failures"], facts["window_started_at"], facts["locked_until"]))
         recent, locked = guard_state(guard, self.policy, now)
         if locked is not None:
             return RedemptionLocked(lockedUntil=locked.isoformat())
-        found = await self.repo.live_code(
-            codes.code_hash(self.settings.redemption_code_secret, card_number, code), now)
-        if found is not None and found[0].partner_id not in (None, partner_id):
-            found = None
-        if found is None:
+        found = facts["code_id"] is not None and facts["code_partner_id"] in (None,
+                                                                              partner_id)
+        if not found:
             # A retry whose first attempt consumed the code just now replays its answer.
-            if answered_before is not None and await answered_before(self.session):
+            if answered_before is not None and await answered_before(self.conn):
                 return None
             await self._count_failure(card_number, guard, recent, now)
             return InvalidMemberCode()
-        code_row, member = found
-        if member.card_number != card_number:  # pragma: no cover - the hash covers the card
+        if facts["card_number"] != card_number:  # pragma: no cover - the hash covers the card
             return InvalidMemberCode()
-        if member.status != "active":
+        if facts["member_status"] != "active":
             return MemberLocked()
-        return CodeCheck(code_id=code_row.id, member_id=member.id,
-                         account_id=code_row.account_id)
+        return CodeCheck(code_id=facts["code_id"], member_id=facts["member_id"],
+                         account_id=facts["code_account_id"])
 
-    async def _count_failure(self, card_number: str, guard: RedemptionGuard | None,
-                             recent: int, now: datetime) -> None:
+    async def _count_failure(self, card_number: str, guard: Guard | None, recent: int,
+                             now: datetime) -> None:
         window_start = guard.window_started_at if guard is not None and recent else now
         failures = recent + 1
         if failures < self.policy.max_failures:
@@ -210,13 +239,14 @@ class ConsentService:
         until = now + self.policy.lock
         await self.repo.save_guard(card_number, failures=0, window_started_at=now,
                                    locked_until=until, now=now)
-        member = await self.members.by_card(card_number)
+        member = await self.repo.member_by_card(card_number)
         if member is not None:
             # Codes out there may be what is being guessed at: the member makes new ones.
-            await self.repo.revoke_live_codes(member.id, now)
-            await emit(self.session, "member.redemption_locked", {
-                "memberId": member.id, "cardNumber": member.card_number,
-                "lockedUntil": until.isoformat(), "failures": failures})
+            await self.repo.revoke_live_codes(member["id"], now)
+            await LedgerRepository(self.conn).add_events([(
+                "member.redemption_locked", json.dumps({
+                    "memberId": member["id"], "cardNumber": member["card_number"],
+                    "lockedUntil": until.isoformat(), "failures": failures}))])
 
 
 async def check_member_code(db: Database, settings: Settings, partner_id: int,
@@ -224,7 +254,7 @@ async def check_member_code(db: Database, settings: Settings, partner_id: int,
                             answered_before: AnsweredBefore | None = None) -> CodeCheck | None:
     """Check a member code in a unit of work of its own, committed whatever the outcome (so
     that a wrong code is counted), then raise the refusal if any."""
-    outcome = await db.transaction(lambda s: ConsentService(s, settings).check(
+    outcome = await db.raw_transaction(lambda conn: CodeChecker(conn, settings).check(
         partner_id, card_number, code, answered_before))
     if isinstance(outcome, LmsError):
         raise outcome
@@ -263,8 +293,8 @@ def hold_answer(hold: HoldView, cash_amount: int, currency: str, order_reference
 
 
 class RedemptionService:
-    """Quotes, holds and refunds for one partner (the caller); captures and voids are
-    ``HoldWriteService``'s."""
+    """Quotes, award bookings, reads and refunds for one partner (the caller); partner
+    holds, captures and voids are ``HoldWriteService``'s."""
 
     def __init__(self, session: AsyncSession, system: SystemAccounts,
                  settings: Settings) -> None:
@@ -322,26 +352,6 @@ class RedemptionService:
                         cash_at_max_miles=figures.cash_at_max)
 
     # -- holds ------------------------------------------------------------------------------
-
-    async def create_hold(self, partner_id: int, check: CodeCheck | None,
-                          data: HoldRequest) -> HoldOut:
-        """Open a hold for the member whose code was checked; the code is consumed in this
-        unit of work, so it is used exactly when the hold exists."""
-        partner = await self._partner(partner_id)
-        self._offers(partner, data.currency)
-        if not pricing.within_cash_share(data.miles, data.cash_amount,
-                                         partner.value_per_mile_milli_minor,
-                                         partner.min_cash_share_bp):
-            raise CashShareTooLow(
-                f"At least {partner.min_cash_share_bp / 100:g}% of the order must be paid "
-                "in cash", field="cashAmount")
-        if check is None or not await self.repo.consume_code(check.code_id, utcnow()):
-            raise InvalidMemberCode()
-        member = await self._active_member(check.member_id)
-        return await self._open(partner, member, miles=data.miles, cash=data.cash_amount,
-                                order_reference=data.order_reference, ttl=data.ttl_seconds,
-                                code_id=check.code_id, origin="partner",
-                                account_id=check.account_id)
 
     async def book_award(self, member_id: int, data: AwardBookingRequest) -> HoldOut:
         """A member's own award booking: a hold through the internal airline partner, which
@@ -444,10 +454,9 @@ class RedemptionService:
 
 
 class HoldWriteService:
-    """Captures and voids of a partner's holds on the unit of work's asyncpg connection
-    (``Database.raw_transaction``): the same rules and answers as ``RedemptionService``'s,
-    with the partner, its clearing shards and the hold read in one statement before the
-    ledger takes its locks."""
+    """A partner's holds opened, captured and voided on the unit of work's asyncpg
+    connection (``Database.raw_transaction``): what the partner, member or hold must be is
+    read in one statement before the ledger takes its locks."""
 
     def __init__(self, conn: RawConnection, system: SystemAccounts) -> None:
         self.repo = HoldWriteRepository(conn)
@@ -462,6 +471,43 @@ class HoldWriteService:
         if facts["hold_id"] is None:
             raise HoldNotFound()
         return facts
+
+    async def create_hold(self, partner_id: int, check: CodeCheck | None,
+                          data: HoldRequest) -> HoldOut:
+        """Open a hold for the member whose code was checked; the code is consumed in this
+        unit of work, so it is used exactly when the hold exists."""
+        facts = await self.repo.open_facts(partner_id, check.member_id if check else 0)
+        if facts is None or facts["clearing_account_id"] is None:
+            raise PartnerNotFound()
+        if facts["status"] != "active":
+            raise PartnerSuspended()
+        value, currency = facts["value_per_mile_milli_minor"], facts["currency"]
+        if value <= 0:
+            raise RedemptionNotOffered()
+        if data.currency != currency:
+            raise CurrencyMismatch(f"The contract's currency is {currency}", field="currency")
+        share = facts["min_cash_share_bp"]
+        if not pricing.within_cash_share(data.miles, data.cash_amount, value, share):
+            raise CashShareTooLow(
+                f"At least {share / 100:g}% of the order must be paid in cash",
+                field="cashAmount")
+        if check is None or not await self.repo.consume_code(check.code_id, utcnow()):
+            raise InvalidMemberCode()
+        if facts["member_status"] is None:
+            raise InvalidMemberCode()  # pragma: no cover - codes belong to members
+        if facts["member_status"] != "active":
+            raise MemberLocked()
+        hold = await self.ledger.create_hold(
+            check.account_id or facts["account_id"], data.miles,
+            actor=Actor("partner", str(partner_id)),
+            expires_at=utcnow() + timedelta(seconds=data.ttl_seconds),
+            reference=data.order_reference)
+        await self.repo.add_hold(
+            hold_id=hold.id, partner_id=partner_id, member_id=check.member_id,
+            code_id=check.code_id, order_reference=data.order_reference, miles=data.miles,
+            cash_amount=data.cash_amount, currency=currency,
+            value_per_mile_milli_minor=value, origin="partner")
+        return hold_answer(hold, data.cash_amount, currency, data.order_reference, None)
 
     async def capture(self, partner_id: int, hold_id: int, miles: int | None
                       ) -> RedemptionOut:
