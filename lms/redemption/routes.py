@@ -169,8 +169,10 @@ class PartnerRedemptionController(Controller):
         check = await check_member_code(state.db, state.settings, principal.id,
                                         data.card_number, data.member_code)
         assert check is not None
-        result: QuoteOut = await state.db.transaction(
-            lambda s: service(s, state).quote(principal.id, check, data))
+        # Reads only: each statement commits by itself (Database.autocommit).
+        result: QuoteOut = await state.db.autocommit(
+            lambda conn: HoldWriteService(conn, state.system_accounts).quote(
+                principal.id, check, data))
         return result
 
     @post("/holds", operation_id="createPartnerHold", status_code=201,

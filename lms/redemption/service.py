@@ -293,7 +293,7 @@ def hold_answer(hold: HoldView, cash_amount: int, currency: str, order_reference
 
 
 class RedemptionService:
-    """Quotes, award bookings, reads and refunds for one partner (the caller); partner
+    """Award bookings, reads and refunds for one partner (the caller); quotes, partner
     holds, captures and voids are ``HoldWriteService``'s."""
 
     def __init__(self, session: AsyncSession, system: SystemAccounts,
@@ -329,27 +329,6 @@ class RedemptionService:
         if member.status != "active":
             raise MemberLocked()
         return member
-
-    # -- quotes -----------------------------------------------------------------------------
-
-    async def quote(self, partner_id: int, check: CodeCheck, data: QuoteRequest) -> QuoteOut:
-        partner = await self._partner(partner_id)
-        self._offers(partner, data.currency)
-        member = await self._active_member(check.member_id)
-        balances = {b.unit: b for b in await self.ledger.balances(
-            check.account_id or member.account_id)}
-        # A member in debt after a clawback has nothing to spend (and the partner need not
-        # learn of the debt).
-        available = max(0, balances[Unit.MILES].available)
-        figures = pricing.quote(data.order_amount, available,
-                                partner.value_per_mile_milli_minor, partner.min_cash_share_bp)
-        return QuoteOut(currency=partner.currency, order_amount=data.order_amount,
-                        miles_available=available,
-                        value_per_mile_milli_minor=partner.value_per_mile_milli_minor,
-                        min_cash_share_bp=partner.min_cash_share_bp,
-                        min_miles=figures.min_miles, max_miles=figures.max_miles,
-                        cash_at_min_miles=figures.cash_at_min,
-                        cash_at_max_miles=figures.cash_at_max)
 
     # -- holds ------------------------------------------------------------------------------
 
@@ -454,13 +433,48 @@ class RedemptionService:
 
 
 class HoldWriteService:
-    """A partner's holds opened, captured and voided on the unit of work's asyncpg
+    """A partner's quotes, and holds opened, captured and voided, on an asyncpg
     connection (``Database.raw_transaction``): what the partner, member or hold must be is
     read in one statement before the ledger takes its locks."""
 
     def __init__(self, conn: RawConnection, system: SystemAccounts) -> None:
         self.repo = HoldWriteRepository(conn)
         self.ledger = Ledger(conn, system)
+
+    async def _contract(self, partner_id: int, member_id: int, currency: str
+                        ) -> asyncpg.Record:
+        """The partner's contract (which must offer redemption in ``currency``) and the
+        member's status and account."""
+        facts = await self.repo.open_facts(partner_id, member_id)
+        if facts is None or facts["clearing_account_id"] is None:
+            raise PartnerNotFound()
+        if facts["status"] != "active":
+            raise PartnerSuspended()
+        if facts["value_per_mile_milli_minor"] <= 0:
+            raise RedemptionNotOffered()
+        if currency != facts["currency"]:
+            raise CurrencyMismatch(f"The contract's currency is {facts['currency']}",
+                                   field="currency")
+        return facts
+
+    async def quote(self, partner_id: int, check: CodeCheck, data: QuoteRequest) -> QuoteOut:
+        facts = await self._contract(partner_id, check.member_id, data.currency)
+        if facts["member_status"] is None:
+            raise InvalidMemberCode()  # pragma: no cover - codes belong to members
+        if facts["member_status"] != "active":
+            raise MemberLocked()
+        balances = {b.unit: b for b in await self.ledger.balances(
+            check.account_id or facts["account_id"])}
+        # A member in debt after a clawback has nothing to spend (and the partner need not
+        # learn of the debt).
+        available = max(0, balances[Unit.MILES].available)
+        value, share = facts["value_per_mile_milli_minor"], facts["min_cash_share_bp"]
+        figures = pricing.quote(data.order_amount, available, value, share)
+        return QuoteOut(currency=facts["currency"], order_amount=data.order_amount,
+                        miles_available=available, value_per_mile_milli_minor=value,
+                        min_cash_share_bp=share, min_miles=figures.min_miles,
+                        max_miles=figures.max_miles, cash_at_min_miles=figures.cash_at_min,
+                        cash_at_max_miles=figures.cash_at_max)
 
     async def _facts(self, partner_id: int, hold_id: int) -> asyncpg.Record:
         facts = await self.repo.hold_facts(partner_id, hold_id)
@@ -476,16 +490,9 @@ class HoldWriteService:
                           data: HoldRequest) -> HoldOut:
         """Open a hold for the member whose code was checked; the code is consumed in this
         unit of work, so it is used exactly when the hold exists."""
-        facts = await self.repo.open_facts(partner_id, check.member_id if check else 0)
-        if facts is None or facts["clearing_account_id"] is None:
-            raise PartnerNotFound()
-        if facts["status"] != "active":
-            raise PartnerSuspended()
+        facts = await self._contract(partner_id, check.member_id if check else 0,
+                                     data.currency)
         value, currency = facts["value_per_mile_milli_minor"], facts["currency"]
-        if value <= 0:
-            raise RedemptionNotOffered()
-        if data.currency != currency:
-            raise CurrencyMismatch(f"The contract's currency is {currency}", field="currency")
         share = facts["min_cash_share_bp"]
         if not pricing.within_cash_share(data.miles, data.cash_amount, value, share):
             raise CashShareTooLow(
