@@ -11,10 +11,8 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import func, insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lms.accounts.models import Member
 from lms.db import RawConnection
 from lms.redemption.models import (
     PartnerHold,
@@ -31,38 +29,10 @@ class RedemptionRepository:
 
     # -- codes ------------------------------------------------------------------------------
 
-    async def add_code(self, **values: Any) -> RedemptionCode:
-        return (await self.session.execute(
-            insert(RedemptionCode).values(**values).returning(RedemptionCode))).scalar_one()
-
-    async def live_code(self, code_hash: str, now: datetime
-                        ) -> tuple[RedemptionCode, Member] | None:
-        row = (await self.session.execute(
-            select(RedemptionCode, Member).join(Member, Member.id == RedemptionCode.member_id)
-            .where(RedemptionCode.code_hash == code_hash, RedemptionCode.used_at.is_(None),
-                   RedemptionCode.revoked_at.is_(None), RedemptionCode.expires_at > now)
-            .limit(1))).one_or_none()
-        return None if row is None else (row[0], row[1])
-
     async def account_open(self, account_id: int) -> bool:
         status = (await self.session.execute(
             text("SELECT status FROM accounts WHERE id = :id"), {"id": account_id})).scalar()
         return bool(status == "open")
-
-    async def consume_code(self, code_id: int, now: datetime) -> bool:
-        """Mark a live code used; False when it was used, revoked or expired meanwhile (a
-        concurrent use of the same code waits here for the first one's commit)."""
-        return (await self.session.execute(
-            update(RedemptionCode).where(
-                RedemptionCode.id == code_id, RedemptionCode.used_at.is_(None),
-                RedemptionCode.revoked_at.is_(None), RedemptionCode.expires_at > now)
-            .values(used_at=now).returning(RedemptionCode.id))).first() is not None
-
-    async def revoke_live_codes(self, member_id: int, now: datetime) -> None:
-        await self.session.execute(update(RedemptionCode).where(
-            RedemptionCode.member_id == member_id, RedemptionCode.used_at.is_(None),
-            RedemptionCode.revoked_at.is_(None), RedemptionCode.expires_at > now)
-            .values(revoked_at=now))
 
     async def live_code_count(self, member_id: int, now: datetime) -> int:
         count: int = (await self.session.execute(
@@ -74,23 +44,8 @@ class RedemptionRepository:
 
     # -- the guard against guessing ---------------------------------------------------------
 
-    async def lock_card(self, card_number: str) -> None:
-        """Serialise every code check of one card number (known or not) until the end of the
-        transaction: each check sees the failures of the one before it."""
-        await self.session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-            {"k": "redemption:" + card_number})
-
     async def guard(self, card_number: str) -> RedemptionGuard | None:
         return await self.session.get(RedemptionGuard, card_number, populate_existing=True)
-
-    async def save_guard(self, card_number: str, *, failures: int, window_started_at: datetime,
-                         locked_until: datetime | None, now: datetime) -> None:
-        values = {"failures": failures, "window_started_at": window_started_at,
-                  "locked_until": locked_until, "updated_at": now}
-        await self.session.execute(
-            pg_insert(RedemptionGuard).values(card_number=card_number, **values)
-            .on_conflict_do_update(index_elements=[RedemptionGuard.card_number], set_=values))
 
     # -- holds ------------------------------------------------------------------------------
 
@@ -183,6 +138,20 @@ CODE_FACTS = """
               AND c.expires_at > $3
             LIMIT 1) c ON true"""
 
+# What issuing a code needs: the member, its card's guard and the partner the code is bound
+# to, if any (partner columns NULL when no partner has that code).
+ISSUE_FACTS = """
+    SELECT m.status, m.card_number, g.failures, g.window_started_at, g.locked_until,
+           p.id AS partner_id, p.status AS partner_status
+      FROM members m
+      LEFT JOIN redemption_guards g ON g.card_number = m.card_number
+      LEFT JOIN partners p ON p.code = $2
+     WHERE m.id = $1"""
+
+ADD_CODE = """
+    INSERT INTO redemption_codes (member_id, partner_id, account_id, expires_at, code_hash)
+    VALUES ($1, $2, $3, $4, $5)"""
+
 LOCK_CARD = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 
 SAVE_GUARD = """
@@ -229,6 +198,17 @@ class HoldWriteRepository:
 
     def __init__(self, conn: RawConnection) -> None:
         self.conn = conn
+
+    async def issue_facts(self, member_id: int, partner_code: str | None
+                          ) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self.conn.fetchrow(ISSUE_FACTS, member_id,
+                                                              partner_code)
+        return row
+
+    async def add_code(self, *, member_id: int, partner_id: int | None,
+                       account_id: int | None, expires_at: datetime, code_hash: str) -> None:
+        await self.conn.execute(ADD_CODE, member_id, partner_id, account_id, expires_at,
+                                code_hash)
 
     async def lock_card(self, card_number: str) -> None:
         """Serialise every code check of one card number (known or not) until the end of the

@@ -65,6 +65,7 @@ from lms.redemption.service import (
     AnsweredBefore,
     ConsentService,
     HoldWriteService,
+    MemberCodes,
     RedemptionService,
     check_member_code,
 )
@@ -110,9 +111,9 @@ class MyRedemptionController(Controller):
                           ) -> RedemptionCodeOut:
         principal = current_principal(request)
         body = data or RedemptionCodeRequest()
-        result: RedemptionCodeOut = await state.db.transaction(
-            lambda s: ConsentService(s, state.settings).issue(principal.id, body.partner_code,
-                                                        from_pool=body.from_pool))
+        result: RedemptionCodeOut = await state.db.raw_transaction(
+            lambda conn: MemberCodes(conn, state.settings).issue(
+                principal.id, body.partner_code, from_pool=body.from_pool))
         return result
 
     @get("/redemption-codes/status", operation_id="getRedemptionCodeStatus",

@@ -131,35 +131,9 @@ class ConsentService:
 
     async def issue(self, member_id: int, partner_code: str | None, *,
                     from_pool: bool = False) -> RedemptionCodeOut:
-        member = await self._member(member_id)
-        if member.status != "active":
-            raise MemberLocked()
-        account_id = None
-        if from_pool:
-            membership = await FamilyRepository(await raw_connection(self.session)
-                                                ).current_membership(member.id)
-            if membership is None or membership["head_id"] != member.id:
-                raise NotPoolHead()
-            account_id = membership["account_id"]
-        partner_id = None
-        if partner_code is not None:
-            partner = await self.partners.by_code(partner_code)
-            if partner is None or partner.status != "active":
-                raise UnknownPartner(field="partnerCode")
-            partner_id = partner.id
-        now = utcnow()
-        _, locked = guard_state(await self.repo.guard(member.card_number), self.policy, now)
-        if locked is not None:
-            raise RedemptionLocked(f"Redemption is locked until {locked.isoformat()}",
-                                   lockedUntil=locked.isoformat())
-        code = codes.new_code()
-        expires = now + timedelta(seconds=self.settings.redemption_code_ttl_seconds)
-        await self.repo.add_code(
-            member_id=member.id, partner_id=partner_id, account_id=account_id,
-            expires_at=expires,
-            code_hash=codes.code_hash(self.settings.redemption_code_secret,
-                                      member.card_number, code))
-        return RedemptionCodeOut(code=code, expires_at=expires, partner_code=partner_code)
+        """``MemberCodes.issue`` inside this session's transaction."""
+        return await MemberCodes(await raw_connection(self.session), self.settings).issue(
+            member_id, partner_code, from_pool=from_pool)
 
     async def status(self, member_id: int) -> RedemptionCodeStatus:
         member = await self._member(member_id)
@@ -174,20 +148,53 @@ class ConsentService:
     async def check(self, partner_id: int, card_number: str, code: str,
                     answered_before: AnsweredBefore | None = None
                     ) -> CodeCheck | LmsError | None:
-        """``CodeChecker.check`` inside this session's transaction."""
-        return await CodeChecker(await raw_connection(self.session), self.settings).check(
+        """``MemberCodes.check`` inside this session's transaction."""
+        return await MemberCodes(await raw_connection(self.session), self.settings).check(
             partner_id, card_number, code, answered_before)
 
 
-class CodeChecker:
-    """The check of a member code a partner presents, on an asyncpg connection inside a
-    transaction: the lock on the card, then its guard and the code in one query."""
+class MemberCodes:
+    """Members' one-time codes issued, and checked when a partner presents one, on an
+    asyncpg connection inside a transaction. Issuing: the member, the card's guard and the
+    bound partner in one query, then the code. Checking: the lock on the card, then its
+    guard and the code in one query."""
 
     def __init__(self, conn: RawConnection, settings: Settings) -> None:
         self.conn = conn
         self.settings = settings
         self.repo = HoldWriteRepository(conn)
         self.policy = GuardPolicy.from_settings(settings)
+
+    async def issue(self, member_id: int, partner_code: str | None, *,
+                    from_pool: bool = False) -> RedemptionCodeOut:
+        facts = await self.repo.issue_facts(member_id, partner_code)
+        if facts is None:
+            raise MemberNotFound()  # pragma: no cover - a member token names a member
+        if facts["status"] != "active":
+            raise MemberLocked()
+        account_id = None
+        if from_pool:
+            membership = await FamilyRepository(self.conn).current_membership(member_id)
+            if membership is None or membership["head_id"] != member_id:
+                raise NotPoolHead()
+            account_id = membership["account_id"]
+        if partner_code is not None and facts["partner_status"] != "active":
+            raise UnknownPartner(field="partnerCode")
+        now = utcnow()
+        guard = (None if facts["failures"] is None else
+                 Guard(facts["failures"], facts["window_started_at"], facts["locked_until"]))
+        _, locked = guard_state(guard, self.policy, now)
+        if locked is not None:
+            raise RedemptionLocked(f"Redemption is locked until {locked.isoformat()}",
+                                   lockedUntil=locked.isoformat())
+        code = codes.new_code()
+        expires = now + timedelta(seconds=self.settings.redemption_code_ttl_seconds)
+        await self.repo.add_code(
+            member_id=member_id, partner_id=facts["partner_id"], account_id=account_id,
+            expires_at=expires,
+            code_hash=codes.code_hash(self.settings.redemption_code_secret,
+                                      facts["card_number"], code))
+        return RedemptionCodeOut(code=code, expires_at=expires, partner_code=partner_code)
 
     async def check(self, partner_id: int, card_number: str, code: str,
                     answered_before: AnsweredBefore | None = None
@@ -254,7 +261,7 @@ async def check_member_code(db: Database, settings: Settings, partner_id: int,
                             answered_before: AnsweredBefore | None = None) -> CodeCheck | None:
     """Check a member code in a unit of work of its own, committed whatever the outcome (so
     that a wrong code is counted), then raise the refusal if any."""
-    outcome = await db.raw_transaction(lambda conn: CodeChecker(conn, settings).check(
+    outcome = await db.raw_transaction(lambda conn: MemberCodes(conn, settings).check(
         partner_id, card_number, code, answered_before))
     if isinstance(outcome, LmsError):
         raise outcome
