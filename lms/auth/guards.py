@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -11,7 +11,9 @@ from litestar.handlers.base import BaseRouteHandler
 from lms.auth.principal import STAFF_ROLES, Principal, Role
 from lms.errors import Forbidden, Unauthorized
 
-Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+# Guards are coroutines: Litestar runs a plain function guard in a worker thread
+# (sync_to_thread), a thread hand-off on every request for a check of a few attributes.
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
 
 
 class InsufficientScope(Forbidden):
@@ -31,7 +33,8 @@ def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Princip
 def requires(*roles: Role) -> Guard:
     allowed = frozenset(roles)
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+                    ) -> None:
         if current_principal(connection).role not in allowed:
             raise Forbidden("Your role may not call this endpoint")
 
@@ -43,7 +46,8 @@ def requires_scope(scope: str) -> Guard:
     """A partner whose API key has ``scope``; anyone else is refused with 403
     ``insufficient_scope``."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+                    ) -> None:
         principal = current_principal(connection)
         if principal.role is not Role.PARTNER or scope not in principal.scopes:
             raise InsufficientScope(f"This endpoint needs an API key with scope {scope!r}",
