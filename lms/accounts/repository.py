@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,13 +27,37 @@ LIMIT :limit
 """)
 
 
-CARD_AND_ACCOUNT = "SELECT card_number, account_id FROM members WHERE id = $1"
+# The member's balance page in one statement: the card, the balances per unit, the next
+# open lots to expire and the miles expiring before $2. It reads the ledger's tables
+# (balances, lots) the way lms.ledger.repository does (GET_BALANCES, OPEN_LOTS,
+# EXPIRING_SUM), but as one round trip instead of four: it is the API's most frequent call.
+# No rows: no such member; NULL units: the member has no account rows (the ledger's
+# AccountNotFound).
+BALANCE_PAGE = """
+SELECT m.card_number, b.units, b.posted, b.held, l.remaining, l.expires_at, e.expiring
+FROM members m
+CROSS JOIN LATERAL (
+    SELECT array_agg(unit ORDER BY unit) AS units, array_agg(posted ORDER BY unit) AS posted,
+           array_agg(held ORDER BY unit) AS held
+    FROM balances WHERE account_id = m.account_id) b
+CROSS JOIN LATERAL (
+    SELECT array_agg(remaining ORDER BY expires_at, id) AS remaining,
+           array_agg(expires_at ORDER BY expires_at, id) AS expires_at
+    FROM (SELECT id, remaining, expires_at FROM lots
+          WHERE account_id = m.account_id AND remaining > 0
+          ORDER BY expires_at, id LIMIT $3) next_lots) l
+CROSS JOIN LATERAL (
+    SELECT COALESCE(sum(remaining), 0)::bigint AS expiring FROM lots
+    WHERE account_id = m.account_id AND remaining > 0 AND expires_at <= $2) e
+WHERE m.id = $1"""
 
 
-async def card_and_account(conn: RawConnection, member_id: int) -> tuple[str, int] | None:
-    """A member's card number and account, on a bare connection (the balance read's path)."""
-    row = await conn.fetchrow(CARD_AND_ACCOUNT, member_id)
-    return None if row is None else (row["card_number"], row["account_id"])
+async def balance_page(conn: RawConnection, member_id: int, expiring_until: datetime,
+                       lots: int) -> asyncpg.Record | None:
+    """``BALANCE_PAGE`` for one member, on a bare connection or a session's."""
+    row: asyncpg.Record | None = await conn.fetchrow(BALANCE_PAGE, member_id,
+                                                     expiring_until, lots)
+    return row
 
 
 class MemberRepository:

@@ -108,7 +108,7 @@ class MeController(Controller):
     async def balance(self, request: Request[Any, Any, Any], state: State) -> BalanceResponse:
         principal = current_principal(request)
         result: BalanceResponse = await state.db.autocommit(
-            lambda conn: member_balance(conn, state.system_accounts, principal.id))
+            lambda conn: member_balance(conn, principal.id))
         return result
 
     @get("/statement", operation_id="getMyStatement",
