@@ -12,7 +12,7 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from lms.accounts.routes import MeController, MemberAuthController
+from lms.accounts.routes import MeController, MemberAuthController, MyBalanceController
 from lms.accrual.routes import (
     FlightFeedController,
     MyPromotionsController,
@@ -89,7 +89,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     configure_logging(settings.log_level, settings.log_json)
     v1 = Router(path="/v1", route_handlers=[MemberAuthController, SessionController,
-                                            MeController, StaffAuthController,
+                                            MeController, MyBalanceController,
+                                            StaffAuthController,
                                             StaffMeController, PartnerAdminController,
                                             PartnerAccrualController, MyTierController,
                                             MyClaimsController, FlightFeedController,

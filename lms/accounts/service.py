@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import asyncpg
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.exc import IntegrityError
@@ -28,7 +29,7 @@ from lms.accounts.errors import (
     WrongPassword,
 )
 from lms.accounts.models import Member
-from lms.accounts.repository import MemberRepository, balance_page
+from lms.accounts.repository import MemberRepository, balance_page, balance_page_for_token
 from lms.accounts.schemas import (
     BalanceResponse,
     ExpiringLot,
@@ -40,7 +41,14 @@ from lms.accounts.schemas import (
 )
 from lms.auth.passwords import hash_password_async, password_weakness, verify_password_async
 from lms.auth.principal import Principal, Role
-from lms.auth.service import AuthService, Credential, SignIn, Verified, canonical_email
+from lms.auth.service import (
+    AuthService,
+    Credential,
+    SignIn,
+    Verified,
+    canonical_email,
+    token_hash,
+)
 from lms.db import RawConnection, raw_connection
 from lms.ledger.errors import AccountNotFound
 from lms.ledger.service import Ledger, SystemAccounts
@@ -239,8 +247,7 @@ def unit_balance(unit: Unit, posted: int, held: int) -> UnitBalance:
 
 
 async def member_balance(conn: RawConnection, member_id: int) -> BalanceResponse:
-    """The member's balance page, in one statement (``BALANCE_PAGE``): the API's most
-    frequent call.
+    """The member's balance page, in one statement (``BALANCE_PAGE``).
 
     Read-only, so the API runs it on a bare connection outside any transaction: under READ
     COMMITTED every statement takes its own snapshot inside a transaction too, so BEGIN and
@@ -248,7 +255,26 @@ async def member_balance(conn: RawConnection, member_id: int) -> BalanceResponse
     is read. One statement also reads the balances and the lots in one snapshot.
     """
     row = await balance_page(conn, member_id, datetime.now(UTC) + EXPIRY_HORIZON, NEXT_LOTS)
+    return balance_from_page(row)
+
+
+async def token_balance_page(conn: RawConnection, token: str
+                             ) -> tuple[Principal | None, asyncpg.Record | None]:
+    """The bearer token's principal (None: not a live token) and its balance page
+    (``BALANCE_PAGE_FOR_TOKEN``) in one statement: the API's most frequent call, which would
+    otherwise take one round trip to authenticate and another to read. The caller checks
+    the principal's role before it reads the page (``balance_from_page``)."""
+    now = datetime.now(UTC)
+    row = await balance_page_for_token(conn, token_hash(token), now, now + EXPIRY_HORIZON,
+                                       NEXT_LOTS)
     if row is None:
+        return None, None
+    return Principal(row["principal_type"], row["principal_id"], Role(row["role"])), row
+
+
+def balance_from_page(row: asyncpg.Record | None) -> BalanceResponse:
+    """The answer of a balance page's row: None, no such member."""
+    if row is None or row["card_number"] is None:
         raise MemberNotFound()
     if row["units"] is None:
         raise AccountNotFound()
