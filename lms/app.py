@@ -19,6 +19,7 @@ from lms.accrual.routes import (
     ProgrammeAdminController,
 )
 from lms.api.health import HealthController
+from lms.api.http import NO_COMPRESSION
 from lms.api.openapi import document_problems
 from lms.api.problems import EXCEPTION_HANDLERS
 from lms.auth.middleware import BearerTokenMiddleware
@@ -127,7 +128,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                               "^/v1/passkit/"])],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(),
-        compression_config=CompressionConfig(backend="gzip", minimum_size=2048),
+        # A route whose answers are always small carries opt no_compression: the middleware
+        # sets up a gzip stream for every client that accepts gzip before it knows the size.
+        compression_config=CompressionConfig(backend="gzip", minimum_size=2048,
+                                             exclude_opt_key=NO_COMPRESSION),
         request_max_body_size=2 * 1024 * 1024,
         debug=False,
     )

@@ -33,6 +33,7 @@ from lms.accounts.service import (
     member_balance,
     token_balance_page,
 )
+from lms.api.http import NO_COMPRESSION
 from lms.api.idempotency import (
     IDEMPOTENCY_PROBLEMS,
     REPLAYED_HEADER,
@@ -108,7 +109,7 @@ class MyBalanceController(Controller):
     @get("/balance", operation_id="getMyBalance",
          summary="Posted, held and available per unit, and the next miles to expire",
          responses=problems(Unauthorized, Forbidden, MemberNotFound),
-         opt={"exclude_from_auth": True})
+         opt={"exclude_from_auth": True, NO_COMPRESSION: True})
     async def balance(self, request: Request[Any, Any, Any], state: State) -> BalanceResponse:
         token = bearer_token(request.headers.get("authorization", ""))
         if token is None or is_api_key(token):

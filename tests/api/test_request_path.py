@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import inspect
 
+import httpx
 from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
+
+from lms.api.http import NO_COMPRESSION
+from tests.factories import bearer, register_member
 
 
 def handlers(app: Litestar) -> list[HTTPRouteHandler]:
@@ -22,3 +26,20 @@ def test_every_guard_runs_on_the_event_loop(app: Litestar) -> None:
             guarded += 1
             assert inspect.iscoroutinefunction(guard), (handler, guard)
     assert guarded > 50
+
+
+async def test_the_balance_read_is_never_gzipped(client: httpx.AsyncClient) -> None:
+    """Its answer is far below the compression threshold, so the compression middleware
+    (which prepares a gzip stream for every client that accepts gzip) leaves it alone."""
+    member = await register_member(client)
+    headers = bearer(member["accessToken"]) | {"Accept-Encoding": "gzip"}
+    response = await client.get("/v1/me/balance", headers=headers)
+    assert response.status_code == 200
+    assert "content-encoding" not in response.headers
+
+
+def test_small_hot_routes_skip_the_compression_middleware(app: Litestar) -> None:
+    balance = next(h for h in handlers(app) if h.operation_id == "getMyBalance")
+    assert balance.opt.get(NO_COMPRESSION) is True
+    assert app.compression_config is not None
+    assert app.compression_config.exclude_opt_key == NO_COMPRESSION
