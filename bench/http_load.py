@@ -663,6 +663,23 @@ def print_phase(phase: Phase, clients: int, workers: int) -> None:
           f"of a core)")
 
 
+def pgbench_report(url: str, args: argparse.Namespace) -> float:
+    """Run pgbench's TPC-B-like script beside nothing else, print it, return its TPS."""
+    print(f"\npgbench: {args.clients} clients, {args.pgbench_seconds} s, "
+          f"scale {args.pgbench_scale}", flush=True)
+    pgbench_init(url, args.pgbench_scale, args.pgbench_database)
+    try:
+        tps, pg_cpu = pgbench_with_cpu(url, args.clients, args.pgbench_seconds,
+                                       args.pgbench_database)
+    finally:
+        pgbench_drop(url, args.pgbench_database)
+    print(f"pgbench tpc-b tps {tps:.0f}")
+    transactions = tps * args.pgbench_seconds
+    print(f"cpu: pgbench's postgres backends {pg_cpu:.1f} s "
+          f"({transactions / max(pg_cpu, 1e-9):.0f} transactions per backend cpu-second)")
+    return tps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -681,7 +698,8 @@ def main() -> None:
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw")
     parser.add_argument("--profile", metavar="FILE",
                         help="run the server (one worker) under cProfile (CPU time) to FILE")
-    parser.add_argument("--pgbench-seconds", type=int, default=20)
+    parser.add_argument("--pgbench-seconds", type=int, default=20,
+                        help="0: no pgbench (and no ratio), the API alone")
     parser.add_argument("--pgbench-scale", type=int, default=32,
                         help="pgbench scale factor (>= clients, as pgbench advises)")
     parser.add_argument("--pgbench-database", default=PGBENCH_DATABASE)
@@ -710,18 +728,7 @@ def main() -> None:
     for phase in results.values():
         print_phase(phase, args.clients, args.workers)
 
-    print(f"\npgbench: {args.clients} clients, {args.pgbench_seconds} s, "
-          f"scale {args.pgbench_scale}", flush=True)
-    pgbench_init(url, args.pgbench_scale, args.pgbench_database)
-    try:
-        tps, pg_cpu = pgbench_with_cpu(url, args.clients, args.pgbench_seconds,
-                                       args.pgbench_database)
-    finally:
-        pgbench_drop(url, args.pgbench_database)
-    print(f"pgbench tpc-b tps {tps:.0f}")
-    transactions = tps * args.pgbench_seconds
-    print(f"cpu: pgbench's postgres backends {pg_cpu:.1f} s "
-          f"({transactions / max(pg_cpu, 1e-9):.0f} transactions per backend cpu-second)")
+    tps = pgbench_report(url, args) if args.pgbench_seconds > 0 else None
     if "transfers" in results:
         transfers = results["transfers"]
         done = transfers.rate(SINGLE_TRANSFERS) * transfers.seconds
@@ -739,7 +746,8 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} "
           f"{os.getloadavg()[2]:.2f}")
     basis = results.get("transfers") or next(iter(results.values()))
-    print(f"ratio {basis.rate(SINGLE_TRANSFERS) / tps:.2f}")
+    # Without pgbench (--pgbench-seconds 0, to measure the API alone) there is no ratio.
+    print("ratio n/a" if tps is None else f"ratio {basis.rate(SINGLE_TRANSFERS) / tps:.2f}")
 
 
 if __name__ == "__main__":
