@@ -51,9 +51,9 @@ FOR UPDATE OF b
 # The ledger's write path (ledger_post(), migration 0002) done for a whole batch of credits in
 # one statement: one journal entry per coupon with its postings (zero legs left out, each
 # entry balanced per unit), balance_after along the batch's order, each balance row updated
-# once with the batch's total, a lot per MILES credit as ledger_post() writes them, and one
-# miles.credited event per coupon (with its status miles and segments; ledger_post() writes
-# one per member leg). Calling ledger_post() once per coupon costs about
+# once with the batch's total, and a lot per MILES credit as ledger_post() writes them. The
+# miles.credited events are the relay's to read from the journal (lms/outbox/feed.py), as for
+# every entry. Calling ledger_post() once per coupon costs about
 # a millisecond each; this is the difference between 1,000 and 10,000+ coupons a second.
 # Only credits from system accounts, whose rows the caller has locked (LOCK_BATCH_BALANCES),
 # so there is no shortfall to check and no lot to consume. The balances come in as they were
@@ -111,17 +111,6 @@ lot AS (  -- a credit first repays any debt; only the rest opens a lot (as in le
        LATERAL (SELECT GREATEST(r.balance_after, 0) - GREATEST(r.balance_after - r.amount, 0)
                ) AS o(amount)
   WHERE r.member AND r.unit = 'MILES' AND o.amount > 0 ORDER BY r.ord
-),
-event AS (  -- one per coupon, on its MILES leg, carrying the status it earned as well
-  INSERT INTO outbox_events (topic, payload, created_at)
-  SELECT 'miles.credited',
-         jsonb_build_object('entryId', r.entry_id, 'accountId', r.account_id,
-                            'unit', r.unit, 'amount', r.amount, 'kind', 'accrual',
-                            'balanceAfter', r.balance_after,
-                            'statusMiles', e.status_miles, 'segments', e.segments),
-         r.created_at
-  FROM running r JOIN e ON e.entry_id = r.entry_id
-  WHERE r.member AND r.unit = 'MILES' ORDER BY r.ord
 )
 SELECT e.ord, e.entry_id FROM e ORDER BY e.ord
 """
