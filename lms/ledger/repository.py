@@ -244,15 +244,16 @@ class LedgerRepository:
     async def lock_balance_rows(self, keys: Sequence[tuple[int, str]]) -> None:
         await self.conn.fetch(LOCK_BALANCES, [k[0] for k in keys], [k[1] for k in keys])
 
-    async def post_entry(self, *, header: Sequence[Any], legs: Sequence[tuple[int, str, int]],
-                         release: tuple[int, int] | None, lot_expires_at: datetime,
-                         events: Sequence[tuple[str, str]],
+    async def post_entry(self, *, header: Sequence[Any], accounts: list[int], units: list[str],
+                         amounts: list[int], release: tuple[int, int] | None,
+                         lot_expires_at: datetime, events: Sequence[tuple[str, str]],
                          debt_account: int | None = None) -> asyncpg.Record:
+        """The legs as three columns. No events: null arrays, which cost nothing to send."""
         row: asyncpg.Record = await self.conn.fetchrow(
-            POST_ENTRY, *header,
-            [leg[0] for leg in legs], [leg[1] for leg in legs], [leg[2] for leg in legs],
+            POST_ENTRY, *header, accounts, units, amounts,
             release[0] if release else None, release[1] if release else None,
-            lot_expires_at, [e[0] for e in events], [e[1] for e in events], debt_account)
+            lot_expires_at, [e[0] for e in events] if events else None,
+            [e[1] for e in events] if events else None, debt_account)
         return row
 
     async def add_events(self, events: Sequence[tuple[str, str]]) -> None:
