@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,8 @@ from lms.outbox.service import emit
 from tests.conftest import LedgerRunner
 from tests.factories import TEST_ACTOR, funded_account
 
+FEED_TIMEOUT = 60.0
+
 
 class Recorder:
     """A consumer of every topic that keeps the events of some accounts."""
@@ -33,15 +36,31 @@ class Recorder:
         self.fail = False
 
     async def __call__(self, event: Event) -> None:
-        if self.fail:
-            raise RuntimeError("consumer down")
         if event.payload.get("accountId") in self.accounts:
+            if self.fail:
+                raise RuntimeError("consumer down")
             self.events.append(event)
 
     def registry(self) -> ConsumerRegistry:
         registry = ConsumerRegistry()
         registry.register(ALL_TOPICS, self)
         return registry
+
+    async def relay_until(self, db: Database, count: int, **kwargs: Any) -> None:
+        """Relay until this many events of the accounts came. The journal's horizon is the
+        whole server's: a transaction open anywhere on it (other test runs share it) holds
+        the feed back for a while, and a backlog of earlier tests' entries comes first."""
+        deadline = time.monotonic() + FEED_TIMEOUT
+        while len(self.events) < count:
+            assert time.monotonic() < deadline, f"{len(self.events)} of {count} events came"
+            await relay(db, self.registry(), **kwargs)
+
+    async def drain(self, db: Database) -> None:
+        """Relay what is waiting (earlier tests' entries), then forget what came."""
+        deadline = time.monotonic() + FEED_TIMEOUT
+        while await relay(db, self.registry()) and time.monotonic() < deadline:
+            pass
+        self.events.clear()
 
     def seen(self) -> list[tuple[str, int, str, int]]:
         return [(e.topic, e.payload["accountId"], e.payload["unit"], e.payload["amount"])
@@ -61,11 +80,10 @@ async def test_a_transfer_gives_one_event_per_member_leg_once(
     giver = await in_ledger(lambda ledger: funded_account(ledger, 1000))
     taker = await in_ledger(lambda ledger: funded_account(ledger))
     recorder = Recorder(giver, taker)
-    await relay(db, recorder.registry())
-    recorder.events.clear()
+    await recorder.drain(db)
 
     entry = await in_ledger(lambda ledger: ledger.transfer(giver, taker, 300, actor=TEST_ACTOR))
-    await relay(db, recorder.registry())
+    await recorder.relay_until(db, 2)
 
     assert recorder.seen() == [("miles.debited", giver, "MILES", -300),
                                ("miles.credited", taker, "MILES", 300)]
@@ -85,7 +103,7 @@ async def test_flown_coupons_give_one_event_each_with_their_status(
     member = await in_ledger(lambda ledger: funded_account(ledger))
     pool = await in_ledger(lambda ledger: funded_account(ledger))
     recorder = Recorder(member, pool)
-    await relay(db, recorder.registry())
+    await recorder.drain(db)
     now = datetime.now(UTC)
     later = now + timedelta(days=365)
 
@@ -103,7 +121,7 @@ async def test_flown_coupons_give_one_event_each_with_their_status(
             [r[:9] + ((r[9],) if len(r) > 9 else (None,)) for r in rows],
             issuance=issuance, qualification=qualification, actor=TEST_ACTOR, source=f"test-{ref}")
     entries = await in_ledger(credit)
-    await relay(db, recorder.registry())
+    await recorder.relay_until(db, 5)
 
     assert [(e.topic, e.payload["entryId"], e.payload["accountId"], e.payload["amount"],
              e.payload.get("statusMiles"), e.payload.get("segments"))
@@ -125,8 +143,7 @@ async def test_an_entry_committed_late_is_not_skipped(
     cannot be handed over before it commits, and must not be passed over once it does."""
     a, b, c, d = [await in_ledger(lambda ledger: funded_account(ledger, 100)) for _ in range(4)]
     recorder = Recorder(a, b, c, d)
-    await relay(db, recorder.registry())
-    recorder.events.clear()
+    await recorder.drain(db)
 
     # Member to member only: no system row for the two transactions to queue on.
     async with db.sessions() as session, session.begin():
@@ -135,7 +152,7 @@ async def test_an_entry_committed_late_is_not_skipped(
         await in_ledger(lambda ledger: ledger.transfer(c, d, 20, actor=TEST_ACTOR))
         await relay(db, recorder.registry(), settle_seconds=0)
         assert recorder.seen() == []
-    await relay(db, recorder.registry())
+    await recorder.relay_until(db, 4)
     assert sorted(recorder.seen()) == sorted([
         ("miles.debited", a, "MILES", -10), ("miles.credited", b, "MILES", 10),
         ("miles.debited", c, "MILES", -20), ("miles.credited", d, "MILES", 20)])
@@ -145,8 +162,7 @@ async def test_a_rolled_back_entry_gives_no_event(
         db: Database, system: SystemAccounts, in_ledger: LedgerRunner[Any]) -> None:
     account = await in_ledger(lambda ledger: funded_account(ledger, 100))
     recorder = Recorder(account)
-    await relay(db, recorder.registry())
-    recorder.events.clear()
+    await recorder.drain(db)
 
     class Abandon(Exception):
         pass
@@ -159,7 +175,7 @@ async def test_a_rolled_back_entry_gives_no_event(
         await db.transaction(abandoned)
     await in_ledger(lambda ledger: ledger.debit(
         account, 30, kind=EntryKind.ADJUSTMENT, actor=TEST_ACTOR))
-    await relay(db, recorder.registry())
+    await recorder.relay_until(db, 1)
     assert recorder.seen() == [("miles.debited", account, "MILES", -30)]
 
 
@@ -167,14 +183,16 @@ async def test_a_failing_consumer_gets_the_same_events_again(
         db: Database, in_ledger: LedgerRunner[Any]) -> None:
     account = await in_ledger(lambda ledger: funded_account(ledger))
     recorder = Recorder(account)
-    await relay(db, recorder.registry())
+    await recorder.drain(db)
     await in_ledger(lambda ledger: ledger.credit(
         account, 70, kind=EntryKind.ACCRUAL, actor=TEST_ACTOR))
     recorder.fail = True
+    deadline = time.monotonic() + FEED_TIMEOUT
     with pytest.raises(RuntimeError):
-        await relay(db, recorder.registry())
+        while time.monotonic() < deadline:
+            await relay(db, recorder.registry())
     recorder.fail = False
-    await relay(db, recorder.registry())
+    await recorder.relay_until(db, 1)
     await relay(db, recorder.registry())
     assert recorder.seen() == [("miles.credited", account, "MILES", 70)]
 
@@ -183,8 +201,7 @@ async def test_concurrent_relays_hand_each_journal_event_over_once(
         db: Database, in_ledger: LedgerRunner[Any]) -> None:
     accounts = [await in_ledger(lambda ledger: funded_account(ledger, 1000)) for _ in range(4)]
     recorder = Recorder(*accounts)
-    await relay(db, recorder.registry())
-    recorder.events.clear()
+    await recorder.drain(db)
     topic = f"test.feed.{uuid.uuid4().hex[:8]}"
 
     async def outbox_events(session: AsyncSession) -> None:
@@ -199,7 +216,8 @@ async def test_concurrent_relays_hand_each_journal_event_over_once(
     await in_ledger(transfers)
 
     await asyncio.gather(*(relay(db, recorder.registry(), batch_size=3) for _ in range(3)))
-    await relay(db, recorder.registry(), batch_size=3)
+    await recorder.relay_until(db, 29, batch_size=3)
+    await relay(db, recorder.registry())
     counts = Counter(e.id for e in recorder.events)
     assert set(counts.values()) == {1}
     assert len([i for i in counts if i < 0]) == 24
