@@ -132,6 +132,10 @@ class JournalFeed:
             await self.session.execute(MOVE_CURSOR, {
                 "name": LEDGER_FEED, "xid": batch.cursor[0], "entry_id": batch.cursor[1]})
 
+    async def horizon(self) -> int:
+        value: int = (await self.session.execute(HORIZON)).scalar_one()
+        return value
+
     async def newest_xid(self) -> int | None:
         value: int | None = (await self.session.execute(NEWEST_XID)).scalar()
         return value

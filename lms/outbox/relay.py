@@ -109,8 +109,19 @@ async def relay(db: Database, registry: ConsumerRegistry = consumers, *, batch_s
         total += batch.published
         if batch.full:
             continue
-        if (newest is None or batch.horizon is None or batch.horizon > newest
-                or time.monotonic() > deadline):
+        # Done, or another relay holds the journal's cursor and will take it from here.
+        if newest is None or batch.horizon is None or batch.horizon > newest:
             break
-        await asyncio.sleep(SETTLE_POLL_SECONDS)
+        if not await horizon_passes(db, newest, deadline):
+            break
     return total
+
+
+async def horizon_passes(db: Database, xid: int, deadline: float) -> bool:
+    """Wait, holding no lock (a relay beside this one must not find rows or the cursor
+    taken), until every transaction up to ``xid`` has ended; False at the deadline."""
+    while time.monotonic() < deadline:
+        await asyncio.sleep(SETTLE_POLL_SECONDS)
+        if await db.transaction(lambda s: JournalFeed(s).horizon()) > xid:
+            return True
+    return False
