@@ -67,6 +67,8 @@ PROBLEM_JSON = "application/problem+json"
 # not JSON, and parameters or bodies that do not fit their types and constraints.
 MALFORMED_BODY = "malformed_body"
 VALIDATION_ERROR = "validation_error"
+# Text PostgreSQL cannot store (a NUL character) in a valid body or parameter (lms.api.problems).
+UNSTORABLE_TEXT = "unstorable_text"
 
 
 def _problem_response(codes: list[str]) -> OpenAPIResponse:
@@ -111,7 +113,8 @@ class ProblemOperation(Operation):
         if validates:
             existing = responses.get("422")
             responses["422"] = _problem_response(
-                (_codes(existing) if existing is not None else []) + [VALIDATION_ERROR])
+                (_codes(existing) if existing is not None else [])
+                + [VALIDATION_ERROR, UNSTORABLE_TEXT])
         self.responses = dict(sorted(responses.items()))
 
 

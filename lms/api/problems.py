@@ -17,6 +17,8 @@ from litestar.exceptions import (
 )
 from litestar.exceptions.http_exceptions import MethodNotAllowedException
 
+from lms.api.openapi import UNSTORABLE_TEXT
+from lms.db import sqlstate
 from lms.errors import LmsError
 
 log = logging.getLogger(__name__)
@@ -89,7 +91,16 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
                    request.url.path, headers=exc.headers or None)
 
 
+# PostgreSQL refuses a text value it cannot store (a NUL character, which every JSON string
+# may carry as \u0000, or bytes invalid in UTF-8): the statement fails and its transaction
+# rolls back, so nothing was written, and the input, not the server, is at fault.
+UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
+
+
 def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if sqlstate(exc) in UNSTORABLE_TEXT_SQLSTATES:
+        return problem(422, UNSTORABLE_TEXT, "The request carries text that cannot be stored",
+                       "Text must not contain the NUL character (\\u0000)", request.url.path)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(500, "internal_error", "Internal error",
                    "An unexpected error occurred; it has been logged", request.url.path)

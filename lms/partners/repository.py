@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.audit.models import AuditRecord
-from lms.db import RawConnection
+from lms.db import RawConnection, raw_connection
 from lms.partners.models import (
     ApiKey,
     Partner,
@@ -34,6 +34,12 @@ COUNT_REQUEST = """
                         ELSE 1 END,
            window_start = excluded.window_start
     RETURNING count"""
+
+# A partner's clearing accounts (lms.partners.clearing), shard 0 first; served by
+# uq_accounts_code_shard.
+CLEARING_SHARDS = """
+    SELECT id FROM accounts WHERE kind = 'system' AND code = 'partner:' || $1::bigint
+     ORDER BY shard"""
 
 
 class KeyRepository:
@@ -71,6 +77,10 @@ class PartnerRepository:
         return (await self.session.execute(
             update(Partner).where(Partner.id == partner_id)
             .values(clearing_account_id=account_id).returning(Partner))).scalar_one()
+
+    async def clearing_shards(self, partner_id: int) -> list[int]:
+        conn = await raw_connection(self.session)
+        return [r["id"] for r in await conn.fetch(CLEARING_SHARDS, partner_id)]
 
     async def set_webhook_url(self, partner_id: int, url: str | None) -> Partner:
         return (await self.session.execute(

@@ -25,6 +25,7 @@ from lms.ledger.errors import DuplicateExternalReference
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import Actor, EntryKind, Leg, Unit
 from lms.partners import keys
+from lms.partners.clearing import clearing_shard, ensure_clearing
 from lms.partners.errors import (
     AccrualNotFound,
     ApiKeyNotFound,
@@ -156,7 +157,7 @@ class PartnerService:
             min_cash_share_bp=data.min_cash_share_bp, webhook_url=data.webhook_url)
         if partner is None:
             raise PartnerExists()
-        account_id = await self.system.ensure_partner(await self.ledger.repo(), partner.id)
+        account_id = await ensure_clearing(await self.ledger.repo(), partner.id)
         partner = await self.repo.set_clearing_account(partner.id, account_id)
         await self._audit("partner.created", "partner", partner.code, {
             "id": partner.id, "name": partner.name, "kind": partner.kind,
@@ -356,7 +357,7 @@ class PartnerAccrualService:
             raise DuplicatePartnerTransaction()
         entry_id, balance_after = None, None
         if miles > 0:
-            assert partner.clearing_account_id is not None
+            clearing = clearing_shard(await self.repo.clearing_shards(partner.id), member.id)
             # In a family pool, the miles go to the pool (lms.family.routing; the membership
             # stays locked until commit) and count as the member's contribution.
             conn = await raw_connection(self.session)
@@ -368,7 +369,7 @@ class PartnerAccrualService:
                     description=f"{partner.name}: {data.category}",
                     source=f"partner:{partner.id}", external_ref=data.partner_txn_id,
                     effective_at=occurred,
-                    legs=[Leg(partner.clearing_account_id, Unit.MILES, -miles),
+                    legs=[Leg(clearing, Unit.MILES, -miles),
                           Leg(credit_account, Unit.MILES, miles)],
                     details={"partnerTxnId": data.partner_txn_id, "amount": data.amount,
                              "currency": data.currency, "category": data.category,
@@ -435,12 +436,13 @@ class PartnerAccrualService:
         entry_id, balance_after = None, None
         if take > 0:
             member = await self.members.by_id(accrual.member_id)
-            assert member is not None and partner.clearing_account_id is not None
+            assert member is not None
+            clearing = clearing_shard(await self.repo.clearing_shards(partner.id), member.id)
             entry = await self.ledger.post(
                 kind=EntryKind.REVERSAL, actor=Actor("partner", str(partner.id)),
                 description=data.reason or f"{partner.name}: purchase returned",
                 legs=[Leg(member.account_id, Unit.MILES, -take),
-                      Leg(partner.clearing_account_id, Unit.MILES, take)],
+                      Leg(clearing, Unit.MILES, take)],
                 details={"partnerTxnId": partner_txn_id, "accrualEntryId":
                          accrual.entry_id, "amount": amount},
                 events=[("miles.debited", {

@@ -27,6 +27,7 @@ from lms.ledger.errors import HoldNotFound
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import Actor, EntryKind, HoldView, Leg, Unit
 from lms.outbox.service import emit
+from lms.partners.clearing import clearing_shard, ensure_clearing
 from lms.partners.errors import CurrencyMismatch, PartnerNotFound, PartnerSuspended
 from lms.partners.models import Partner
 from lms.partners.repository import PartnerRepository
@@ -240,7 +241,7 @@ async def internal_partner(session: AsyncSession, system: SystemAccounts) -> Par
         assert partner is not None
         if partner.clearing_account_id is None:
             ledger = Ledger(session, system)
-            account_id = await system.ensure_partner(await ledger.repo(), partner.id)
+            account_id = await ensure_clearing(await ledger.repo(), partner.id)
             partner = await repo.set_clearing_account(partner.id, account_id)
     return partner
 
@@ -380,10 +381,10 @@ class RedemptionService:
         clearing account. Expired: 409 hold_expired; closed: 409 hold_not_pending."""
         partner = await self._partner(partner_id)
         row = await self._hold(partner.id, hold_id)
-        assert partner.clearing_account_id is not None
+        clearing = clearing_shard(await self.partners.clearing_shards(partner.id),
+                                  row.member_id)
         captured, entry = await self.ledger.capture(
-            hold_id, miles, actor=Actor("partner", str(partner.id)),
-            to_system=partner.clearing_account_id,
+            hold_id, miles, actor=Actor("partner", str(partner.id)), to_system=clearing,
             description=f"{partner.name}: order {row.order_reference}",
             details={"partnerId": partner.id, "holdId": hold_id,
                      "orderReference": row.order_reference, "cashAmount": row.cash_amount,
@@ -434,7 +435,8 @@ class RedemptionService:
                 f"{remaining} of the {redemption.miles} captured miles can be refunded",
                 refundableMiles=remaining)
         member = await self.members.by_id(redemption.member_id)
-        assert member is not None and partner.clearing_account_id is not None
+        assert member is not None
+        clearing = clearing_shard(await self.partners.clearing_shards(partner.id), member.id)
         # Back to the account the hold drew on (a family pool) while it is open, else to the
         # member who authorised the redemption.
         source = (await self.ledger.get_hold(redemption.hold_id)).account_id
@@ -444,7 +446,7 @@ class RedemptionService:
             kind=EntryKind.REFUND, actor=Actor("partner", str(partner.id)),
             description=data.reason or f"{partner.name}: refund of order "
                                        f"{redemption.order_reference}",
-            legs=[Leg(partner.clearing_account_id, Unit.MILES, -miles),
+            legs=[Leg(clearing, Unit.MILES, -miles),
                   Leg(to_account, Unit.MILES, miles)],
             details={"partnerId": partner.id, "redemptionId": redemption.id,
                      "holdId": redemption.hold_id,

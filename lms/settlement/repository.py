@@ -1,6 +1,9 @@
 """SQL of partner statements: a month's postings on a partner's clearing account (live), and
 the insert-only snapshot of a closed month.
 
+The clearing account is split into shards (lms.partners.clearing): ``:clearing`` is the list
+of every shard's account id, and a statement reads them all.
+
 A line is one journal entry with a posting on the clearing account, in the month of its
 ``journal_entries.created_at`` (the posting time, UTC). ``side`` and the partner-facing
 ``miles`` and ``amount`` are computed here, once, for the live statement and the snapshot alike.
@@ -26,7 +29,7 @@ WITH clearing AS (
   SELECT p.entry_id, sum(p.amount)::bigint AS clearing_miles
   FROM postings p
   JOIN journal_entries e ON e.id = p.entry_id
-  WHERE p.account_id = :clearing AND p.unit = 'MILES'
+  WHERE p.account_id = ANY(CAST(:clearing AS bigint[])) AND p.unit = 'MILES'
     AND e.created_at >= :start AND e.created_at < :end
   GROUP BY p.entry_id
 ), lines AS (
@@ -40,7 +43,7 @@ WITH clearing AS (
                       ELSE repeat('*', greatest(length(m.card_number) - 4, 0))
                            || right(m.card_number, 4) END
           FROM postings q JOIN members m ON m.account_id = q.account_id
-          WHERE q.entry_id = e.id AND q.account_id <> :clearing
+          WHERE q.entry_id = e.id AND q.account_id <> ALL(CAST(:clearing AS bigint[]))
           ORDER BY q.id LIMIT 1) AS card_number,
          c.clearing_miles
   FROM clearing c
@@ -71,7 +74,7 @@ SELECT :statement_id, {LINE_COLUMNS} FROM priced
 LEDGER_TOTALS = text("""
 SELECT e.kind, sum(p.amount)::bigint AS miles, count(DISTINCT e.id)::int AS entries
 FROM postings p JOIN journal_entries e ON e.id = p.entry_id
-WHERE p.account_id = :clearing AND p.unit = 'MILES'
+WHERE p.account_id = ANY(CAST(:clearing AS bigint[])) AND p.unit = 'MILES'
   AND e.created_at >= :start AND e.created_at < :end
 GROUP BY e.kind
 """)
@@ -80,7 +83,7 @@ ADD_STATEMENT = text("""
 INSERT INTO partner_statements (partner_id, month, clearing_account_id, currency,
     price_per_mile_milli_minor, value_per_mile_milli_minor, issued_miles, partner_owes,
     redeemed_miles, programme_owes, line_count)
-VALUES (:partner_id, :month, :clearing, :currency, :price, :value, :issued_miles,
+VALUES (:partner_id, :month, :clearing_account_id, :currency, :price, :value, :issued_miles,
         :partner_owes, :redeemed_miles, :programme_owes, :line_count)
 ON CONFLICT ON CONSTRAINT uq_partner_statements_partner_month DO NOTHING
 RETURNING id
@@ -111,15 +114,15 @@ class SettlementRepository:
         self.session = session
 
     @staticmethod
-    def _window(clearing: int, start: datetime, end: datetime) -> dict[str, Any]:
+    def _window(clearing: list[int], start: datetime, end: datetime) -> dict[str, Any]:
         return {"clearing": clearing, "start": start, "end": end}
 
-    async def live_lines(self, clearing: int, start: datetime, end: datetime, *,
+    async def live_lines(self, clearing: list[int], start: datetime, end: datetime, *,
                          price: int, value: int) -> list[Any]:
         return list(await self.session.execute(
             LIVE_LINES, self._window(clearing, start, end) | {"price": price, "value": value}))
 
-    async def ledger_totals(self, clearing: int, start: datetime, end: datetime
+    async def ledger_totals(self, clearing: list[int], start: datetime, end: datetime
                             ) -> dict[str, tuple[int, int]]:
         rows = await self.session.execute(LEDGER_TOTALS, self._window(clearing, start, end))
         return {r.kind: (r.miles, r.entries) for r in rows}
@@ -137,7 +140,7 @@ class SettlementRepository:
             await self.session.execute(ADD_TOTAL, {"statement_id": statement_id, "kind": kind,
                                                    "miles": miles, "entries": entries})
 
-    async def snapshot_lines(self, statement_id: int, clearing: int, start: datetime,
+    async def snapshot_lines(self, statement_id: int, clearing: list[int], start: datetime,
                              end: datetime, *, price: int, value: int) -> int:
         result: Any = await self.session.execute(SNAPSHOT_LINES, self._window(
             clearing, start, end) | {"statement_id": statement_id, "price": price,

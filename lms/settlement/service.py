@@ -152,9 +152,9 @@ class SettlementService:
             return self._out(partner, month, by_kind, lines, Totals(
                 closed.issued_miles, closed.partner_owes, closed.redeemed_miles,
                 closed.programme_owes), closed=closed)
-        assert partner.clearing_account_id is not None
+        clearing = await self.partners.clearing_shards(partner.id)
         price, value = partner.price_per_mile_milli_minor, partner.value_per_mile_milli_minor
-        lines = await self.repo.live_lines(partner.clearing_account_id, month.start,
+        lines = await self.repo.live_lines(clearing, month.start,
                                            month.end, price=price, value=value)
         by_kind = kinds_of_lines(lines)
         return self._out(partner, month, by_kind, lines,
@@ -185,13 +185,13 @@ class SettlementService:
         if month > last_closable(now or utcnow()):
             raise MonthNotOver(f"{month} can be closed from {month.end + CLOSE_GRACE}")
         partner = await self._partner(partner_id)
-        clearing = partner.clearing_account_id
-        assert clearing is not None
+        clearing = await self.partners.clearing_shards(partner.id)
         price, value = partner.price_per_mile_milli_minor, partner.value_per_mile_milli_minor
         by_kind = await self.repo.ledger_totals(clearing, month.start, month.end)
         totals = Totals.from_kinds(by_kind, price, value)
         statement_id = await self.repo.add_statement(
-            partner_id=partner.id, month=month.first_day, clearing=clearing,
+            partner_id=partner.id, month=month.first_day,
+            clearing_account_id=partner.clearing_account_id,
             currency=partner.currency, price=price, value=value,
             issued_miles=totals.issued_miles, partner_owes=totals.partner_owes,
             redeemed_miles=totals.redeemed_miles, programme_owes=totals.programme_owes,

@@ -2,9 +2,10 @@
 after the ledger's own invariants (numbered on from them).
 
 A closed statement is a copy; the journal is the truth. The copy must hold, per entry kind,
-exactly the postings on the partner's clearing account (``partners.clearing_account_id``, not
-the copy's own column) whose entries were posted in that month (UTC); its header and its lines
-must agree with those totals; and its tables must refuse UPDATE, DELETE and TRUNCATE.
+exactly the postings on the partner's clearing account (every shard of it, the accounts coded
+``partner:<id>``, not the copy's own column) whose entries were posted in that month (UTC); its
+header and its lines must agree with those totals; and its tables must refuse UPDATE, DELETE
+and TRUNCATE.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ CHECKS: tuple[Invariant, ...] = (
           SELECT s.id AS statement_id, e.kind, sum(p.amount)::bigint AS miles,
                  count(DISTINCT e.id)::int AS entries
           FROM partner_statements s
-          JOIN partners pa ON pa.id = s.partner_id
-          JOIN postings p ON p.account_id = pa.clearing_account_id AND p.unit = 'MILES'
+          JOIN accounts a ON a.kind = 'system' AND a.code = 'partner:' || s.partner_id
+          JOIN postings p ON p.account_id = a.id AND p.unit = 'MILES'
           JOIN journal_entries e ON e.id = p.entry_id
            AND e.created_at >= {MONTH_START} AND e.created_at < {MONTH_END}
           GROUP BY s.id, e.kind

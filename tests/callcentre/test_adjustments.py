@@ -282,3 +282,31 @@ async def test_bad_input_changes_nothing(
     assert_problem(await adjust(client, agent["headers"], "7999999999999999", 10), 404,
                    "member_not_found")
     assert (await balances(client, member))["MILES"] == 0
+
+
+async def test_text_the_database_cannot_store_is_422_and_changes_nothing(
+        client: httpx.AsyncClient, agent: dict[str, Any], member: dict[str, Any],
+        db: Database, settings: Settings) -> None:
+    # JSON strings may carry U+0000, which PostgreSQL text cannot hold; found by fuzzing.
+    admin = await staff_user(db, settings, "admin")
+    code = "NUL_" + member["card"][-8:]
+    assert_problem(await client.post("/v1/staff/reason-codes", headers=admin["headers"],
+                                     json={"code": code, "description": "bad\u0000text"}),
+                   422, "unstorable_text")
+    listed = await client.get("/v1/staff/reason-codes", headers=agent["headers"])
+    assert code not in {r["code"] for r in listed.json()}
+
+    key = idem()
+    refused = await client.post(f"/v1/staff/members/{member['card']}/adjustments",
+                                json={"direction": "credit", "amount": 700,
+                                      "reasonCode": "GOODWILL", "comment": "x\u0000y"},
+                                headers=agent["headers"] | key)
+    assert_problem(refused, 422, "unstorable_text")
+    assert (await balances(client, member))["MILES"] == 0
+    # The refused request left no idempotency record: its key is still free.
+    accepted = await client.post(f"/v1/staff/members/{member['card']}/adjustments",
+                                 json={"direction": "credit", "amount": 700,
+                                       "reasonCode": "GOODWILL", "comment": "fine"},
+                                 headers=agent["headers"] | key)
+    assert accepted.status_code == 201, accepted.text
+    assert (await balances(client, member))["MILES"] == 700

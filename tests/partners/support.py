@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.auth.principal import Principal, Role
 from lms.auth.service import AuthService
@@ -33,6 +35,17 @@ async def admin_headers(db: Database, settings: Settings) -> dict[str, str]:
         return (await auth.issue_token(Principal("staff", staff_id, Role.ADMIN))).token
 
     return bearer(await db.transaction(work))
+
+
+async def clearing_posted(db: Database, partner_id: int) -> int:
+    """The MILES posted on a partner's clearing account: the sum over all its shards."""
+    async def work(session: AsyncSession) -> int:
+        return int((await session.execute(text(
+            "SELECT COALESCE(sum(b.posted), 0) FROM balances b JOIN accounts a "
+            "ON a.id = b.account_id WHERE a.kind = 'system' AND a.code = :code "
+            "AND b.unit = 'MILES'"), {"code": f"partner:{partner_id}"})).scalar_one())
+
+    return await db.transaction(work)
 
 
 def unique_code(prefix: str = "shop") -> str:

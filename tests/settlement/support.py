@@ -98,14 +98,16 @@ async def refund(db: Database, system: SystemAccounts, shop: Shop, miles: int,
 
 
 async def clearing_sums(db: Database, shop: Shop) -> dict[str, int]:
-    """The ledger's own view: the clearing account's postings this month, by entry kind."""
+    """The ledger's own view: the clearing account's postings this month (every shard), by
+    entry kind."""
     from sqlalchemy import text
 
     async with db.engine.connect() as conn:
         rows = await conn.execute(text(
             "SELECT e.kind, sum(p.amount) AS miles FROM postings p "
             "JOIN journal_entries e ON e.id = p.entry_id "
-            "WHERE p.account_id = :a AND e.created_at >= "
+            "JOIN accounts a ON a.id = p.account_id "
+            "WHERE a.kind = 'system' AND a.code = :code AND e.created_at >= "
             "date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' "
-            "GROUP BY e.kind"), {"a": shop.clearing})
+            "GROUP BY e.kind"), {"code": f"partner:{shop.id}"})
         return {r.kind: int(r.miles) for r in rows}
