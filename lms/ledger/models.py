@@ -104,7 +104,7 @@ class JournalEntry(Base):
                                                  server_default=func.now())
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # The transaction that wrote the entry: the relay reads the journal as the feed of miles
-    # events in (xid, id) order (lms/outbox/feed.py). Null for entries written before 0017,
+    # events in (xid, id) order (lms/outbox/feed.py). Null for entries written before 0018,
     # whose events went through the outbox table.
     xid: Mapped[str | None] = mapped_column(Xid8(), server_default=text("pg_current_xact_id()"))
 

@@ -1,7 +1,7 @@
 """the journal is the feed of miles events: entries record their transaction id
 
-Revision ID: 0017
-Revises: 0016
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-11-24 04:00:00
 
 ledger_post() and the flight importer's batch credit wrote one outbox row per member leg
@@ -25,8 +25,8 @@ import sqlalchemy as sa
 from alembic import op
 from alembic.script import ScriptDirectory
 
-revision: str = "0017"
-down_revision: str | None = "0016"
+revision: str = "0018"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
