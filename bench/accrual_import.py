@@ -10,7 +10,10 @@ parsing, duplicate checks, earn rules, one journal entry per coupon with its pos
 balances, lots and outbox events, commits. The baseline is ``COPY`` of the same file into an
 unindexed table of text columns. The import runs with ``--no-tiers``: the closing tier pass
 over all members is the nightly job's, measured by bench/nightly_jobs.py. Prints coupons/s
-for both; the last line is ``ratio <x>`` (import rate / COPY rate).
+for both; the last line is ``ratio <x>`` (import rate / COPY rate). Beside the rates, what
+does not depend on the machine's other load: CPU per coupon of the import process (process
+start included: with PYTHONDONTWRITEBYTECODE set it compiles every module, ~1.7 s) and of its
+PostgreSQL backends (from /proc, sampled every 0.2 s: a little under), and its peak RSS.
 
 The server is LMS_BENCH_DATABASE_URL, else LMS_TEST_DATABASE_URL, else the embedded PostgreSQL.
 """
@@ -22,9 +25,11 @@ import asyncio
 import csv
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -109,20 +114,75 @@ def write_feed(path: Path, cards: list[str], n: int, seed: int = 7) -> None:
             writer.writerow(row)
 
 
-def import_with_cli(url: str, path: Path, concurrency: int) -> tuple[float, str]:
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float | None:
+    """utime + stime of a process from /proc (the server must run on this machine)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class BackendCpu:
+    """CPU of the PostgreSQL backends serving one database, sampled every ``interval`` s
+    while the import runs (the pool's connections live for the whole run, so at most the
+    last interval of each is missed). Reads 0 if PostgreSQL is not on this machine."""
+
+    def __init__(self, url: str, name: str, interval: float = 0.2) -> None:
+        self.url, self.name, self.interval = url, name, interval
+        self.last: dict[int, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            own = conn.info.backend_pid
+            while not self.stop.is_set():
+                for (pid,) in conn.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
+                        (self.name, own)).fetchall():
+                    cpu = process_cpu(pid)
+                    if cpu is not None:
+                        self.last[pid] = cpu
+                self.stop.wait(self.interval)
+
+    def __enter__(self) -> BackendCpu:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.last.values())
+
+
+def import_with_cli(url: str, path: Path, concurrency: int
+                    ) -> tuple[float, str, float, float, int]:
+    """(wall s, summary, client CPU s, server CPU s, client peak RSS kB)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LMS_")}
     env |= {"LMS_DATABASE_URL": url, "LMS_LOG_LEVEL": "WARNING",
             "LMS_SYSTEM_ACCOUNT_SHARDS": str(SHARDS)}
-    started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "lms.cli", "import", "flights", str(path), "--quiet",
-         "--no-tiers",
-         "--concurrency", str(concurrency)], env=env, cwd=PROJECT_ROOT, capture_output=True,
-        text=True, check=False)
-    elapsed = time.perf_counter() - started
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with BackendCpu(database(url, "postgres"), DB_NAME) as server:
+        started = time.perf_counter()
+        result = subprocess.run(
+            [sys.executable, "-m", "lms.cli", "import", "flights", str(path), "--quiet",
+             "--no-tiers",
+             "--concurrency", str(concurrency)], env=env, cwd=PROJECT_ROOT,
+            capture_output=True, text=True, check=False)
+        elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise SystemExit(f"lms import flights failed:\n{result.stdout}\n{result.stderr}")
-    return elapsed, result.stdout
+    client = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, result.stdout, client, server.seconds, after.ru_maxrss
 
 
 def copy_baseline(url: str, path: Path) -> float:
@@ -187,7 +247,8 @@ def main() -> None:
               f"{time.perf_counter() - t:.1f} s")
 
         copy_seconds = copy_baseline(url, feed)
-        import_seconds, summary = import_with_cli(url, feed, args.concurrency)
+        import_seconds, summary, client_cpu, server_cpu, rss = import_with_cli(
+            url, feed, args.concurrency)
         copy_after = copy_baseline(url, feed)
     copy_mean = (copy_seconds + copy_after) / 2
     print(summary.rstrip())
@@ -195,6 +256,15 @@ def main() -> None:
     copy_rate = args.coupons / copy_mean
     print(f"lms import flights: {import_rate:>12,.0f} coupons/s ({import_seconds:.1f} s, "
           f"concurrency {args.concurrency}, process start included)")
+    inner = [line.split()[1] for line in summary.splitlines() if line.startswith("time ")]
+    if inner:  # what the import reports itself: from the file's first row to its last commit
+        print(f"  of which importing {float(inner[0]):.1f} s, process start and exit "
+              f"{import_seconds - float(inner[0]):.1f} s")
+    per = 1e6 / args.coupons
+    print(f"CPU per coupon:     client {client_cpu * per:,.0f} µs ({client_cpu:.1f} s, process "
+          f"start included), server {server_cpu * per:,.0f} µs ({server_cpu:.1f} s, its "
+          f"backends from /proc)")
+    print(f"client peak RSS {rss / 1024:,.0f} MB; load average {os.getloadavg()[0]:.1f}")
     print(f"COPY (unindexed):   {copy_rate:>12,.0f} coupons/s ({copy_mean:.2f} s, mean of "
           "before and after)")
     if args.verify:

@@ -128,17 +128,28 @@ class RuleBook:
 
     versions: dict[tuple[RuleKind, str], list[tuple[date, Any]]] = field(default_factory=dict)
     promotions: list[Promotion] = field(default_factory=list)
+    # (kind, key, day) -> the version in force: an import asks the same few thousand.
+    _memo: dict[tuple[RuleKind, str, date], Any] = field(default_factory=dict, repr=False,
+                                                         compare=False)
 
     def add(self, kind: RuleKind, key: str, effective_from: date, body: Any) -> None:
         entries = self.versions.setdefault((kind, key), [])
         bisect.insort(entries, (effective_from, body), key=lambda e: e[0])
+        self._memo.clear()
 
     def in_force(self, kind: RuleKind, key: str, on: date) -> Any | None:
+        memo_key = (kind, key, on)
+        try:
+            return self._memo[memo_key]
+        except KeyError:
+            pass
         entries = self.versions.get((kind, key))
-        if not entries:
-            return None
-        i = bisect.bisect_right(entries, on, key=lambda e: e[0])
-        return entries[i - 1][1] if i else None
+        found = None
+        if entries:
+            i = bisect.bisect_right(entries, on, key=lambda e: e[0])
+            found = entries[i - 1][1] if i else None
+        self._memo[memo_key] = found
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,16 +312,16 @@ def earn(rules: RuleBook, coupon: Coupon, member: MemberFacts) -> Earning | Reje
 
     bonus_rule: TierBonusRule | None = rules.in_force(RuleKind.TIER_BONUS, member.tier, on)
     tier_bonus = pct_of(base, bonus_rule.bonus_percent) if bonus_rule else 0
-    hits = tuple(
-        PromotionHit(p, pct_of(base, p.bonus_percent) + p.fixed_miles)
-        for p in rules.promotions if promotion_applies(p, coupon, member))
-    earning = Earning(distance=distance, cabin=cls.cabin, base_miles=base,
-                      tier_bonus=tier_bonus, status_miles=status, segments=cls.segments,
-                      promotions=tuple(h for h in hits if h.miles > 0))
-    if earning.miles_before_promotions + status + cls.segments + sum(
-            h.miles for h in earning.promotions) <= 0:
+    hits: tuple[PromotionHit, ...] = ()
+    if rules.promotions:
+        hits = tuple(hit for hit in (
+            PromotionHit(p, pct_of(base, p.bonus_percent) + p.fixed_miles)
+            for p in rules.promotions if promotion_applies(p, coupon, member))
+            if hit.miles > 0)
+    if base + tier_bonus + status + cls.segments + sum(h.miles for h in hits) <= 0:
         return Rejection(Reason.NOTHING_TO_CREDIT)
-    return earning
+    return Earning(distance=distance, cabin=cls.cabin, base_miles=base, tier_bonus=tier_bonus,
+                   status_miles=status, segments=cls.segments, promotions=hits)
 
 
 def apply_limits(requested: int, *, member_left: int | None, budget_left: int | None) -> int:

@@ -15,18 +15,25 @@ from typing import Any
 
 import asyncpg
 
+from lms.ledger.repository import packed
+
 MEMBERS_BY_CARD = """
-SELECT id, account_id, card_number, status, tier FROM members WHERE card_number = ANY($1::text[])
+SELECT id, account_id, card_number, status, tier, last_activity_at FROM members
+WHERE card_number = ANY($1::text[])
 """
 
 # Claims the coupons in key order, so that two batches sharing coupons never wait on each
 # other in a cycle; a coupon another transaction holds is waited for, then skipped if it
-# committed. What comes back is ours to credit; the rest are duplicates.
+# committed. What comes back is ours to credit; the rest are duplicates. The columns come
+# packed (lms.ledger.repository.packed: one text each, not an array parameter of a thousand).
 CLAIM_COUPONS = """
 INSERT INTO flown_coupons (ticket_number, coupon_number, member_id, flight_date, carrier,
                            flight_number, origin, destination, booking_class)
-SELECT * FROM unnest($1::text[], $2::smallint[], $3::bigint[], $4::date[], $5::text[],
-                     $6::text[], $7::text[], $8::text[], $9::text[])
+SELECT * FROM unnest(string_to_array($1, E'\\x1f'), string_to_array($2, E'\\x1f')::smallint[],
+                     string_to_array($3, E'\\x1f')::bigint[],
+                     string_to_array($4, E'\\x1f')::date[], string_to_array($5, E'\\x1f'),
+                     string_to_array($6, E'\\x1f'), string_to_array($7, E'\\x1f'),
+                     string_to_array($8, E'\\x1f'), string_to_array($9, E'\\x1f'))
 ORDER BY 1, 2
 ON CONFLICT DO NOTHING
 RETURNING ticket_number, coupon_number
@@ -35,7 +42,8 @@ RETURNING ticket_number, coupon_number
 # Coupons credited before: answered duplicate whatever the rules or the member say today.
 CREDITED_COUPONS = """
 SELECT f.ticket_number, f.coupon_number FROM flown_coupons f
-JOIN unnest($1::text[], $2::smallint[]) AS k(ticket_number, coupon_number)
+JOIN unnest(string_to_array($1, E'\\x1f'), string_to_array($2, E'\\x1f')::smallint[])
+       AS k(ticket_number, coupon_number)
   ON f.ticket_number = k.ticket_number AND f.coupon_number = k.coupon_number
 """
 
@@ -206,8 +214,9 @@ class AccrualRepository:
         return rows
 
     async def credited_coupons(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
-        rows = await self.conn.fetch(CREDITED_COUPONS, [k[0] for k in keys],
-                                     [k[1] for k in keys])
+        # Checked by coupon_problem() before they get here: letters and digits only.
+        rows = await self.conn.fetch(CREDITED_COUPONS, packed([k[0] for k in keys]),
+                                     packed([k[1] for k in keys]))
         return {(r["ticket_number"], r["coupon_number"]) for r in rows}
 
     async def claim_coupons(self, rows: Sequence[tuple[Any, ...]]) -> set[tuple[str, int]]:
@@ -215,7 +224,7 @@ class AccrualRepository:
         destination, booking_class) rows; returns the (ticket, coupon) claimed now."""
         if not rows:
             return set()
-        columns = [list(c) for c in zip(*rows, strict=True)]
+        columns = [packed(c) for c in zip(*rows, strict=True)]
         result = await self.conn.fetch(CLAIM_COUPONS, *columns)
         return {(r["ticket_number"], r["coupon_number"]) for r in result}
 

@@ -86,6 +86,9 @@ class BatchMember:
     account_id: int
     status: str
     tier: str
+    # As read before the batch's locks: it only ever moves forward, so a flight before it
+    # cannot move it, whatever a concurrent batch does meanwhile.
+    last_activity_at: datetime | None = None
 
 
 @lru_cache(maxsize=4096)
@@ -93,6 +96,17 @@ def credit_times(flight_date: date, lot_validity_months: int) -> tuple[datetime,
     """When a flight's credit takes effect (the flight date, UTC) and when its lot expires."""
     effective = datetime.combine(flight_date, time(), UTC)
     return effective, add_months(effective, lot_validity_months)
+
+
+DETAILS = msgspec.json.Encoder()  # a coupon's entry details: a quarter of json.dumps' time
+# Rule books by their rows (see FlightCredits.rules); a handful of distinct ones at most.
+_RULEBOOKS: dict[Any, RuleBook] = {}
+RULEBOOKS_KEPT = 16
+
+
+def json_text(raw: Any) -> str:
+    """A jsonb column's value as canonical text (see ``json_value``)."""
+    return raw if isinstance(raw, str) else json.dumps(raw, sort_keys=True)
 
 
 def json_value(raw: Any) -> Any:
@@ -135,11 +149,22 @@ class FlightCredits:
         self.lane = lane
 
     async def rules(self, first: date, last: date) -> RuleBook:
+        """The rules as this transaction reads them. Read for every batch (a new version
+        applies from the next batch on), built once per distinct content: a book of the same
+        rows is the same book, and keeps what its lookups learnt over the batches."""
         rows = await self.repo.all_rules()
-        promotions = [promotion_from_row(r)
-                      for r in await self.repo.active_promotions(first, last)]
-        return rulebook(((r["kind"], r["key"], r["effective_from"], json_value(r["body"]))
-                         for r in rows), promotions)
+        promotions = tuple(promotion_from_row(r)
+                           for r in await self.repo.active_promotions(first, last))
+        key = (tuple((r["kind"], r["key"], r["effective_from"], json_text(r["body"]))
+                     for r in rows), promotions)
+        book = _RULEBOOKS.get(key)
+        if book is None:
+            if len(_RULEBOOKS) >= RULEBOOKS_KEPT:
+                _RULEBOOKS.clear()
+            book = _RULEBOOKS[key] = rulebook(
+                ((r["kind"], r["key"], r["effective_from"], json_value(r["body"]))
+                 for r in rows), promotions)
+        return book
 
     async def credit(self, coupons: Sequence[Coupon], *, today: date | None = None
                      ) -> list[Outcome]:
@@ -167,7 +192,7 @@ class FlightCredits:
         if not self.system.loaded():
             await self.system.load(LedgerRepository(self.conn))
         members = {r["card_number"]: BatchMember(r["id"], r["account_id"], r["status"],
-                                                 r["tier"])
+                                                 r["tier"], r["last_activity_at"])
                    for r in await self.repo.members_by_card(
                        list({coupons[i].card_number for i in todo}))}
         credited = await self.repo.credited_coupons(
@@ -347,12 +372,15 @@ class FlightCredits:
             rows.append((c.external_ref, member.account_id, miles, e.status_miles, e.segments,
                          effective, f"Flight {c.marketing_carrier}{c.flight_number} "
                          f"{c.origin}-{c.destination} {c.flight_date.isoformat()}",
-                         json.dumps(details), expires,
+                         DETAILS.encode(details).decode(), expires,
                          route.account_id if route is not None else None))
             outcomes[i] = Outcome(c, "credited", miles=miles, status_miles=e.status_miles,
                                   segments=e.segments, promotions=promo, member_id=member.id,
                                   account_id=member.account_id)
-            activity[member.id] = max(activity.get(member.id, effective), effective)
+            # Only a flight after the member's last activity moves it: the others would lock
+            # and rewrite the member row for nothing (a feed is rarely in date order).
+            if member.last_activity_at is None or effective > member.last_activity_at:
+                activity[member.id] = max(activity.get(member.id, effective), effective)
         entry_ids = await self.ledger.post_credits(
             rows, issuance=issuance, qualification=qualification, actor=self.actor,
             source=SOURCE)

@@ -168,3 +168,29 @@ async def test_a_pending_claim_is_credited_when_its_coupon_arrives(
             "SELECT status, entry_id FROM claims WHERE member_id = :m"),
             {"m": member.id})).one()
     assert (status, entry_id) == ("credited", outcome.entry_id)
+
+
+async def test_last_activity_only_moves_forward_with_the_latest_flight(
+        db: Database, system: SystemAccounts) -> None:
+    carrier = await distance_carrier(db)
+    member = await make_member(db, system)
+
+    async def last_activity() -> date:
+        async with db.engine.connect() as conn:
+            at = (await conn.execute(text(
+                "SELECT last_activity_at FROM members WHERE id = :id"),
+                {"id": member.id})).scalar_one()
+            day: date = at.date()
+            return day
+
+    await credit_coupons(db, system, [coupon(member, carrier, flight_date=date(2026, 5, 1)),
+                                      coupon(member, carrier, flight_date=date(2026, 5, 9))])
+    assert await last_activity() == date(2026, 5, 9)
+    # An older flight credited later (feeds are not in date order) leaves it where it is.
+    [older] = await credit_coupons(db, system, [
+        coupon(member, carrier, flight_date=date(2026, 4, 2))])
+    assert older.status == "credited"
+    assert await last_activity() == date(2026, 5, 9)
+    await credit_coupons(db, system, [coupon(member, carrier, flight_date=date(2026, 4, 3)),
+                                      coupon(member, carrier, flight_date=date(2026, 5, 20))])
+    assert await last_activity() == date(2026, 5, 20)

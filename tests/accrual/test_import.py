@@ -4,13 +4,25 @@ credit."""
 from __future__ import annotations
 
 import csv
+import gc
 from dataclasses import asdict
+from datetime import date
 from pathlib import Path
 
 import pytest
 
+from lms.accrual.earning import Coupon
 from lms.accrual.errors import ImportFileInvalid
-from lms.accrual.importer import COLUMNS, checkpoint_path, import_flights
+from lms.accrual.importer import (
+    BULK_GC_THRESHOLD,
+    COLUMNS,
+    Invalid,
+    checkpoint_path,
+    fewer_collections,
+    header_index,
+    import_flights,
+    row_parser,
+)
 from lms.db import Database
 from lms.ledger.service import SystemAccounts
 from lms.ledger.types import Unit
@@ -75,3 +87,36 @@ async def test_a_file_without_the_columns_is_refused(
     feed.write_text("a,b,c\n1,2,3\n")
     with pytest.raises(ImportFileInvalid):
         await import_flights(db, system, feed, progress=None)
+
+
+def test_rows_are_read_by_the_header_whatever_its_order_spelling_or_missing_columns() -> None:
+    # camelCase names, another order, no cabin/booking date columns, padded cells.
+    header = ["cardNumber", "ticketNumber", "couponNumber", "flightDate", "marketingCarrier",
+              "operatingCarrier", "flightNumber", "origin", "destination", "bookingClass",
+              "fareAmount", "fareCurrency"]
+    parse = row_parser(header_index(header))
+    parsed = parse(["7001 ", " 1250000000001", "2", "2026-03-04", "lm", "pa", "12", "lhr",
+                    "jfk", "j", "12050", "usd"])
+    assert parsed == Coupon("1250000000001", 2, "7001", date(2026, 3, 4), "LM", "PA", "12",
+                            "LHR", "JFK", "J", None, None, 12050, "USD")
+    # A row shorter than the header: the missing cells are empty, not an IndexError.
+    short = parse(["7001", "1250000000001", "2", "2026-03-04", "LM"])
+    assert isinstance(short, Coupon) and (short.origin, short.fare_amount) == ("", None)
+    # A cell that is not what its column holds: the row is rejected, with the reason.
+    bad = parse(["7001", "1250000000001", "two", "2026-03-04", "LM", "LM", "1", "LHR", "JFK",
+                 "J", "", ""])
+    assert isinstance(bad, Invalid) and bad.coupon.ticket_number == "1250000000001"
+    assert "not a coupon" in bad.detail
+    full = row_parser(header_index(list(COLUMNS)))
+    assert full(["1250000000001", "1", "7001", "2026-03-04", "LM", "LM", "1", "LHR", "JFK",
+                 "J", "business", "2026-01-02", "", ""]) == Coupon(
+        "1250000000001", 1, "7001", date(2026, 3, 4), "LM", "LM", "1", "LHR", "JFK", "J",
+        "business", date(2026, 1, 2), None, None)
+
+
+def test_a_run_leaves_the_garbage_collector_as_it_found_it() -> None:
+    threshold = gc.get_threshold()
+    with pytest.raises(Interrupted), fewer_collections():
+        assert gc.get_threshold()[0] == BULK_GC_THRESHOLD and gc.get_freeze_count() > 0
+        raise Interrupted
+    assert gc.get_threshold() == threshold and gc.get_freeze_count() == 0
