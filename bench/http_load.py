@@ -20,7 +20,9 @@ Every write carries an Idempotency-Key. A 409 that the business expects under ra
 ``transfers`` (accruals and gifts only: single transfers, one journal entry each) and
 ``reads`` (balance reads only); then pgbench's TPC-B-like script with as many clients. The
 last line is ``ratio <x>``: single-transfer operations/s of the ``transfers`` phase over
-pgbench's TPS.
+pgbench's TPS (``ratio n/a`` with ``--pgbench-seconds 0``, the API alone). ``--phases floor``
+(not a default) is ``GET /health`` only: what a request costs the framework before any
+authentication or database, the floor under every other figure.
 
 Set-up, not measured: a sample of ``--members`` active members is drawn from the database;
 a few of them sign in over HTTP with the generated password (argon2, as members do), the
@@ -78,11 +80,14 @@ PARTNER = "GEN-SHOP"
 DEFAULT_MIX = "balance=40,accrual=25,redeem=20,gift=15"
 TRANSFER_MIX = "accrual=50,gift=50"
 READ_MIX = "balance=100"
-SCENARIOS = ("balance", "accrual", "redeem", "gift")
+# The framework's floor: GET /health, no authentication, no database (--phases floor).
+FLOOR_MIX = "health=100"
+SCENARIOS = ("balance", "accrual", "redeem", "gift", "health")
 # One journal entry (or one ledger hold) in one transaction each.
 SINGLE_TRANSFERS = frozenset({"accrual", "gift", "hold", "capture", "void"})
 EXPECTED_CONFLICTS = frozenset({"insufficient_miles", "gift_limit_exceeded"})
-OPERATIONS = ("balance", "accrual", "code", "quote", "hold", "capture", "void", "gift")
+OPERATIONS = ("balance", "accrual", "code", "quote", "hold", "capture", "void", "gift",
+              "health")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -263,6 +268,9 @@ class Client:
 
     async def balance(self) -> None:
         await self.call("balance", "GET", "/v1/me/balance", self.member().token)
+
+    async def health(self) -> None:
+        await self.call("health", "GET", "/health", self.member().token)
 
     async def accrual(self) -> None:
         body = {"cardNumber": self.member().card, "partnerTxnId": self.unique(),
@@ -663,6 +671,23 @@ def print_phase(phase: Phase, clients: int, workers: int) -> None:
           f"of a core)")
 
 
+def pgbench_report(url: str, args: argparse.Namespace) -> float:
+    """Run pgbench's TPC-B-like script beside nothing else, print it, return its TPS."""
+    print(f"\npgbench: {args.clients} clients, {args.pgbench_seconds} s, "
+          f"scale {args.pgbench_scale}", flush=True)
+    pgbench_init(url, args.pgbench_scale, args.pgbench_database)
+    try:
+        tps, pg_cpu = pgbench_with_cpu(url, args.clients, args.pgbench_seconds,
+                                       args.pgbench_database)
+    finally:
+        pgbench_drop(url, args.pgbench_database)
+    print(f"pgbench tpc-b tps {tps:.0f}")
+    transactions = tps * args.pgbench_seconds
+    print(f"cpu: pgbench's postgres backends {pg_cpu:.1f} s "
+          f"({transactions / max(pg_cpu, 1e-9):.0f} transactions per backend cpu-second)")
+    return tps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -673,7 +698,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="lms serve --workers")
     parser.add_argument("--mix", default=DEFAULT_MIX,
                         help=f"weights of {', '.join(SCENARIOS)} in the mix phase")
-    parser.add_argument("--phases", default="mix,transfers,reads")
+    parser.add_argument("--phases", default="mix,transfers,reads",
+                        help="of mix, transfers, reads, floor (GET /health)")
     parser.add_argument("--members", type=int, default=5000, help="members sampled")
     parser.add_argument("--sign-ins", type=int, default=4,
                         help="sampled members who sign in over HTTP (argon2)")
@@ -681,13 +707,15 @@ def main() -> None:
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw")
     parser.add_argument("--profile", metavar="FILE",
                         help="run the server (one worker) under cProfile (CPU time) to FILE")
-    parser.add_argument("--pgbench-seconds", type=int, default=20)
+    parser.add_argument("--pgbench-seconds", type=int, default=20,
+                        help="0: no pgbench (and no ratio), the API alone")
     parser.add_argument("--pgbench-scale", type=int, default=32,
                         help="pgbench scale factor (>= clients, as pgbench advises)")
     parser.add_argument("--pgbench-database", default=PGBENCH_DATABASE)
     args = parser.parse_args()
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-    mixes = {"mix": args.mix, "transfers": TRANSFER_MIX, "reads": READ_MIX}
+    mixes = {"mix": args.mix, "transfers": TRANSFER_MIX, "reads": READ_MIX,
+             "floor": FLOOR_MIX}
     if not phases or any(p not in mixes for p in phases):
         raise SystemExit(f"--phases: a list of {', '.join(mixes)}")
     parse_mix(args.mix)
@@ -710,18 +738,7 @@ def main() -> None:
     for phase in results.values():
         print_phase(phase, args.clients, args.workers)
 
-    print(f"\npgbench: {args.clients} clients, {args.pgbench_seconds} s, "
-          f"scale {args.pgbench_scale}", flush=True)
-    pgbench_init(url, args.pgbench_scale, args.pgbench_database)
-    try:
-        tps, pg_cpu = pgbench_with_cpu(url, args.clients, args.pgbench_seconds,
-                                       args.pgbench_database)
-    finally:
-        pgbench_drop(url, args.pgbench_database)
-    print(f"pgbench tpc-b tps {tps:.0f}")
-    transactions = tps * args.pgbench_seconds
-    print(f"cpu: pgbench's postgres backends {pg_cpu:.1f} s "
-          f"({transactions / max(pg_cpu, 1e-9):.0f} transactions per backend cpu-second)")
+    tps = pgbench_report(url, args) if args.pgbench_seconds > 0 else None
     if "transfers" in results:
         transfers = results["transfers"]
         done = transfers.rate(SINGLE_TRANSFERS) * transfers.seconds
@@ -739,7 +756,8 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} "
           f"{os.getloadavg()[2]:.2f}")
     basis = results.get("transfers") or next(iter(results.values()))
-    print(f"ratio {basis.rate(SINGLE_TRANSFERS) / tps:.2f}")
+    # Without pgbench (--pgbench-seconds 0, to measure the API alone) there is no ratio.
+    print("ratio n/a" if tps is None else f"ratio {basis.rate(SINGLE_TRANSFERS) / tps:.2f}")
 
 
 if __name__ == "__main__":

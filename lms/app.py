@@ -12,13 +12,14 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from lms.accounts.routes import MeController, MemberAuthController
+from lms.accounts.routes import MeController, MemberAuthController, MyBalanceController
 from lms.accrual.routes import (
     FlightFeedController,
     MyPromotionsController,
     ProgrammeAdminController,
 )
 from lms.api.health import HealthController
+from lms.api.http import NO_COMPRESSION
 from lms.api.openapi import document_problems
 from lms.api.problems import EXCEPTION_HANDLERS
 from lms.auth.middleware import BearerTokenMiddleware
@@ -89,7 +90,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     configure_logging(settings.log_level, settings.log_json)
     v1 = Router(path="/v1", route_handlers=[MemberAuthController, SessionController,
-                                            MeController, StaffAuthController,
+                                            MeController, MyBalanceController,
+                                            StaffAuthController,
                                             StaffMeController, PartnerAdminController,
                                             PartnerAccrualController, MyTierController,
                                             MyClaimsController, FlightFeedController,
@@ -126,7 +128,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                               "^/v1/passkit/"])],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(),
-        compression_config=CompressionConfig(backend="gzip", minimum_size=2048),
+        # A route whose answers are always small carries opt no_compression: the middleware
+        # sets up a gzip stream for every client that accepts gzip before it knows the size.
+        compression_config=CompressionConfig(backend="gzip", minimum_size=2048,
+                                             exclude_opt_key=NO_COMPRESSION),
         request_max_body_size=2 * 1024 * 1024,
         debug=False,
     )

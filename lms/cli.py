@@ -47,9 +47,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.migrate:
         migrate.upgrade(url)
     uvicorn.run("lms.app:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level=settings.log_level.lower(),
-                proxy_headers=True)
+                workers=args.workers, **uvicorn_options(settings.log_level))
     return 0
+
+
+def uvicorn_options(log_level: str) -> dict[str, Any]:
+    """How ``lms serve`` runs uvicorn. Its access log is one INFO line per request: above
+    INFO it is switched off rather than left to the logger to drop, since uvicorn formats
+    the line's arguments (client address, quoted path) before the logger looks at the level.
+    """
+    level = log_level.lower()
+    return {"log_level": level, "access_log": level in ("trace", "debug", "info"),
+            "proxy_headers": True}
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

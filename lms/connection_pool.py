@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
+
+T = TypeVar("T")
 
 # Errors after which a connection cannot be trusted to be between two statements
 # (InternalClientError: one that read the server's goodbye but not yet its socket's end).
@@ -34,12 +36,16 @@ class ConnectionPool:
     """At most ``max_size`` connections to ``dsn``, opened on demand and kept open."""
 
     def __init__(self, dsn: str, *, max_size: int,
-                 server_settings: dict[str, str] | None = None) -> None:
+                 server_settings: dict[str, str] | None = None,
+                 broken: Callable[[BaseException], bool] | None = None) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
         self._dsn = dsn
         self._max_size = max_size
         self._server_settings = server_settings or {}
+        # Errors, beyond UNKNOWN_STATE, after which a connection is closed rather than lent
+        # again (lms.db: the server's "going away" answers).
+        self._broken = broken
         self._idle: list[asyncpg.Connection[Any]] = []
         self._opened = 0  # idle + lent + being opened
         # Each waiter is woken with a connection, or with None: "a slot is free, open one".
@@ -57,19 +63,33 @@ class ConnectionPool:
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection[Any]]:
         conn = await self._take()
-        reusable = False
         try:
             yield conn
-            reusable = True
-        except UNKNOWN_STATE:
+        except BaseException as exc:
+            self._give_back(conn, self._reusable_after(exc))
             raise
-        except Exception:
-            # The server answered (or the caller failed on its answer): the connection is
-            # between two statements. CancelledError is not an Exception: not reusable.
-            reusable = True
+        self._give_back(conn, True)
+
+    async def run(self, work: Callable[[asyncpg.Connection[Any]], Awaitable[T]]) -> T:
+        """``work`` on a lent connection: ``async with acquire()`` without a context
+        manager. The request path lends a connection for one statement, and a generator's
+        context manager (entered, left, its frames) costs about as much client CPU as the
+        statement itself."""
+        conn = await self._take()
+        try:
+            result = await work(conn)
+        except BaseException as exc:
+            self._give_back(conn, self._reusable_after(exc))
             raise
-        finally:
-            self._give_back(conn, reusable)
+        self._give_back(conn, True)
+        return result
+
+    def _reusable_after(self, exc: BaseException) -> bool:
+        """After a server's error, or the caller's own failure on an answer, the connection
+        is between two statements. Not after a cancellation (not an Exception), a timeout or
+        a broken socket: its protocol state is unknown."""
+        return (isinstance(exc, Exception) and not isinstance(exc, UNKNOWN_STATE)
+                and not (self._broken is not None and self._broken(exc)))
 
     async def _take(self) -> asyncpg.Connection[Any]:
         while True:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 from urllib.parse import quote
@@ -194,7 +194,8 @@ class Database:
         """
 
         async def once() -> T:
-            async with self._pooled() as conn, conn.transaction():
+            pool = self._raw_pool or await self.raw_pool()
+            async with pool.acquire() as conn, conn.transaction():
                 return await work(conn)
 
         return await self._with_retry(once)
@@ -212,34 +213,18 @@ class Database:
         use ``raw_transaction``.
         """
 
-        async def once() -> T:
-            async with self._pooled() as conn:
-                return await work(conn)
-
-        return await self._with_retry(once)
-
-    @asynccontextmanager
-    async def _pooled(self) -> AsyncIterator[RawConnection]:
-        """A connection of the raw pool that goes back to it only if it still works.
-
-        The pool sends no reset statement on release (lms.connection_pool), which is what
-        would otherwise notice a connection the server has ended: after a
-        connection-level failure the connection is terminated here, so that the next
-        request opens a fresh one instead of failing on this one.
-        """
-        pool = await self.raw_pool()
-        async with pool.acquire() as conn:
-            try:
-                yield conn
-            except BaseException as exc:
-                if is_unavailable(exc):
-                    conn.terminate()
-                raise
+        pool = self._raw_pool or await self.raw_pool()
+        return await self._with_retry(partial(pool.run, work))
 
     async def raw_pool(self) -> ConnectionPool:
         if self._raw_pool is None:
+            # The pool sends no reset statement on release (lms.connection_pool), which is
+            # what would otherwise notice a connection the server has ended: after a
+            # connection-level failure (is_unavailable) the pool closes the connection, so
+            # that the next request opens a fresh one instead of failing on this one.
             self._raw_pool = ConnectionPool(asyncpg_dsn(self.url), max_size=self.pool_size,
-                                            server_settings={"application_name": "lms"})
+                                            server_settings={"application_name": "lms"},
+                                            broken=is_unavailable)
         return self._raw_pool
 
     async def _with_retry(self, once: Callable[[], Awaitable[T]]) -> T:

@@ -11,6 +11,7 @@ import psycopg
 from litestar.testing import TestClient
 
 from lms.app import create_app
+from lms.cli import uvicorn_options
 from lms.demo import MEMBER_PASSWORD, MEMBERS, STAFF, STAFF_PASSWORD
 from lms.settings import PROJECT_ROOT, Settings
 from tests.conftest import plain
@@ -102,3 +103,13 @@ def test_demo_load_twice_changes_nothing_and_its_users_sign_in(
         wrong = client.post("/v1/staff/auth/token",
                             json={"email": "ops@example.com", "password": "not it at all"})
         assert wrong.status_code == 401
+
+
+def test_serve_switches_uvicorns_access_log_off_above_info() -> None:
+    """At WARNING the access lines would be dropped anyway, after uvicorn formatted their
+    arguments on every request."""
+    assert uvicorn_options("WARNING")["access_log"] is False
+    assert uvicorn_options("ERROR")["access_log"] is False
+    assert uvicorn_options("INFO")["access_log"] is True
+    assert uvicorn_options("DEBUG") == {"log_level": "debug", "access_log": True,
+                                        "proxy_headers": True}

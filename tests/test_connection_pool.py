@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -137,3 +138,59 @@ async def test_a_closed_pool_lends_nothing(pool: ConnectionPool) -> None:
     with pytest.raises(asyncpg.InterfaceError):
         async with pool.acquire():
             pass
+
+
+async def pid_of(conn: asyncpg.Connection[Any]) -> int:
+    pid: int = await conn.fetchval("SELECT pg_backend_pid()")
+    return pid
+
+
+async def test_run_lends_and_gives_back_as_acquire_does(pool: ConnectionPool) -> None:
+    first = await pool.run(pid_of)
+    assert pool.idle == pool.size == 1
+
+    async def divide_by_zero(conn: asyncpg.Connection[Any]) -> None:
+        await conn.fetchval("SELECT 1 / 0")
+
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        await pool.run(divide_by_zero)
+    assert await pool.run(pid_of) == first
+
+    started = asyncio.Event()
+
+    async def slow(conn: asyncpg.Connection[Any]) -> None:
+        started.set()
+        await conn.execute("SELECT pg_sleep(5)")
+
+    task = asyncio.create_task(pool.run(slow))
+    await started.wait()
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert pool.size == 0
+    assert await pool.run(pid_of) != first
+
+
+async def test_an_error_the_pool_is_told_is_broken_closes_the_connection(
+        database_url: str) -> None:
+    """lms.db passes is_unavailable: after the server's "going away" answers a connection
+    is closed, not lent again. Here division by zero stands for such an answer."""
+    pool = ConnectionPool(asyncpg_dsn(database_url), max_size=2,
+                          broken=lambda exc: isinstance(exc, asyncpg.DivisionByZeroError))
+    try:
+        first = await pool.run(pid_of)
+        for lend in (lambda: pool.run(lambda conn: conn.fetchval("SELECT 1 / 0")),
+                     lambda: backend_failing(pool)):
+            with pytest.raises(asyncpg.DivisionByZeroError):
+                await lend()
+            assert pool.size == 0
+            assert await pool.run(pid_of) != first
+            first = await pool.run(pid_of)
+    finally:
+        await pool.close()
+
+
+async def backend_failing(pool: ConnectionPool) -> None:
+    async with pool.acquire() as conn:
+        await conn.fetchval("SELECT 1 / 0")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import asyncpg
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.exc import IntegrityError
@@ -28,7 +29,7 @@ from lms.accounts.errors import (
     WrongPassword,
 )
 from lms.accounts.models import Member
-from lms.accounts.repository import MemberRepository, card_and_account
+from lms.accounts.repository import MemberRepository, balance_page, balance_page_for_token
 from lms.accounts.schemas import (
     BalanceResponse,
     ExpiringLot,
@@ -40,8 +41,16 @@ from lms.accounts.schemas import (
 )
 from lms.auth.passwords import hash_password_async, password_weakness, verify_password_async
 from lms.auth.principal import Principal, Role
-from lms.auth.service import AuthService, Credential, SignIn, Verified, canonical_email
-from lms.db import RawConnection
+from lms.auth.service import (
+    AuthService,
+    Credential,
+    SignIn,
+    Verified,
+    canonical_email,
+    token_hash,
+)
+from lms.db import RawConnection, raw_connection
+from lms.ledger.errors import AccountNotFound
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import AccountKind, Unit
 from lms.outbox.service import emit
@@ -216,8 +225,7 @@ class MemberService:
         return member
 
     async def balance(self, member_id: int) -> BalanceResponse:
-        member = await self.get(member_id)
-        return await balance_response(self.ledger, member.card_number, member.account_id)
+        return await member_balance(await raw_connection(self.session), member_id)
 
     async def statement(self, member_id: int, *, unit: Unit, cursor: str | None,
                         limit: int, kind: str | None = None, since: datetime | None = None,
@@ -232,34 +240,54 @@ class MemberService:
         return StatementPage(lines=lines, next_cursor=next_cursor)
 
 
-async def balance_response(ledger: Ledger, card_number: str, account_id: int
-                           ) -> BalanceResponse:
-    by_unit = {b.unit: b for b in await ledger.balances(account_id)}
-    lots = await ledger.open_lots(account_id, limit=NEXT_LOTS)
-    horizon = datetime.now(UTC) + EXPIRY_HORIZON
-    return BalanceResponse(
-        card_number=card_number,
-        balances=[UnitBalance(unit=str(unit), posted=b.posted, held=b.held,
-                              available=b.available, debt=max(0, -b.available))
-                  for unit in Unit if (b := by_unit.get(unit)) is not None],
-        next_expiring=[ExpiringLot(miles=r["remaining"], expires_at=r["expires_at"])
-                       for r in lots],
-        expiring_in_90_days=await ledger.expiring_between_now_and(account_id, horizon),
-    )
+def unit_balance(unit: Unit, posted: int, held: int) -> UnitBalance:
+    available = posted - held
+    return UnitBalance(unit=str(unit), posted=posted, held=held, available=available,
+                       debt=max(0, -available))
 
 
-async def member_balance(conn: RawConnection, system: SystemAccounts, member_id: int
-                         ) -> BalanceResponse:
-    """``MemberService.balance`` on a bare connection, for the API's most frequent call.
+async def member_balance(conn: RawConnection, member_id: int) -> BalanceResponse:
+    """The member's balance page, in one statement (``BALANCE_PAGE``).
 
-    Read-only, so it needs no transaction: under READ COMMITTED every statement takes its
-    own snapshot inside a transaction too, so BEGIN and COMMIT (and a session) would only
-    cost two round trips more and change nothing of what is read.
+    Read-only, so the API runs it on a bare connection outside any transaction: under READ
+    COMMITTED every statement takes its own snapshot inside a transaction too, so BEGIN and
+    COMMIT (and a session) would only cost two round trips more and change nothing of what
+    is read. One statement also reads the balances and the lots in one snapshot.
     """
-    found = await card_and_account(conn, member_id)
-    if found is None:
+    row = await balance_page(conn, member_id, datetime.now(UTC) + EXPIRY_HORIZON, NEXT_LOTS)
+    return balance_from_page(row)
+
+
+async def token_balance_page(conn: RawConnection, token: str
+                             ) -> tuple[Principal | None, asyncpg.Record | None]:
+    """The bearer token's principal (None: not a live token) and its balance page
+    (``BALANCE_PAGE_FOR_TOKEN``) in one statement: the API's most frequent call, which would
+    otherwise take one round trip to authenticate and another to read. The caller checks
+    the principal's role before it reads the page (``balance_from_page``)."""
+    now = datetime.now(UTC)
+    row = await balance_page_for_token(conn, token_hash(token), now, now + EXPIRY_HORIZON,
+                                       NEXT_LOTS)
+    if row is None:
+        return None, None
+    return Principal(row["principal_type"], row["principal_id"], Role(row["role"])), row
+
+
+def balance_from_page(row: asyncpg.Record | None) -> BalanceResponse:
+    """The answer of a balance page's row: None, no such member."""
+    if row is None or row["card_number"] is None:
         raise MemberNotFound()
-    return await balance_response(Ledger(conn, system), *found)
+    if row["units"] is None:
+        raise AccountNotFound()
+    by_unit = {unit: (posted, held) for unit, posted, held
+               in zip(row["units"], row["posted"], row["held"], strict=True)}
+    return BalanceResponse(
+        card_number=row["card_number"],
+        balances=[unit_balance(unit, *by_unit[unit]) for unit in Unit if unit in by_unit],
+        next_expiring=[ExpiringLot(miles=miles, expires_at=expires_at)
+                       for miles, expires_at in zip(row["remaining"] or (),
+                                                    row["expires_at"] or (), strict=True)],
+        expiring_in_90_days=row["expiring"],
+    )
 
 
 # Posting ids only grow, so "lines before posting N" is a stable page boundary however many

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -11,7 +11,9 @@ from litestar.handlers.base import BaseRouteHandler
 from lms.auth.principal import STAFF_ROLES, Principal, Role
 from lms.errors import Forbidden, Unauthorized
 
-Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+# Guards are coroutines: Litestar runs a plain function guard in a worker thread
+# (sync_to_thread), a thread hand-off on every request for a check of a few attributes.
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
 
 
 class InsufficientScope(Forbidden):
@@ -19,8 +21,8 @@ class InsufficientScope(Forbidden):
     title = "The API key lacks the scope this endpoint needs"
 
 
-def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
-    user = connection.scope.get("user")
+def authenticated(user: object) -> Principal:
+    """``user`` if it is a principal, else the 401 of every route that needs one."""
     if not isinstance(user, Principal):
         error = Unauthorized("Send a valid bearer token in the Authorization header")
         error.headers["WWW-Authenticate"] = "Bearer"
@@ -28,12 +30,25 @@ def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Princip
     return user
 
 
+def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    return authenticated(connection.scope.get("user"))
+
+
+def check_role(user: object, allowed: frozenset[Role]) -> Principal:
+    """What ``requires`` checks, for a route that authenticates by itself (GET
+    /v1/me/balance, lms.accounts.routes): 401 without a principal, 403 for another role."""
+    principal = authenticated(user)
+    if principal.role not in allowed:
+        raise Forbidden("Your role may not call this endpoint")
+    return principal
+
+
 def requires(*roles: Role) -> Guard:
     allowed = frozenset(roles)
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        if current_principal(connection).role not in allowed:
-            raise Forbidden("Your role may not call this endpoint")
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+                    ) -> None:
+        check_role(connection.scope.get("user"), allowed)
 
     guard.__name__ = "requires_" + "_or_".join(sorted(str(r) for r in roles))
     return guard
@@ -43,7 +58,8 @@ def requires_scope(scope: str) -> Guard:
     """A partner whose API key has ``scope``; anyone else is refused with 403
     ``insufficient_scope``."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+                    ) -> None:
         principal = current_principal(connection)
         if principal.role is not Role.PARTNER or scope not in principal.scopes:
             raise InsufficientScope(f"This endpoint needs an API key with scope {scope!r}",
@@ -53,6 +69,7 @@ def requires_scope(scope: str) -> Guard:
     return guard
 
 
-member_only = requires(Role.MEMBER)
+MEMBERS = frozenset({Role.MEMBER})
+member_only = requires(*MEMBERS)
 staff_any = requires(*STAFF_ROLES)
 admin_only = requires(Role.ADMIN)

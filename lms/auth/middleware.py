@@ -10,36 +10,49 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
+from lms.auth.principal import Principal
 from lms.auth.service import principal_for_token
 from lms.db import RawConnection
 from lms.partners.keys import is_api_key
 from lms.partners.service import ApiKeyService, KeyCheck
 
 
+def bearer_token(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
 class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]
                                    ) -> AuthenticationResult:
-        header = connection.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(connection.headers.get("authorization", ""))
+        if token is None:
             return AuthenticationResult(user=None, auth=None)
-        state = connection.app.state
-        token = token.strip()
-        if is_api_key(token):
-            return await self.authenticate_partner(connection, token)
+        return AuthenticationResult(user=await authenticate(connection, token), auth=token)
 
-        principal = await state.db.autocommit(
-            lambda conn: principal_for_token(conn, token))
-        return AuthenticationResult(user=principal, auth=token)
 
-    async def authenticate_partner(self, connection: ASGIConnection[Any, Any, Any, Any],
-                                   token: str) -> AuthenticationResult:
-        """A partner's API key (``lms_<prefix>_<secret>``). Its refusals (address, rate
-        limit) are raised after the commit, so that refused requests are counted too."""
-        host = connection.client.host if connection.client else None
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], token: str
+                       ) -> Principal | None:
+    """Who a bearer token or a partner's API key belongs to, None if nobody."""
+    if is_api_key(token):
+        return await authenticate_partner(connection, token)
+    principal: Principal | None = await connection.app.state.db.autocommit(
+        lambda conn: principal_for_token(conn, token))
+    return principal
 
-        async def check(conn: RawConnection) -> KeyCheck:
-            return await ApiKeyService(conn).authenticate(token, host)
 
-        checked = await connection.app.state.db.autocommit(check)
-        return AuthenticationResult(user=checked.result(), auth=token)
+async def authenticate_partner(connection: ASGIConnection[Any, Any, Any, Any], token: str
+                               ) -> Principal | None:
+    """A partner's API key (``lms_<prefix>_<secret>``). Its refusals (address, rate limit)
+    are raised after the commit, so that refused requests are counted too."""
+    host = connection.client.host if connection.client else None
+
+    async def check(conn: RawConnection) -> KeyCheck:
+        return await ApiKeyService(conn).authenticate(token, host)
+
+    checked: KeyCheck = await connection.app.state.db.autocommit(check)
+    return checked.result()

@@ -11,9 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lms.auth.models import AccessToken, LoginFailure, StaffUser
 from lms.db import RawConnection
 
-LIVE_TOKEN = """
+# A token is live until it expires or is revoked, checked in the database on every request
+# (never cached), so that a revocation takes effect at once in every process. {hash} and
+# {now} name the parameters: lms.accounts.repository.BALANCE_PAGE_FOR_TOKEN embeds it.
+LIVE_TOKEN_OF = """
     SELECT principal_type, principal_id, role FROM access_tokens
-     WHERE token_hash = $1 AND expires_at > $2 AND revoked_at IS NULL"""
+     WHERE token_hash = {hash} AND expires_at > {now} AND revoked_at IS NULL"""
+LIVE_TOKEN = LIVE_TOKEN_OF.format(hash="$1", now="$2")
 
 
 async def live_token_row(conn: RawConnection, token_hash: str,

@@ -60,6 +60,58 @@ async def test_balance_shows_posted_held_available_and_expiring(
     assert datetime.fromisoformat(body["nextExpiring"][0]["expiresAt"]) > datetime.now(UTC)
 
 
+async def test_balance_page_is_the_ledgers_reads_in_one_statement(
+        client: httpx.AsyncClient, db: Database, in_ledger: Any) -> None:
+    """The one-statement balance read (lms.accounts.repository.BALANCE_PAGE) answers what the
+    ledger's own reads answer: balances per unit, the next five open lots by expiry (a spent
+    lot left out), the miles expiring within 90 days, debt after a clawback."""
+    member = await register_member(client)
+    account = await account_of(db, member["member"]["id"])
+    now = datetime.now(UTC)
+    days = (400, 10, 95, 30, 89, 200, 60, 5)
+
+    async def activity(ledger: Ledger) -> None:
+        for i, d in enumerate(days):
+            await ledger.credit(account, 100 + i, kind=EntryKind.ACCRUAL, actor=TEST_ACTOR,
+                                lot_expires_at=now + timedelta(days=d))
+        await ledger.debit(account, 208, kind=EntryKind.REDEMPTION, actor=TEST_ACTOR)
+        await ledger.credit(account, 7, kind=EntryKind.ACCRUAL, actor=TEST_ACTOR,
+                            unit=Unit.SEGMENTS)
+        await ledger.create_hold(account, 250, actor=TEST_ACTOR,
+                                 expires_at=now + timedelta(hours=1))
+
+    await in_ledger(activity)
+
+    async def expected(ledger: Ledger) -> dict[str, Any]:
+        balances = await ledger.balances(account)
+        lots = await ledger.open_lots(account, limit=5)
+        return {
+            "balances": {str(b.unit): (b.posted, b.held, b.available) for b in balances},
+            "lots": [(r["remaining"], r["expires_at"]) for r in lots],
+            "expiring": await ledger.expiring_between_now_and(account,
+                                                              now + timedelta(days=90)),
+        }
+
+    want = await in_ledger(expected)
+    body = (await client.get("/v1/me/balance", headers=bearer(member["accessToken"]))).json()
+    assert [b["unit"] for b in body["balances"]] == ["MILES", "STATUS_MILES", "SEGMENTS"]
+    assert {b["unit"]: (b["posted"], b["held"], b["available"])
+            for b in body["balances"]} == want["balances"]
+    assert [(lot["miles"], datetime.fromisoformat(lot["expiresAt"]))
+            for lot in body["nextExpiring"]] == want["lots"]
+    assert len(want["lots"]) == 5 and want["expiring"] == 103 + 106 + 104
+    assert body["expiringIn90Days"] == want["expiring"]
+
+    async def clawback(ledger: Ledger) -> None:
+        await ledger.debit(account, 2000, kind=EntryKind.ADJUSTMENT, actor=TEST_ACTOR,
+                           debt_account=account)
+
+    await in_ledger(clawback)
+    body = (await client.get("/v1/me/balance", headers=bearer(member["accessToken"]))).json()
+    miles = next(b for b in body["balances"] if b["unit"] == "MILES")
+    assert miles["available"] < 0 and miles["debt"] == -miles["available"]
+
+
 async def test_statement_pages_newest_first(client: httpx.AsyncClient, db: Database,
                                             in_ledger: Any) -> None:
     member = await register_member(client)

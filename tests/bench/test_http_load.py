@@ -53,3 +53,18 @@ def test_the_load_benchmark_prints_its_table_and_ratio_without_errors(
     last = out.strip().splitlines()[-1]
     assert re.fullmatch(r"ratio \d+\.\d\d", last), last
     assert float(last.split()[1]) > 0
+
+
+@pytest.mark.slow
+def test_the_api_alone_reads_and_its_floor_without_pgbench(small_population: str) -> None:
+    run = subprocess.run(
+        [sys.executable, str(BENCH), "--database-url", small_population, "--duration", "2",
+         "--clients", "4", "--workers", "1", "--members", "40", "--sign-ins", "1",
+         "--phases", "reads,floor", "--pgbench-seconds", "0"],
+        capture_output=True, text=True, timeout=600)
+    out = run.stdout
+    assert run.returncode == 0, out + run.stderr
+    assert "phase floor: 4 clients" in out and "pgbench" not in out, out
+    assert re.search(r"^health +[\d.]+ .* 0$", out, re.M), out
+    assert "unexpected errors 0" in out, out
+    assert out.strip().splitlines()[-1] == "ratio n/a"
