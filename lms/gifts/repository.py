@@ -31,6 +31,12 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (effective_from) DO NOTHING RETURNING id
 """
 
+# One statement for all the locks: a function scan over an array yields its elements in
+# order, so the locks are taken in the (sorted) order of the keys given.
+LOCK_MEMBERS = """
+SELECT count(pg_advisory_xact_lock($1::int, k)) FROM unnest($2::int[]) AS k
+"""
+
 SENT_SINCE = """
 SELECT COALESCE(sum(miles) FILTER (WHERE created_at >= $2), 0)::bigint AS day,
        COALESCE(sum(miles), 0)::bigint AS year
@@ -88,9 +94,7 @@ class GiftRepository:
     async def lock_members(self, member_ids: Sequence[int]) -> None:
         """Serialise the gifts of these members (in id order, so two gifts in opposite
         directions between the same two members queue instead of deadlocking)."""
-        for key in advisory_keys(member_ids):
-            await self.conn.execute("SELECT pg_advisory_xact_lock($1::int, $2::int)",
-                                    ADVISORY_NAMESPACE, key)
+        await self.conn.execute(LOCK_MEMBERS, ADVISORY_NAMESPACE, advisory_keys(member_ids))
 
     async def sent_since(self, member_id: int, day_start: datetime,
                          year_start: datetime) -> tuple[int, int]:

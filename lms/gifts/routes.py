@@ -7,16 +7,16 @@ from typing import Annotated, Any, Literal
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody, QueryParameter
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.api.idempotency import (
     IDEMPOTENCY_REQUIRED_PROBLEMS,
     REPLAYED_HEADER,
     IdempotencyKeyHeader,
-    idempotent,
+    idempotent_raw,
 )
 from lms.api.openapi import problems
 from lms.auth.guards import current_principal, member_only
+from lms.db import RawConnection
 from lms.errors import Forbidden, Unauthorized, ValidationFailed
 from lms.family.errors import MemberLocked
 from lms.gifts.errors import (
@@ -54,11 +54,11 @@ class GiftController(Controller):
                    idempotency_key: IdempotencyKeyHeader = None) -> Response[GiftOut]:
         member_id = current_principal(request).id
 
-        async def work(session: AsyncSession) -> GiftOut:
-            return await GiftService(session, state.system_accounts).send(member_id, data)
+        async def work(conn: RawConnection) -> GiftOut:
+            return await GiftService(conn, state.system_accounts).send(member_id, data)
 
-        return await idempotent(request, current_principal(request), state.db, work,
-                                key=idempotency_key, required=True)
+        return await idempotent_raw(request, current_principal(request), state.db, work,
+                                    key=idempotency_key, required=True)
 
     @get("", operation_id="listMyGifts",
          summary="Gifts the caller sent or received, newest first, with who and the message",

@@ -24,7 +24,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.clock import utcnow
-from lms.db import raw_connection
+from lms.db import RawConnection, raw_connection
 from lms.family.errors import MemberLocked
 from lms.gifts.errors import (
     GiftLimitExceeded,
@@ -90,14 +90,20 @@ def member_party(r: asyncpg.Record) -> GiftParty:
 
 
 class GiftService:
-    def __init__(self, session: AsyncSession, system: SystemAccounts) -> None:
+    """Gifts on a session's unit of work, or on a bare asyncpg connection inside a
+    transaction (``Database.raw_transaction``: the API's send, where a session's own cost
+    would be a good part of the gift's)."""
+
+    def __init__(self, session: AsyncSession | RawConnection, system: SystemAccounts) -> None:
         self.session = session
         self.ledger = Ledger(session, system)
         self._repo: GiftRepository | None = None
 
     async def repo(self) -> GiftRepository:
         if self._repo is None:
-            self._repo = GiftRepository(await raw_connection(self.session))
+            self._repo = GiftRepository(await raw_connection(self.session)
+                                        if isinstance(self.session, AsyncSession)
+                                        else self.session)
         return self._repo
 
     async def terms(self, day: date | None = None) -> GiftTerms:

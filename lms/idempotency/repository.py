@@ -1,8 +1,9 @@
 """SQL of idempotency keys.
 
 Every idempotent write runs two of these statements (the claim and the answer), so they go
-to asyncpg directly, inside the session's transaction (``raw_connection``): a SQLAlchemy
-statement built per call costs more CPU than the whole ledger entry's ``ledger_post()``.
+to asyncpg directly: on the unit of work's bare connection (``Database.raw_transaction``), or
+inside a session's transaction (``raw_connection``): a SQLAlchemy statement built per call
+costs more CPU than the whole ledger entry's ``ledger_post()``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lms.db import raw_connection
+from lms.db import RawConnection, raw_connection
 
 CLAIM = """
     INSERT INTO idempotency_keys (principal, key, request_hash) VALUES ($1, $2, $3)
@@ -27,8 +28,14 @@ ANSWER = """
 
 
 class IdempotencyRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession | RawConnection) -> None:
         self.session = session
+
+    async def _conn(self) -> RawConnection:
+        if isinstance(self.session, AsyncSession):
+            conn: RawConnection = await raw_connection(self.session)
+            return conn
+        return self.session
 
     async def insert(self, principal: str, key: str, request_hash: str) -> bool:
         """Insert the key; False when it already exists.
@@ -36,16 +43,16 @@ class IdempotencyRepository:
         A concurrent transaction holding the same uncommitted key makes this statement wait
         on the primary key until that transaction ends, so duplicates are serialised here.
         """
-        conn = await raw_connection(self.session)
+        conn = await self._conn()
         return await conn.fetchval(CLAIM, principal, key, request_hash) is not None
 
     async def get(self, principal: str, key: str) -> asyncpg.Record | None:
         """The stored row (``request_hash``, ``status_code``, ``response_body``), if any."""
-        conn = await raw_connection(self.session)
+        conn = await self._conn()
         row: asyncpg.Record | None = await conn.fetchrow(STORED, principal, key)
         return row
 
     async def store_response(self, principal: str, key: str, status_code: int,
                              body: bytes) -> None:
-        conn = await raw_connection(self.session)
+        conn = await self._conn()
         await conn.execute(ANSWER, principal, key, status_code, body)

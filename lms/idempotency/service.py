@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lms.db import RawConnection
 from lms.idempotency.errors import (
     IdempotencyKeyInvalid,
     IdempotencyKeyReused,
@@ -55,7 +56,7 @@ def request_hash(*parts: bytes) -> str:
 
 
 class IdempotencyService:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession | RawConnection) -> None:
         self.repo = IdempotencyRepository(session)
 
     async def claim(self, principal: str, key: str, fingerprint: str) -> StoredAnswer | None:

@@ -41,6 +41,56 @@ CLEARING_SHARDS = """
     SELECT id FROM accounts WHERE kind = 'system' AND code = 'partner:' || $1::bigint
      ORDER BY shard"""
 
+# Everything an accrual needs to know before it posts, in one statement: the partner with its
+# clearing shards, the member by card and the earn rate in force at the purchase (each NULL
+# when missing; no row when the partner is unknown).
+ACCRUAL_FACTS = """
+    SELECT p.name, p.status, p.currency,
+           ARRAY(SELECT a.id FROM accounts a
+                  WHERE a.kind = 'system' AND a.code = 'partner:' || p.id
+                  ORDER BY a.shard) AS clearing,
+           m.id AS member_id, m.account_id, m.card_number,
+           r.id AS rate_id, r.miles_per_unit_bp
+      FROM partners p
+      LEFT JOIN members m ON m.card_number = $2
+      LEFT JOIN LATERAL (
+           SELECT id, miles_per_unit_bp FROM partner_earn_rates
+            WHERE partner_id = p.id AND category = $3 AND effective_from <= $4
+              AND (effective_to IS NULL OR effective_to > $4)
+            ORDER BY effective_from DESC LIMIT 1) r ON true
+     WHERE p.id = $1"""
+
+# The accrual's row with its entry; no row when the partner sent this transaction id before
+# (a concurrent duplicate waits for the first one's commit, then gets none).
+ADD_ACCRUAL = """
+    INSERT INTO partner_accruals (partner_id, partner_txn_id, member_id, amount_minor,
+                                  currency, category, rate_id, miles, occurred_at, entry_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    ON CONFLICT ON CONSTRAINT uq_partner_accruals_partner_txn DO NOTHING
+    RETURNING id"""
+
+
+class AccrualRepository:
+    """The SQL of a partner accrual, on the unit of work's asyncpg connection
+    (``Database.raw_transaction``): two statements besides the ledger's."""
+
+    def __init__(self, conn: RawConnection) -> None:
+        self.conn = conn
+
+    async def facts(self, partner_id: int, card_number: str, category: str,
+                    at: datetime) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self.conn.fetchrow(
+            ACCRUAL_FACTS, partner_id, card_number, category, at)
+        return row
+
+    async def add(self, *, partner_id: int, partner_txn_id: str, member_id: int,
+                  amount_minor: int, currency: str, category: str, rate_id: int, miles: int,
+                  occurred_at: datetime, entry_id: int | None) -> int | None:
+        accrual_id: int | None = await self.conn.fetchval(
+            ADD_ACCRUAL, partner_id, partner_txn_id, member_id, amount_minor, currency,
+            category, rate_id, miles, occurred_at, entry_id)
+        return accrual_id
+
 
 class KeyRepository:
     """The SQL of checking a partner's API key on every partner request, on a bare

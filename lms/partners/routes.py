@@ -18,9 +18,11 @@ from lms.api.idempotency import (
     REPLAYED_HEADER,
     IdempotencyKeyHeader,
     idempotent,
+    idempotent_raw,
 )
 from lms.api.openapi import problems
 from lms.auth.guards import InsufficientScope, admin_only, current_principal, requires_scope
+from lms.db import RawConnection
 from lms.errors import Forbidden, Unauthorized, ValidationFailed
 from lms.ledger.errors import AccountClosed
 from lms.partners.errors import (
@@ -55,7 +57,12 @@ from lms.partners.schemas import (
     ReversalOut,
     ReversalRequest,
 )
-from lms.partners.service import IssuedKey, PartnerAccrualService, PartnerService
+from lms.partners.service import (
+    AccrualService,
+    IssuedKey,
+    PartnerAccrualService,
+    PartnerService,
+)
 
 CodePath = Annotated[str, Parameter(max_length=32, description="The partner's code")]
 TxnPath = Annotated[str, Parameter(max_length=100, description="The partner's transaction id")]
@@ -238,12 +245,11 @@ class PartnerAccrualController(Controller):
                      ) -> Response[AccrualOut]:
         principal = current_principal(request)
 
-        async def work(session: AsyncSession) -> AccrualOut:
-            return await PartnerAccrualService(session, state.system_accounts).accrue(
-                principal.id, data)
+        async def work(conn: RawConnection) -> AccrualOut:
+            return await AccrualService(conn, state.system_accounts).accrue(principal.id, data)
 
-        return await idempotent(request, principal, state.db, work, key=idempotency_key,
-                                required=True)
+        return await idempotent_raw(request, principal, state.db, work, key=idempotency_key,
+                                    required=True)
 
     @get("/{partner_txn_id:str}", operation_id="getPartnerAccrual",
          summary="One of the partner's accruals, with what has been reversed of it",

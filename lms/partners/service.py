@@ -18,7 +18,7 @@ from lms.accounts.errors import MemberNotFound
 from lms.accounts.repository import MemberRepository
 from lms.auth.principal import Principal, Role
 from lms.clock import utcnow
-from lms.db import RawConnection, raw_connection
+from lms.db import RawConnection
 from lms.errors import LmsError
 from lms.family.routing import record_contributions, redeemable_account_for
 from lms.ledger.errors import DuplicateExternalReference
@@ -44,7 +44,7 @@ from lms.partners.errors import (
     ReversalExceedsAccrual,
 )
 from lms.partners.models import ApiKey, Partner, PartnerAccrual, PartnerEarnRate
-from lms.partners.repository import KeyRepository, PartnerRepository
+from lms.partners.repository import AccrualRepository, KeyRepository, PartnerRepository
 from lms.partners.schemas import (
     AccrualOut,
     AccrualRequest,
@@ -312,8 +312,94 @@ class ApiKeyService:
                                   scopes=frozenset(key["scopes"]), key_id=key["id"]))
 
 
+class AccrualService:
+    """Miles for a partner purchase, on the unit of work's asyncpg connection
+    (``Database.raw_transaction``): the partner API's hottest write.
+
+    Four statements besides the idempotency key's: what the accrual needs to know (one
+    query), the family pool route (which locks the membership), the ledger's entry, then the
+    accrual's row. The row goes last, once the entry's id is known, rather than first and
+    updated after: a duplicate transaction id is refused by the journal's external reference
+    (the entry) or, for an accrual of no miles, by the row's own unique constraint, and
+    either refusal rolls the whole unit of work back.
+    """
+
+    def __init__(self, conn: RawConnection, system: SystemAccounts) -> None:
+        self.conn = conn
+        self.repo = AccrualRepository(conn)
+        self.ledger = Ledger(conn, system)
+
+    async def accrue(self, partner_id: int, data: AccrualRequest) -> AccrualOut:
+        """Credit a purchase once, ever: the transaction id is unique per partner (in
+        partner_accruals and, as external reference, in the journal)."""
+        occurred = data.occurred_at
+        if occurred.tzinfo is None:
+            raise InvalidOccurredAt(field="occurredAt")
+        facts = await self.repo.facts(partner_id, data.card_number, data.category, occurred)
+        if facts is None or not facts["clearing"]:
+            raise PartnerNotFound()
+        if facts["status"] != "active":
+            raise PartnerSuspended()
+        if data.currency != facts["currency"]:
+            raise CurrencyMismatch(f"The contract's currency is {facts['currency']}",
+                                   field="currency")
+        now = utcnow()
+        if occurred > now + CLOCK_SKEW or occurred < now - MAX_ACCRUAL_AGE:
+            raise InvalidOccurredAt(field="occurredAt")
+        member_id, account_id = facts["member_id"], facts["account_id"]
+        if member_id is None:
+            raise MemberNotFound()
+        if facts["rate_id"] is None:
+            raise NoEarnRate(f"No rate for {data.category!r} at {occurred.isoformat()}",
+                             field="category")
+        miles = miles_for(data.amount, data.currency, facts["miles_per_unit_bp"])
+        entry_id, balance_after = None, None
+        if miles > 0:
+            # In a family pool, the miles go to the pool (lms.family.routing; the membership
+            # stays locked until commit) and count as the member's contribution.
+            credit_account, route = await redeemable_account_for(self.conn, member_id,
+                                                                 account_id)
+            try:
+                entry = await self.ledger.post(
+                    kind=EntryKind.ACCRUAL, actor=Actor("partner", str(partner_id)),
+                    description=f"{facts['name']}: {data.category}",
+                    source=f"partner:{partner_id}", external_ref=data.partner_txn_id,
+                    effective_at=occurred,
+                    legs=[Leg(clearing_shard(facts["clearing"], member_id), Unit.MILES,
+                              -miles),
+                          Leg(credit_account, Unit.MILES, miles)],
+                    details={"partnerTxnId": data.partner_txn_id, "amount": data.amount,
+                             "currency": data.currency, "category": data.category,
+                             "rateId": facts["rate_id"], "memberId": member_id}
+                    | ({"familyPoolId": route.pool_id} if route else {}),
+                    events=[("miles.credited", {
+                        "memberId": member_id, "accountId": credit_account,
+                        "amount": miles, "source": f"partner:{partner_id}",
+                        "partnerTxnId": data.partner_txn_id})])
+            except DuplicateExternalReference as exc:
+                raise DuplicatePartnerTransaction() from exc
+            if route is not None:
+                await record_contributions(self.conn, {route.membership_id: miles})
+            entry_id = entry.id
+            # A pool's balance is not the partner's business.
+            balance_after = (None if route is not None
+                             else entry.balances.get((account_id, Unit.MILES)))
+        accrual_id = await self.repo.add(
+            partner_id=partner_id, partner_txn_id=data.partner_txn_id, member_id=member_id,
+            amount_minor=data.amount, currency=data.currency, category=data.category,
+            rate_id=facts["rate_id"], miles=miles, occurred_at=occurred, entry_id=entry_id)
+        if accrual_id is None:
+            raise DuplicatePartnerTransaction()
+        return AccrualOut(id=entry_id, card_number=facts["card_number"],
+                          partner_txn_id=data.partner_txn_id, miles=miles, amount=data.amount,
+                          currency=data.currency, category=data.category,
+                          occurred_at=occurred, reversed_amount=0, reversed_miles=0,
+                          balance_after=balance_after)
+
+
 class PartnerAccrualService:
-    """Miles for partner purchases and their reversals, on the partner's clearing account."""
+    """Partner accruals as read back, and their reversals, on the partner's clearing
+    account."""
 
     def __init__(self, session: AsyncSession, system: SystemAccounts) -> None:
         self.session = session
@@ -328,71 +414,6 @@ class PartnerAccrualService:
         if partner.status != "active":
             raise PartnerSuspended()
         return partner
-
-    async def accrue(self, partner_id: int, data: AccrualRequest) -> AccrualOut:
-        """Credit a purchase once, ever: the transaction id is unique per partner (in
-        partner_accruals and, as external reference, in the journal)."""
-        partner = await self._partner(partner_id)
-        if data.currency != partner.currency:
-            raise CurrencyMismatch(f"The contract's currency is {partner.currency}",
-                                   field="currency")
-        occurred = data.occurred_at
-        now = utcnow()
-        if occurred.tzinfo is None or occurred > now + CLOCK_SKEW \
-                or occurred < now - MAX_ACCRUAL_AGE:
-            raise InvalidOccurredAt(field="occurredAt")
-        member = await self.members.by_card(data.card_number)
-        if member is None:
-            raise MemberNotFound()
-        rate = await self.repo.rate_at(partner.id, data.category, occurred)
-        if rate is None:
-            raise NoEarnRate(f"No rate for {data.category!r} at {occurred.isoformat()}",
-                             field="category")
-        miles = miles_for(data.amount, data.currency, rate.miles_per_unit_bp)
-        accrual_id = await self.repo.add_accrual(
-            partner_id=partner.id, partner_txn_id=data.partner_txn_id, member_id=member.id,
-            amount_minor=data.amount, currency=data.currency, category=data.category,
-            rate_id=rate.id, miles=miles, occurred_at=occurred)
-        if accrual_id is None:
-            raise DuplicatePartnerTransaction()
-        entry_id, balance_after = None, None
-        if miles > 0:
-            clearing = clearing_shard(await self.repo.clearing_shards(partner.id), member.id)
-            # In a family pool, the miles go to the pool (lms.family.routing; the membership
-            # stays locked until commit) and count as the member's contribution.
-            conn = await raw_connection(self.session)
-            credit_account, route = await redeemable_account_for(conn, member.id,
-                                                                 member.account_id)
-            try:
-                entry = await self.ledger.post(
-                    kind=EntryKind.ACCRUAL, actor=Actor("partner", str(partner.id)),
-                    description=f"{partner.name}: {data.category}",
-                    source=f"partner:{partner.id}", external_ref=data.partner_txn_id,
-                    effective_at=occurred,
-                    legs=[Leg(clearing, Unit.MILES, -miles),
-                          Leg(credit_account, Unit.MILES, miles)],
-                    details={"partnerTxnId": data.partner_txn_id, "amount": data.amount,
-                             "currency": data.currency, "category": data.category,
-                             "rateId": rate.id, "memberId": member.id}
-                    | ({"familyPoolId": route.pool_id} if route else {}),
-                    events=[("miles.credited", {
-                        "memberId": member.id, "accountId": credit_account,
-                        "amount": miles, "source": f"partner:{partner.id}",
-                        "partnerTxnId": data.partner_txn_id})])
-            except DuplicateExternalReference as exc:
-                raise DuplicatePartnerTransaction() from exc
-            if route is not None:
-                await record_contributions(conn, {route.membership_id: miles})
-            await self.repo.set_accrual_entry(accrual_id, entry.id)
-            entry_id = entry.id
-            # A pool's balance is not the partner's business.
-            balance_after = (None if route is not None
-                             else entry.balances.get((member.account_id, Unit.MILES)))
-        return AccrualOut(id=entry_id, card_number=member.card_number,
-                          partner_txn_id=data.partner_txn_id, miles=miles, amount=data.amount,
-                          currency=data.currency, category=data.category,
-                          occurred_at=occurred, reversed_amount=0, reversed_miles=0,
-                          balance_after=balance_after)
 
     async def _accrual(self, partner_id: int, partner_txn_id: str, *, lock: bool = False
                        ) -> PartnerAccrual:

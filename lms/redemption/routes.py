@@ -16,10 +16,12 @@ from lms.api.idempotency import (
     REPLAYED_HEADER,
     IdempotencyKeyHeader,
     idempotent,
+    idempotent_raw,
 )
 from lms.api.openapi import MAX_ID, problems
 from lms.auth.guards import current_principal, member_only, requires_scope
 from lms.auth.principal import Principal
+from lms.db import RawConnection
 from lms.errors import Forbidden, Unauthorized, ValidationFailed
 from lms.idempotency.errors import IdempotencyKeyRequired
 from lms.idempotency.repository import IdempotencyRepository
@@ -62,6 +64,8 @@ from lms.redemption.schemas import (
 from lms.redemption.service import (
     AnsweredBefore,
     ConsentService,
+    HoldWriteService,
+    MemberCodes,
     RedemptionService,
     check_member_code,
 )
@@ -80,8 +84,8 @@ def service(session: AsyncSession, state: State) -> RedemptionService:
 
 
 def answered_probe(principal: Principal, key: str) -> AnsweredBefore:
-    async def answered(session: AsyncSession) -> bool:
-        return await IdempotencyRepository(session).get(principal.key, key) is not None
+    async def answered(conn: RawConnection) -> bool:
+        return await IdempotencyRepository(conn).get(principal.key, key) is not None
 
     return answered
 
@@ -107,9 +111,9 @@ class MyRedemptionController(Controller):
                           ) -> RedemptionCodeOut:
         principal = current_principal(request)
         body = data or RedemptionCodeRequest()
-        result: RedemptionCodeOut = await state.db.transaction(
-            lambda s: ConsentService(s, state.settings).issue(principal.id, body.partner_code,
-                                                        from_pool=body.from_pool))
+        result: RedemptionCodeOut = await state.db.raw_transaction(
+            lambda conn: MemberCodes(conn, state.settings).issue(
+                principal.id, body.partner_code, from_pool=body.from_pool))
         return result
 
     @get("/redemption-codes/status", operation_id="getRedemptionCodeStatus",
@@ -166,8 +170,10 @@ class PartnerRedemptionController(Controller):
         check = await check_member_code(state.db, state.settings, principal.id,
                                         data.card_number, data.member_code)
         assert check is not None
-        result: QuoteOut = await state.db.transaction(
-            lambda s: service(s, state).quote(principal.id, check, data))
+        # Reads only: each statement commits by itself (Database.autocommit).
+        result: QuoteOut = await state.db.autocommit(
+            lambda conn: HoldWriteService(conn, state.system_accounts).quote(
+                principal.id, check, data))
         return result
 
     @post("/holds", operation_id="createPartnerHold", status_code=201,
@@ -196,10 +202,12 @@ class PartnerRedemptionController(Controller):
                                         data.card_number, data.member_code,
                                         answered_probe(principal, key))
 
-        async def work(session: AsyncSession) -> HoldOut:
-            return await service(session, state).create_hold(principal.id, check, data)
+        async def work(conn: RawConnection) -> HoldOut:
+            return await HoldWriteService(conn, state.system_accounts).create_hold(
+                principal.id, check, data)
 
-        return await idempotent(request, principal, state.db, work, key=key, required=True)
+        return await idempotent_raw(request, principal, state.db, work, key=key,
+                                    required=True)
 
     @get("/holds", operation_id="listPartnerHolds",
          summary="The partner's holds for an order reference",
@@ -238,11 +246,12 @@ class PartnerRedemptionController(Controller):
         principal = current_principal(request)
         miles = (data or CaptureRequest()).miles
 
-        async def work(session: AsyncSession) -> RedemptionOut:
-            return await service(session, state).capture(principal.id, hold_id, miles)
+        async def work(conn: RawConnection) -> RedemptionOut:
+            return await HoldWriteService(conn, state.system_accounts).capture(
+                principal.id, hold_id, miles)
 
-        return await idempotent(request, principal, state.db, work, key=idempotency_key,
-                                required=True)
+        return await idempotent_raw(request, principal, state.db, work, key=idempotency_key,
+                                    required=True)
 
     @post("/holds/{hold_id:int}/void", operation_id="voidPartnerHold", status_code=200,
           summary="Release a hold's miles",
@@ -255,11 +264,12 @@ class PartnerRedemptionController(Controller):
                    idempotency_key: IdempotencyKeyHeader = None) -> Response[HoldOut]:
         principal = current_principal(request)
 
-        async def work(session: AsyncSession) -> HoldOut:
-            return await service(session, state).void(principal.id, hold_id)
+        async def work(conn: RawConnection) -> HoldOut:
+            return await HoldWriteService(conn, state.system_accounts).void(principal.id,
+                                                                            hold_id)
 
-        return await idempotent(request, principal, state.db, work, key=idempotency_key,
-                                status_code=200, required=True)
+        return await idempotent_raw(request, principal, state.db, work, key=idempotency_key,
+                                    status_code=200, required=True)
 
     @get("/redemptions", operation_id="listPartnerRedemptions",
          summary="The partner's redemptions for an order reference",

@@ -9,24 +9,26 @@ captures move the miles to the partner's clearing account, refunds bring them ba
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accounts.errors import MemberNotFound
 from lms.accounts.models import Member
 from lms.accounts.repository import MemberRepository
 from lms.clock import utcnow
-from lms.db import Database, raw_connection
+from lms.db import Database, RawConnection, raw_connection
 from lms.errors import LmsError
 from lms.family.repository import FamilyRepository
 from lms.ledger.errors import HoldNotFound
+from lms.ledger.repository import LedgerRepository
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import Actor, EntryKind, HoldView, Leg, Unit
-from lms.outbox.service import emit
 from lms.partners.clearing import clearing_shard, ensure_clearing
 from lms.partners.errors import CurrencyMismatch, PartnerNotFound, PartnerSuspended
 from lms.partners.models import Partner
@@ -44,7 +46,7 @@ from lms.redemption.errors import (
     UnknownPartner,
 )
 from lms.redemption.models import PartnerHold, Redemption, RedemptionGuard, RedemptionRefund
-from lms.redemption.repository import RedemptionRepository
+from lms.redemption.repository import HoldWriteRepository, RedemptionRepository
 from lms.redemption.schemas import (
     AwardBookingRequest,
     HoldOut,
@@ -65,7 +67,7 @@ from lms.settings import Settings
 INTERNAL_PARTNER = "lm-awards"
 
 # Whether the request being checked was answered before under its Idempotency-Key.
-AnsweredBefore = Callable[[AsyncSession], Awaitable[bool]]
+AnsweredBefore = Callable[[RawConnection], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +93,16 @@ class GuardPolicy:
                    timedelta(seconds=settings.redemption_lock_seconds))
 
 
-def guard_state(guard: RedemptionGuard | None, policy: GuardPolicy, now: datetime
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """A card's guard against guessing, as read on the raw path (RedemptionGuard's fields)."""
+
+    failures: int
+    window_started_at: datetime
+    locked_until: datetime | None
+
+
+def guard_state(guard: RedemptionGuard | Guard | None, policy: GuardPolicy, now: datetime
                 ) -> tuple[int, datetime | None]:
     """(failures within the current window, lock end if locked now)."""
     if guard is None:
@@ -120,35 +131,9 @@ class ConsentService:
 
     async def issue(self, member_id: int, partner_code: str | None, *,
                     from_pool: bool = False) -> RedemptionCodeOut:
-        member = await self._member(member_id)
-        if member.status != "active":
-            raise MemberLocked()
-        account_id = None
-        if from_pool:
-            membership = await FamilyRepository(await raw_connection(self.session)
-                                                ).current_membership(member.id)
-            if membership is None or membership["head_id"] != member.id:
-                raise NotPoolHead()
-            account_id = membership["account_id"]
-        partner_id = None
-        if partner_code is not None:
-            partner = await self.partners.by_code(partner_code)
-            if partner is None or partner.status != "active":
-                raise UnknownPartner(field="partnerCode")
-            partner_id = partner.id
-        now = utcnow()
-        _, locked = guard_state(await self.repo.guard(member.card_number), self.policy, now)
-        if locked is not None:
-            raise RedemptionLocked(f"Redemption is locked until {locked.isoformat()}",
-                                   lockedUntil=locked.isoformat())
-        code = codes.new_code()
-        expires = now + timedelta(seconds=self.settings.redemption_code_ttl_seconds)
-        await self.repo.add_code(
-            member_id=member.id, partner_id=partner_id, account_id=account_id,
-            expires_at=expires,
-            code_hash=codes.code_hash(self.settings.redemption_code_secret,
-                                      member.card_number, code))
-        return RedemptionCodeOut(code=code, expires_at=expires, partner_code=partner_code)
+        """``MemberCodes.issue`` inside this session's transaction."""
+        return await MemberCodes(await raw_connection(self.session), self.settings).issue(
+            member_id, partner_code, from_pool=from_pool)
 
     async def status(self, member_id: int) -> RedemptionCodeStatus:
         member = await self._member(member_id)
@@ -163,6 +148,57 @@ class ConsentService:
     async def check(self, partner_id: int, card_number: str, code: str,
                     answered_before: AnsweredBefore | None = None
                     ) -> CodeCheck | LmsError | None:
+        """``MemberCodes.check`` inside this session's transaction."""
+        return await MemberCodes(await raw_connection(self.session), self.settings).check(
+            partner_id, card_number, code, answered_before)
+
+
+class MemberCodes:
+    """Members' one-time codes issued, and checked when a partner presents one, on an
+    asyncpg connection inside a transaction. Issuing: the member, the card's guard and the
+    bound partner in one query, then the code. Checking: the lock on the card, then its
+    guard and the code in one query."""
+
+    def __init__(self, conn: RawConnection, settings: Settings) -> None:
+        self.conn = conn
+        self.settings = settings
+        self.repo = HoldWriteRepository(conn)
+        self.policy = GuardPolicy.from_settings(settings)
+
+    async def issue(self, member_id: int, partner_code: str | None, *,
+                    from_pool: bool = False) -> RedemptionCodeOut:
+        facts = await self.repo.issue_facts(member_id, partner_code)
+        if facts is None:
+            raise MemberNotFound()  # pragma: no cover - a member token names a member
+        if facts["status"] != "active":
+            raise MemberLocked()
+        account_id = None
+        if from_pool:
+            membership = await FamilyRepository(self.conn).current_membership(member_id)
+            if membership is None or membership["head_id"] != member_id:
+                raise NotPoolHead()
+            account_id = membership["account_id"]
+        if partner_code is not None and facts["partner_status"] != "active":
+            raise UnknownPartner(field="partnerCode")
+        now = utcnow()
+        guard = (None if facts["failures"] is None else
+                 Guard(facts["failures"], facts["window_started_at"], facts["locked_until"]))
+        _, locked = guard_state(guard, self.policy, now)
+        if locked is not None:
+            raise RedemptionLocked(f"Redemption is locked until {locked.isoformat()}",
+                                   lockedUntil=locked.isoformat())
+        code = codes.new_code()
+        expires = now + timedelta(seconds=self.settings.redemption_code_ttl_seconds)
+        await self.repo.add_code(
+            member_id=member_id, partner_id=facts["partner_id"], account_id=account_id,
+            expires_at=expires,
+            code_hash=codes.code_hash(self.settings.redemption_code_secret,
+                                      facts["card_number"], code))
+        return RedemptionCodeOut(code=code, expires_at=expires, partner_code=partner_code)
+
+    async def check(self, partner_id: int, card_number: str, code: str,
+                    answered_before: AnsweredBefore | None = None
+                    ) -> CodeCheck | LmsError | None:
         """The code's member, a refusal to raise once this unit of work has committed (a
         wrong code is counted here), or None when the request was answered before under its
         Idempotency-Key (its replay must not be refused for the code it consumed).
@@ -172,33 +208,34 @@ class ConsentService:
         give the same answer.
         """
         await self.repo.lock_card(card_number)
-        if answered_before is not None and await answered_before(self.session):
+        if answered_before is not None and await answered_before(self.conn):
             return None
         now = utcnow()
-        guard = await self.repo.guard(card_number)
+        facts = await self.repo.code_facts(
+            card_number, codes.code_hash(self.settings.redemption_code_secret, card_number,
+                                         code), now)
+        guard = (None if facts["failures"] is None else
+                 Guard(facts["failures"], facts["window_started_at"], facts["locked_until"]))
         recent, locked = guard_state(guard, self.policy, now)
         if locked is not None:
             return RedemptionLocked(lockedUntil=locked.isoformat())
-        found = await self.repo.live_code(
-            codes.code_hash(self.settings.redemption_code_secret, card_number, code), now)
-        if found is not None and found[0].partner_id not in (None, partner_id):
-            found = None
-        if found is None:
+        found = facts["code_id"] is not None and facts["code_partner_id"] in (None,
+                                                                              partner_id)
+        if not found:
             # A retry whose first attempt consumed the code just now replays its answer.
-            if answered_before is not None and await answered_before(self.session):
+            if answered_before is not None and await answered_before(self.conn):
                 return None
             await self._count_failure(card_number, guard, recent, now)
             return InvalidMemberCode()
-        code_row, member = found
-        if member.card_number != card_number:  # pragma: no cover - the hash covers the card
+        if facts["card_number"] != card_number:  # pragma: no cover - the hash covers the card
             return InvalidMemberCode()
-        if member.status != "active":
+        if facts["member_status"] != "active":
             return MemberLocked()
-        return CodeCheck(code_id=code_row.id, member_id=member.id,
-                         account_id=code_row.account_id)
+        return CodeCheck(code_id=facts["code_id"], member_id=facts["member_id"],
+                         account_id=facts["code_account_id"])
 
-    async def _count_failure(self, card_number: str, guard: RedemptionGuard | None,
-                             recent: int, now: datetime) -> None:
+    async def _count_failure(self, card_number: str, guard: Guard | None, recent: int,
+                             now: datetime) -> None:
         window_start = guard.window_started_at if guard is not None and recent else now
         failures = recent + 1
         if failures < self.policy.max_failures:
@@ -209,13 +246,14 @@ class ConsentService:
         until = now + self.policy.lock
         await self.repo.save_guard(card_number, failures=0, window_started_at=now,
                                    locked_until=until, now=now)
-        member = await self.members.by_card(card_number)
+        member = await self.repo.member_by_card(card_number)
         if member is not None:
             # Codes out there may be what is being guessed at: the member makes new ones.
-            await self.repo.revoke_live_codes(member.id, now)
-            await emit(self.session, "member.redemption_locked", {
-                "memberId": member.id, "cardNumber": member.card_number,
-                "lockedUntil": until.isoformat(), "failures": failures})
+            await self.repo.revoke_live_codes(member["id"], now)
+            await LedgerRepository(self.conn).add_events([(
+                "member.redemption_locked", json.dumps({
+                    "memberId": member["id"], "cardNumber": member["card_number"],
+                    "lockedUntil": until.isoformat(), "failures": failures}))])
 
 
 async def check_member_code(db: Database, settings: Settings, partner_id: int,
@@ -223,7 +261,7 @@ async def check_member_code(db: Database, settings: Settings, partner_id: int,
                             answered_before: AnsweredBefore | None = None) -> CodeCheck | None:
     """Check a member code in a unit of work of its own, committed whatever the outcome (so
     that a wrong code is counted), then raise the refusal if any."""
-    outcome = await db.transaction(lambda s: ConsentService(s, settings).check(
+    outcome = await db.raw_transaction(lambda conn: MemberCodes(conn, settings).check(
         partner_id, card_number, code, answered_before))
     if isinstance(outcome, LmsError):
         raise outcome
@@ -247,16 +285,23 @@ async def internal_partner(session: AsyncSession, system: SystemAccounts) -> Par
 
 
 def hold_out(hold: HoldView, row: PartnerHold, redemption_id: int | None) -> HoldOut:
+    return hold_answer(hold, row.cash_amount, row.currency, row.order_reference,
+                       redemption_id)
+
+
+def hold_answer(hold: HoldView, cash_amount: int, currency: str, order_reference: str,
+                redemption_id: int | None) -> HoldOut:
     return HoldOut(id=hold.id, status=cast(HoldStatusName, str(hold.status)),
                    miles=hold.amount, captured_miles=hold.captured,
-                   cash_amount=row.cash_amount, currency=row.currency,
-                   order_reference=row.order_reference, expires_at=hold.expires_at,
+                   cash_amount=cash_amount, currency=currency,
+                   order_reference=order_reference, expires_at=hold.expires_at,
                    created_at=hold.created_at, closed_at=hold.closed_at,
                    redemption_id=redemption_id)
 
 
 class RedemptionService:
-    """Quotes, holds, captures, voids and refunds for one partner (the caller)."""
+    """Award bookings, reads and refunds for one partner (the caller); quotes, partner
+    holds, captures and voids are ``HoldWriteService``'s."""
 
     def __init__(self, session: AsyncSession, system: SystemAccounts,
                  settings: Settings) -> None:
@@ -292,48 +337,7 @@ class RedemptionService:
             raise MemberLocked()
         return member
 
-    # -- quotes -----------------------------------------------------------------------------
-
-    async def quote(self, partner_id: int, check: CodeCheck, data: QuoteRequest) -> QuoteOut:
-        partner = await self._partner(partner_id)
-        self._offers(partner, data.currency)
-        member = await self._active_member(check.member_id)
-        balances = {b.unit: b for b in await self.ledger.balances(
-            check.account_id or member.account_id)}
-        # A member in debt after a clawback has nothing to spend (and the partner need not
-        # learn of the debt).
-        available = max(0, balances[Unit.MILES].available)
-        figures = pricing.quote(data.order_amount, available,
-                                partner.value_per_mile_milli_minor, partner.min_cash_share_bp)
-        return QuoteOut(currency=partner.currency, order_amount=data.order_amount,
-                        miles_available=available,
-                        value_per_mile_milli_minor=partner.value_per_mile_milli_minor,
-                        min_cash_share_bp=partner.min_cash_share_bp,
-                        min_miles=figures.min_miles, max_miles=figures.max_miles,
-                        cash_at_min_miles=figures.cash_at_min,
-                        cash_at_max_miles=figures.cash_at_max)
-
     # -- holds ------------------------------------------------------------------------------
-
-    async def create_hold(self, partner_id: int, check: CodeCheck | None,
-                          data: HoldRequest) -> HoldOut:
-        """Open a hold for the member whose code was checked; the code is consumed in this
-        unit of work, so it is used exactly when the hold exists."""
-        partner = await self._partner(partner_id)
-        self._offers(partner, data.currency)
-        if not pricing.within_cash_share(data.miles, data.cash_amount,
-                                         partner.value_per_mile_milli_minor,
-                                         partner.min_cash_share_bp):
-            raise CashShareTooLow(
-                f"At least {partner.min_cash_share_bp / 100:g}% of the order must be paid "
-                "in cash", field="cashAmount")
-        if check is None or not await self.repo.consume_code(check.code_id, utcnow()):
-            raise InvalidMemberCode()
-        member = await self._active_member(check.member_id)
-        return await self._open(partner, member, miles=data.miles, cash=data.cash_amount,
-                                order_reference=data.order_reference, ttl=data.ttl_seconds,
-                                code_id=check.code_id, origin="partner",
-                                account_id=check.account_id)
 
     async def book_award(self, member_id: int, data: AwardBookingRequest) -> HoldOut:
         """A member's own award booking: a hold through the internal airline partner, which
@@ -374,33 +378,6 @@ class RedemptionService:
         redemptions = await self.repo.redemption_ids_of([r.hold_id for r in rows])
         return [hold_out(await self.ledger.get_hold(r.hold_id), r,
                          redemptions.get(r.hold_id)) for r in rows]
-
-    async def capture(self, partner_id: int, hold_id: int, miles: int | None
-                      ) -> RedemptionOut:
-        """Capture all or part of a pending hold (the rest is released) into the partner's
-        clearing account. Expired: 409 hold_expired; closed: 409 hold_not_pending."""
-        partner = await self._partner(partner_id)
-        row = await self._hold(partner.id, hold_id)
-        clearing = clearing_shard(await self.partners.clearing_shards(partner.id),
-                                  row.member_id)
-        captured, entry = await self.ledger.capture(
-            hold_id, miles, actor=Actor("partner", str(partner.id)), to_system=clearing,
-            description=f"{partner.name}: order {row.order_reference}",
-            details={"partnerId": partner.id, "holdId": hold_id,
-                     "orderReference": row.order_reference, "cashAmount": row.cash_amount,
-                     "currency": row.currency})
-        redemption = await self.repo.add_redemption(
-            hold_id=hold_id, partner_id=partner.id, member_id=row.member_id, entry_id=entry.id,
-            order_reference=row.order_reference, miles=captured.captured,
-            cash_amount=row.cash_amount, currency=row.currency,
-            value_per_mile_milli_minor=row.value_per_mile_milli_minor)
-        return redemption_out(redemption, [])
-
-    async def void(self, partner_id: int, hold_id: int) -> HoldOut:
-        partner = await self._partner(partner_id)
-        row = await self._hold(partner.id, hold_id)
-        voided = await self.ledger.void(hold_id, actor=Actor("partner", str(partner.id)))
-        return hold_out(voided, row, None)
 
     # -- redemptions and refunds ------------------------------------------------------------
 
@@ -460,6 +437,123 @@ class RedemptionService:
                                             miles=miles)
         return RefundOut(id=refund.id, redemption_id=redemption.id, miles=miles,
                          created_at=refund.created_at)
+
+
+class HoldWriteService:
+    """A partner's quotes, and holds opened, captured and voided, on an asyncpg
+    connection (``Database.raw_transaction``): what the partner, member or hold must be is
+    read in one statement before the ledger takes its locks."""
+
+    def __init__(self, conn: RawConnection, system: SystemAccounts) -> None:
+        self.repo = HoldWriteRepository(conn)
+        self.ledger = Ledger(conn, system)
+
+    async def _contract(self, partner_id: int, member_id: int, currency: str
+                        ) -> asyncpg.Record:
+        """The partner's contract (which must offer redemption in ``currency``) and the
+        member's status and account."""
+        facts = await self.repo.open_facts(partner_id, member_id)
+        if facts is None or facts["clearing_account_id"] is None:
+            raise PartnerNotFound()
+        if facts["status"] != "active":
+            raise PartnerSuspended()
+        if facts["value_per_mile_milli_minor"] <= 0:
+            raise RedemptionNotOffered()
+        if currency != facts["currency"]:
+            raise CurrencyMismatch(f"The contract's currency is {facts['currency']}",
+                                   field="currency")
+        return facts
+
+    async def quote(self, partner_id: int, check: CodeCheck, data: QuoteRequest) -> QuoteOut:
+        facts = await self._contract(partner_id, check.member_id, data.currency)
+        if facts["member_status"] is None:
+            raise InvalidMemberCode()  # pragma: no cover - codes belong to members
+        if facts["member_status"] != "active":
+            raise MemberLocked()
+        balances = {b.unit: b for b in await self.ledger.balances(
+            check.account_id or facts["account_id"])}
+        # A member in debt after a clawback has nothing to spend (and the partner need not
+        # learn of the debt).
+        available = max(0, balances[Unit.MILES].available)
+        value, share = facts["value_per_mile_milli_minor"], facts["min_cash_share_bp"]
+        figures = pricing.quote(data.order_amount, available, value, share)
+        return QuoteOut(currency=facts["currency"], order_amount=data.order_amount,
+                        miles_available=available, value_per_mile_milli_minor=value,
+                        min_cash_share_bp=share, min_miles=figures.min_miles,
+                        max_miles=figures.max_miles, cash_at_min_miles=figures.cash_at_min,
+                        cash_at_max_miles=figures.cash_at_max)
+
+    async def _facts(self, partner_id: int, hold_id: int) -> asyncpg.Record:
+        facts = await self.repo.hold_facts(partner_id, hold_id)
+        if facts is None or not facts["clearing"]:
+            raise PartnerNotFound()
+        if facts["status"] != "active":
+            raise PartnerSuspended()
+        if facts["hold_id"] is None:
+            raise HoldNotFound()
+        return facts
+
+    async def create_hold(self, partner_id: int, check: CodeCheck | None,
+                          data: HoldRequest) -> HoldOut:
+        """Open a hold for the member whose code was checked; the code is consumed in this
+        unit of work, so it is used exactly when the hold exists."""
+        facts = await self._contract(partner_id, check.member_id if check else 0,
+                                     data.currency)
+        value, currency = facts["value_per_mile_milli_minor"], facts["currency"]
+        share = facts["min_cash_share_bp"]
+        if not pricing.within_cash_share(data.miles, data.cash_amount, value, share):
+            raise CashShareTooLow(
+                f"At least {share / 100:g}% of the order must be paid in cash",
+                field="cashAmount")
+        if check is None or not await self.repo.consume_code(check.code_id, utcnow()):
+            raise InvalidMemberCode()
+        if facts["member_status"] is None:
+            raise InvalidMemberCode()  # pragma: no cover - codes belong to members
+        if facts["member_status"] != "active":
+            raise MemberLocked()
+        hold = await self.ledger.create_hold(
+            check.account_id or facts["account_id"], data.miles,
+            actor=Actor("partner", str(partner_id)),
+            expires_at=utcnow() + timedelta(seconds=data.ttl_seconds),
+            reference=data.order_reference)
+        await self.repo.add_hold(
+            hold_id=hold.id, partner_id=partner_id, member_id=check.member_id,
+            code_id=check.code_id, order_reference=data.order_reference, miles=data.miles,
+            cash_amount=data.cash_amount, currency=currency,
+            value_per_mile_milli_minor=value, origin="partner")
+        return hold_answer(hold, data.cash_amount, currency, data.order_reference, None)
+
+    async def capture(self, partner_id: int, hold_id: int, miles: int | None
+                      ) -> RedemptionOut:
+        """Capture all or part of a pending hold (the rest is released) into the partner's
+        clearing account. Expired: 409 hold_expired; closed: 409 hold_not_pending."""
+        facts = await self._facts(partner_id, hold_id)
+        order, cash, currency = (facts["order_reference"], facts["cash_amount"],
+                                 facts["currency"])
+        value = facts["value_per_mile_milli_minor"]
+        captured, entry = await self.ledger.capture(
+            hold_id, miles, actor=Actor("partner", str(partner_id)),
+            to_system=clearing_shard(facts["clearing"], facts["member_id"]),
+            description=f"{facts['name']}: order {order}",
+            details={"partnerId": partner_id, "holdId": hold_id, "orderReference": order,
+                     "cashAmount": cash, "currency": currency})
+        row = await self.repo.add_redemption(
+            hold_id=hold_id, partner_id=partner_id, member_id=facts["member_id"],
+            entry_id=entry.id, order_reference=order, miles=captured.captured,
+            cash_amount=cash, currency=currency, value_per_mile_milli_minor=value)
+        return RedemptionOut(
+            id=row["id"], hold_id=hold_id, order_reference=order, miles=captured.captured,
+            refunded_miles=row["refunded_miles"],
+            refundable_miles=captured.captured - row["refunded_miles"], cash_amount=cash,
+            currency=currency, value_per_mile_milli_minor=value,
+            miles_value=pricing.miles_worth(captured.captured, value),
+            created_at=row["created_at"], refunds=[])
+
+    async def void(self, partner_id: int, hold_id: int) -> HoldOut:
+        facts = await self._facts(partner_id, hold_id)
+        voided = await self.ledger.void(hold_id, actor=Actor("partner", str(partner_id)))
+        return hold_answer(voided, facts["cash_amount"], facts["currency"],
+                           facts["order_reference"], None)
 
 
 def redemption_out(r: Redemption, refunds: list[RedemptionRefund]) -> RedemptionOut:

@@ -291,3 +291,26 @@ async def test_cash_share_and_currency_are_checked(
     refused = await open_hold(client, unpriced["key"], hold_body(
         member["card"], await new_code(client, member)))
     assert_problem(refused, 409, "redemption_not_offered")
+
+
+async def test_concurrent_captures_and_refunds_of_one_partner_sum_over_its_shards(
+        client: httpx.AsyncClient, shop: dict[str, Any], db: Database,
+        system: SystemAccounts, in_ledger: LedgerRunner[Any]) -> None:
+    """Captures of several members at one partner run side by side on the shards of its
+    clearing account; what the account holds is the sum over them, also after refunds."""
+    members = [await funded_member(client, db, system, 5000) for _ in range(6)]
+    holds = [await hold_for(client, shop, m, miles=1000) for m in members]
+    captured = await asyncio.gather(*(capture(client, shop["key"], h["id"]) for h in holds))
+    assert [r.status_code for r in captured] == [201] * len(holds), [
+        r.text for r in captured]
+    assert await clearing_miles(in_ledger, shop) == 1000 * len(holds)
+    used = await scalar(db, "SELECT count(DISTINCT p.account_id) FROM postings p "
+                            "JOIN accounts a ON a.id = p.account_id WHERE a.code = :code",
+                        code=f"partner:{shop['partner']['id']}")
+    assert used > 1
+    refunded = await asyncio.gather(*(refund(client, shop["key"], r.json()["id"], 400)
+                                      for r in captured))
+    assert [r.status_code for r in refunded] == [201] * len(holds)
+    assert await clearing_miles(in_ledger, shop) == 600 * len(holds)
+    for m in members:
+        assert (await miles_of(client, m))["posted"] == 5000 - 600
