@@ -17,7 +17,7 @@ from lms.family.models import FamilyInvitation, FamilyMember, FamilyPool, Family
 from lms.gifts.models import Gift, GiftRule
 from lms.idempotency.models import IdempotencyKey
 from lms.ledger.models import Account, Balance, Hold, JournalEntry, Lot, Posting
-from lms.outbox.models import OutboxEvent
+from lms.outbox.models import OutboxEvent, OutboxFeed
 from lms.partners.models import (
     ApiKey,
     ApiKeyWindow,
@@ -53,7 +53,7 @@ __all__ = [
     "EarnRule", "ExpiryNotice", "FamilyInvitation", "FamilyMember", "FamilyPool",
     "FamilyRule", "FlownCoupon", "Gift", "GiftRule", "Hold", "IdempotencyKey", "JournalEntry",
     "LoginFailure", "Lot",
-    "Member", "OutboxEvent", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
+    "Member", "OutboxEvent", "OutboxFeed", "Partner", "PartnerAccrual", "PartnerAccrualReversal",
     "PartnerEarnRate", "PartnerHold", "PartnerStatement", "PartnerStatementLine",
     "PartnerStatementTotal", "PasswordReset", "PaymentEvent", "PolicySetting", "Posting",
     "Promotion", "PromotionAward", "PromotionRegistration", "Purchase", "PurchaseRule",

@@ -167,6 +167,10 @@ def generate(url: str, settings: Settings, options: Options,
         ends, deltas = copy_chunks(conn, plan, workers, report, say)
         finish_sequences(conn, ends)
         update_system_balances(conn, deltas)
+        # The simulated history is not news: the relay's feed of miles events (read from the
+        # journal, lms.outbox.feed) starts after what this transaction wrote.
+        conn.execute("UPDATE outbox_feeds SET xid = pg_current_xact_id()::text::bigint, "
+                     "entry_id = (SELECT max(id) FROM journal_entries) WHERE name = 'ledger'")
         t0 = time.monotonic()
         for name, definition in indexes:
             t1 = time.monotonic()

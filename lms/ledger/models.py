@@ -24,7 +24,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql.base import ischema_names
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import UserDefinedType
 
 from lms.db import Base
 
@@ -72,6 +74,18 @@ class Balance(Base):
     )
 
 
+class Xid8(UserDefinedType[str]):
+    """PostgreSQL's 64-bit transaction id; read as text (``xid::text``) where it is read."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "xid8"
+
+
+# So that reflection (Alembic's comparison of models and migrations) knows the type too.
+ischema_names["xid8"] = Xid8
+
 class JournalEntry(Base):
     __tablename__ = "journal_entries"
 
@@ -89,6 +103,10 @@ class JournalEntry(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
                                                  server_default=func.now())
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The transaction that wrote the entry: the relay reads the journal as the feed of miles
+    # events in (xid, id) order (lms/outbox/feed.py). Null for entries written before 0018,
+    # whose events went through the outbox table.
+    xid: Mapped[str | None] = mapped_column(Xid8(), server_default=text("pg_current_xact_id()"))
 
     __table_args__ = (
         Index("uq_journal_entries_source_ref", "source", "external_ref", unique=True,
@@ -97,6 +115,7 @@ class JournalEntry(Base):
               postgresql_where=text("reverses_id IS NOT NULL")),
         Index("ix_journal_entries_hold_id", "hold_id",
               postgresql_where=text("hold_id IS NOT NULL")),
+        Index("ix_journal_entries_xid", "xid", "id", postgresql_where=text("xid IS NOT NULL")),
     )
 
 

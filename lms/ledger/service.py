@@ -125,6 +125,19 @@ class LedgerConfig:
                    hold_max_ttl=timedelta(seconds=settings.hold_max_ttl_seconds))
 
 
+_default_config: tuple[Settings, LedgerConfig] | None = None
+
+
+def default_config() -> LedgerConfig:
+    """The process's settings as a LedgerConfig, made once per settings object rather than
+    for every unit of work (each makes a Ledger)."""
+    global _default_config
+    settings = get_settings()
+    if _default_config is None or _default_config[0] is not settings:
+        _default_config = (settings, LedgerConfig.from_settings(settings))
+    return _default_config[1]
+
+
 class Ledger:
     """Operations on the journal within one unit of work (one ``AsyncSession``)."""
 
@@ -134,7 +147,7 @@ class Ledger:
         # connection already inside a transaction (Database.raw_transaction, the fast path).
         self.session = session
         self.system = system
-        self.config = config or LedgerConfig.from_settings(get_settings())
+        self.config = config or default_config()
         self._repo: LedgerRepository | None = None
         # Posted per (account, unit) of the rows lock_for_credits() holds in this unit of work.
         self._locked: dict[tuple[int, str], int] = {}
@@ -210,7 +223,8 @@ class Ledger:
                                                self.config.lot_validity_months)
         try:
             row = await repo.post_entry(
-                header=header, legs=[(leg.account_id, str(leg.unit), leg.amount) for leg in legs],
+                header=header, accounts=[leg.account_id for leg in legs],
+                units=[str(leg.unit) for leg in legs], amounts=[leg.amount for leg in legs],
                 release=(hold.account_id, hold.amount) if hold else None,
                 lot_expires_at=expires,
                 events=[(topic, json.dumps(payload)) for topic, payload in events],

@@ -27,3 +27,14 @@ class OutboxEvent(Base):
     __table_args__ = (
         Index("ix_outbox_events_unpublished", "id", postgresql_where=text("published_at IS NULL")),
     )
+
+
+class OutboxFeed(Base):
+    """How far the relay has handed over a feed read from another table: the journal's
+    miles events (``name`` 'ledger') up to the entry (xid, entry_id)."""
+
+    __tablename__ = "outbox_feeds"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    xid: Mapped[int] = mapped_column(BigInteger)
+    entry_id: Mapped[int] = mapped_column(BigInteger)

@@ -20,6 +20,8 @@ from lms.generator.load import DEMO_PASSWORD, Options, Refused, Report, generate
 from lms.generator.simulate import TIERS, qualified_rank
 from lms.ledger.service import add_months
 from lms.ledger.verify import verify
+from lms.outbox.relay import ALL_TOPICS, ConsumerRegistry, relay
+from lms.outbox.repository import Event
 from lms.settings import Settings
 from tests.conftest import drop_database, migrated_database
 from tests.factories import asgi_client, bearer
@@ -61,6 +63,19 @@ async def rows(db: Database, sql: str, **params: Any) -> list[dict[str, Any]]:
 async def test_the_ledger_verifies_clean(generated: Generated) -> None:
     async with generated.db.engine.connect() as conn:
         assert [str(v) for v in await verify(conn)] == []
+
+
+async def test_the_generated_history_is_not_relayed_as_miles_events(
+        generated: Generated) -> None:
+    seen: list[Event] = []
+
+    async def record(event: Event) -> None:
+        seen.append(event)
+
+    registry = ConsumerRegistry()
+    registry.register(ALL_TOPICS, record)
+    await relay(generated.db, registry)
+    assert [e for e in seen if e.topic.startswith("miles.")] == []
 
 
 async def test_counts_are_as_asked_with_about_twenty_entries_per_member(
