@@ -6,10 +6,13 @@ PostgreSQL in the same run, so that a figure can be read against what the machin
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -91,3 +94,71 @@ def pgbench_drop(url: str, name: str = PGBENCH_DATABASE) -> None:
 def run_pgbench(url: str, clients: int, seconds: int, scale: int) -> float:
     pgbench_init(url, scale)
     return pgbench_tps(url, clients, seconds)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float | None:
+    """utime + stime of a process in seconds, from /proc; None once it has ended (or when it
+    runs on another machine: the benches read the server's CPU only when it is local)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class BackendCpu:
+    """CPU (user + system) of the PostgreSQL backends serving database ``name``, sampled from
+    /proc every ``interval`` s by a thread while the ``with`` block runs; 0 if PostgreSQL is
+    not on this machine.
+
+    By default a backend counts from its start: right for connections opened for the measured
+    work (an import, pgbench), which end with it. ``since_first_sample`` makes a backend's
+    first reading its baseline instead, for a window in the life of connections opened
+    before (a phase of a bench whose pool is already open); ``start_at`` and ``end_at``
+    (``time.time()``) bound that window. Either way up to one interval of a backend that
+    ends inside the window is missed, so the figure reads slightly low.
+    """
+
+    def __init__(self, url: str, name: str, *, since_first_sample: bool = False,
+                 start_at: float = 0.0, end_at: float = math.inf,
+                 interval: float = 0.2) -> None:
+        self.url, self.name, self.interval = database(url, "postgres"), name, interval
+        self.since_first_sample = since_first_sample
+        self.start_at, self.end_at = start_at, end_at
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> BackendCpu:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.last[pid] - self.first[pid] for pid in self.last)
+
+    def _sample(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while True:
+                now = time.time()
+                if now > self.end_at:
+                    return
+                if now >= self.start_at:
+                    for (pid,) in conn.execute(
+                            "SELECT pid FROM pg_stat_activity WHERE datname = %s",
+                            (self.name,)).fetchall():
+                        cpu = process_cpu(pid)
+                        if cpu is not None:
+                            self.first.setdefault(pid, cpu if self.since_first_sample else 0.0)
+                            self.last[pid] = cpu
+                if self._stop.wait(self.interval):
+                    return

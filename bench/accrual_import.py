@@ -29,7 +29,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -38,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg
 
-from bench._common import database, recreate, server_url
+from bench._common import BackendCpu, database, recreate, server_url
 from lms import migrate
 from lms.accounts.cards import make_card_number
 from lms.accrual.importer import COLUMNS
@@ -114,55 +113,6 @@ def write_feed(path: Path, cards: list[str], n: int, seed: int = 7) -> None:
             writer.writerow(row)
 
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu(pid: int) -> float | None:
-    """utime + stime of a process from /proc (the server must run on this machine)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-class BackendCpu:
-    """CPU of the PostgreSQL backends serving one database, sampled every ``interval`` s
-    while the import runs (the pool's connections live for the whole run, so at most the
-    last interval of each is missed). Reads 0 if PostgreSQL is not on this machine."""
-
-    def __init__(self, url: str, name: str, interval: float = 0.2) -> None:
-        self.url, self.name, self.interval = url, name, interval
-        self.last: dict[int, float] = {}
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            own = conn.info.backend_pid
-            while not self.stop.is_set():
-                for (pid,) in conn.execute(
-                        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
-                        (self.name, own)).fetchall():
-                    cpu = process_cpu(pid)
-                    if cpu is not None:
-                        self.last[pid] = cpu
-                self.stop.wait(self.interval)
-
-    def __enter__(self) -> BackendCpu:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
-
-    @property
-    def seconds(self) -> float:
-        return sum(self.last.values())
-
-
 def import_with_cli(url: str, path: Path, concurrency: int
                     ) -> tuple[float, str, float, float, int]:
     """(wall s, summary, client CPU s, server CPU s, client peak RSS kB)."""
@@ -170,7 +120,7 @@ def import_with_cli(url: str, path: Path, concurrency: int
     env |= {"LMS_DATABASE_URL": url, "LMS_LOG_LEVEL": "WARNING",
             "LMS_SYSTEM_ACCOUNT_SHARDS": str(SHARDS)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with BackendCpu(database(url, "postgres"), DB_NAME) as server:
+    with BackendCpu(url, DB_NAME) as server:
         started = time.perf_counter()
         result = subprocess.run(
             [sys.executable, "-m", "lms.cli", "import", "flights", str(path), "--quiet",

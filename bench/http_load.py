@@ -47,7 +47,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -65,7 +64,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg
 import uvloop
 
-from bench._common import PGBENCH_DATABASE, pgbench_drop, pgbench_init, pgbench_tps, plain
+from bench._common import (
+    PGBENCH_DATABASE,
+    BackendCpu,
+    pgbench_drop,
+    pgbench_init,
+    pgbench_tps,
+    plain,
+    process_cpu,
+)
 from lms.auth.principal import Principal, Role
 from lms.auth.service import AuthService
 from lms.db import Database
@@ -88,7 +95,6 @@ SINGLE_TRANSFERS = frozenset({"accrual", "gift", "hold", "capture", "void"})
 EXPECTED_CONFLICTS = frozenset({"insufficient_miles", "gift_limit_exceeded"})
 OPERATIONS = ("balance", "accrual", "code", "quote", "hold", "capture", "void", "gift",
               "health")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -363,15 +369,6 @@ def load_process(target: Target, mix: str, clients: int, seconds: float, start_a
 # must run on this machine, PostgreSQL too for the backends' share).
 
 
-def process_cpu(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
-
-
 def process_tree(root: int) -> list[int]:
     parents: dict[int, list[int]] = defaultdict(list)
     for entry in os.listdir("/proc"):
@@ -434,8 +431,8 @@ class CpuSnapshot:
     @classmethod
     def take(cls, server_pid: int, url: str) -> CpuSnapshot:
         server = process_tree(server_pid)
-        return cls({p: process_cpu(p) for p in server},
-                   {p: process_cpu(p) for p in backend_pids(url, server)})
+        return cls({p: process_cpu(p) or 0.0 for p in server},
+                   {p: process_cpu(p) or 0.0 for p in backend_pids(url, server)})
 
     def since(self, before: CpuSnapshot) -> tuple[float, float]:
         def used(now: dict[int, float], then: dict[int, float]) -> float:
@@ -612,27 +609,9 @@ def run_phase(name: str, mix: str, args: argparse.Namespace, target: Target,
 def pgbench_with_cpu(url: str, clients: int, seconds: int, name: str) -> tuple[float, float]:
     """pgbench's TPS, and the CPU its backends used (polled from /proc while they live: they
     exit with pgbench)."""
-    seen: dict[int, float] = {}
-    done = threading.Event()
-
-    def poll() -> None:
-        with psycopg.connect(plain(url), autocommit=True) as conn:
-            while not done.is_set():
-                for (pid,) in conn.execute(
-                        "SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,)):
-                    cpu = process_cpu(int(pid))
-                    if cpu:
-                        seen[int(pid)] = cpu
-                done.wait(0.25)
-
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
-    try:
+    with BackendCpu(url, name, interval=0.25) as backends:
         tps = pgbench_tps(url, clients, seconds, name)
-    finally:
-        done.set()
-        poller.join()
-    return tps, sum(seen.values())
+    return tps, backends.seconds
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

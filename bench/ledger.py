@@ -34,7 +34,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ import uvloop
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bench._common import (
+    BackendCpu,
     database,
     pgbench_args,
     pgbench_binary,
@@ -101,53 +101,6 @@ def environment(url: str, since: int) -> str:
             f"load {os.getloadavg()[0]:.1f}")
 
 
-class BackendCpu:
-    """CPU time (user + system) the server processes of one database spend between two
-    moments, read from /proc while they run, so the server must run on this machine (else
-    it reads 0). Sampled every 0.2 s; a process's first reading after ``start_at`` is its
-    baseline, so up to 0.2 s of a process that starts during the window is not counted."""
-
-    def __init__(self, url: str, name: str, start_at: float, end_at: float) -> None:
-        self.url, self.name = database(url, "postgres"), name
-        self.start_at, self.end_at = start_at, end_at
-        self.first: dict[int, int] = {}
-        self.last: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def __enter__(self) -> BackendCpu:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def seconds(self) -> float:
-        ticks = sum(self.last[pid] - self.first[pid] for pid in self.last)
-        return ticks / os.sysconf("SC_CLK_TCK")
-
-    def _sample(self) -> None:
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            while not self._stop.wait(0.2):
-                now = time.time()
-                if now < self.start_at:
-                    continue
-                if now > self.end_at:
-                    return
-                for (pid,) in conn.execute(
-                        "SELECT pid FROM pg_stat_activity WHERE datname = %s",
-                        (self.name,)).fetchall():
-                    try:
-                        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1]
-                    except OSError:
-                        continue  # ended, or the server is elsewhere
-                    used = int(fields.split()[11]) + int(fields.split()[12])
-                    self.first.setdefault(pid, used)
-                    self.last[pid] = used
-
-
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -166,7 +119,8 @@ def run_pgbench(url: str, clients: int, seconds: int, scale: int) -> Phase:
     pgbench_init(url, scale, name)
     args = pgbench_args(url)
     client = children_cpu()
-    with BackendCpu(url, name, time.time(), time.time() + seconds + 5) as server:
+    with BackendCpu(url, name, since_first_sample=True, start_at=time.time(),
+                    end_at=time.time() + seconds + 5) as server:
         out = subprocess.run(
             [pgbench_binary(), *args, "-c", str(clients), "-j", "2", "-T", str(seconds), name],
             check=True, capture_output=True, text=True).stdout
@@ -270,7 +224,8 @@ async def run_parallel(url: str, accounts: list[int], tasks: int, processes: int
                    for i in range(processes)]
         await asyncio.to_thread(ready.wait, 600)
         start_at = time.time()
-        with BackendCpu(url, LEDGER_DB, start_at, start_at + seconds + 1) as server:
+        with BackendCpu(url, LEDGER_DB, since_first_sample=True, start_at=start_at,
+                        end_at=start_at + seconds + 1) as server:
             results = await asyncio.gather(*running)
     count = sum(r[0] for r in results)
     phase = Phase(count / seconds, count, server.seconds, sum(r[3] for r in results))
