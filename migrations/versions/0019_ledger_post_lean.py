@@ -53,13 +53,14 @@ SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
   n_keys int;
-  -- Per (account, unit) in lock order (``accounts`` and ``posted`` are the OUT parameters).
+  -- Per (account, unit) in lock order (``accounts``, ``units`` and ``posted`` are the OUT
+  -- parameters): the entry's net amount, the balance before it, whether negative balances
+  -- are allowed (system accounts only), and the locked row's ctid.
   k_amount bigint[];
-  k_release bigint[];
-  k_kind text[];
   k_posted bigint[];
-  closed_account bigint;
-  closed_status text;
+  k_system boolean[];
+  k_row tid[];
+  closed json;
   short json;
   -- Some debit that its account's first open lot does not cover.
   uncovered boolean;
@@ -68,10 +69,10 @@ BEGIN
   -- aggregates read the locked rows in that order: the first closed account and the first
   -- shortfall are the ones a row-by-row check would have met first.
   SELECT COALESCE(array_agg(s.account_id), '{}'), COALESCE(array_agg(s.unit), '{}'),
-         array_agg(s.amount), array_agg(s.release), array_agg(s.kind), array_agg(s.posted),
-         COALESCE(array_agg(s.posted + s.amount), '{}'),
-         (array_agg(s.account_id) FILTER (WHERE s.status <> 'open' AND s.amount <> 0))[1],
-         (array_agg(s.status) FILTER (WHERE s.status <> 'open' AND s.amount <> 0))[1],
+         array_agg(s.amount), array_agg(s.posted), array_agg(s.allow_negative),
+         array_agg(s.ctid), COALESCE(array_agg(s.posted + s.amount), '{}'),
+         (array_agg(json_build_object('accountId', s.account_id, 'status', s.status))
+            FILTER (WHERE s.status <> 'open' AND s.amount <> 0))[1],
          -- Refused: a leg that lowers a member's or pool's available balance below zero. A
          -- leg that does not lower it (a credit, the capture of miles already held) passes
          -- even when the account is in debt, and the clawback account may go into debt.
@@ -81,16 +82,15 @@ BEGIN
             FILTER (WHERE NOT s.allow_negative AND s.amount + s.release < 0
                     AND s.posted + s.amount - (s.held - s.release) < 0
                     AND s.account_id IS DISTINCT FROM p_debt_account))[1]
-  INTO accounts, units, k_amount, k_release, k_kind, k_posted, posted,
-       closed_account, closed_status, short
+  INTO accounts, units, k_amount, k_posted, k_system, k_row, posted, closed, short
   FROM (
     WITH delta AS (
       SELECT l.account_id, l.unit, sum(l.amount)::bigint AS amount
       FROM unnest(p_accounts, p_units, p_amounts) AS l(account_id, unit, amount)
       GROUP BY l.account_id, l.unit
     )
-    SELECT bal.account_id, bal.unit::text AS unit, bal.posted, bal.held, bal.allow_negative,
-           a.kind::text AS kind, a.status::text AS status, d.amount,
+    SELECT bal.ctid, bal.account_id, bal.unit::text AS unit, bal.posted, bal.held,
+           bal.allow_negative, a.status::text AS status, d.amount,
            CASE WHEN bal.account_id = p_release_account AND bal.unit = 'MILES'
                 THEN p_release_amount ELSE 0 END AS release
     FROM balances bal
@@ -99,9 +99,9 @@ BEGIN
     ORDER BY bal.account_id, bal.unit
     FOR UPDATE OF bal
   ) s;
-  IF closed_account IS NOT NULL THEN
-    RAISE EXCEPTION 'account % is %', closed_account, closed_status
-      USING ERRCODE = 'LD003', DETAIL = closed_account::text;
+  IF closed IS NOT NULL THEN
+    RAISE EXCEPTION 'account % is %', closed->>'accountId', closed->>'status'
+      USING ERRCODE = 'LD003', DETAIL = closed->>'accountId';
   END IF;
   -- Every leg on its own (account, unit) and all locked: nothing to count.
   IF cardinality(accounts) < cardinality(p_accounts) THEN
@@ -142,8 +142,10 @@ BEGIN
   END IF;
 
   WITH delta AS (
-    SELECT * FROM unnest(accounts, units, k_amount, k_release, k_kind, k_posted)
-      AS k(account_id, unit, amount, release, kind, posted)
+    SELECT k.*, CASE WHEN k.account_id = p_release_account AND k.unit = 'MILES'
+                     THEN p_release_amount ELSE 0 END AS release
+    FROM unnest(accounts, units, k_amount, k_posted, k_system, k_row)
+      AS k(account_id, unit, amount, posted, system, row_id)
   ),
   entry AS (
     INSERT INTO journal_entries (kind, actor_type, actor_id, description, source,
@@ -153,7 +155,7 @@ BEGIN
     RETURNING id, journal_entries.created_at
   ),
   leg AS (
-    SELECT l.account_id, l.unit, l.amount, l.ord, d.kind,
+    SELECT l.account_id, l.unit, l.amount, l.ord,
            d.posted + sum(l.amount) OVER (PARTITION BY l.account_id, l.unit
                                           ORDER BY l.ord) AS balance_after
     FROM unnest(p_accounts, p_units, p_amounts) WITH ORDINALITY
@@ -166,11 +168,11 @@ BEGIN
            entry.created_at
     FROM entry, leg ORDER BY leg.ord
   ),
+  -- The rows we locked, by their ctid: nobody else can have moved them since.
   balance AS (
     UPDATE balances bal SET posted = bal.posted + d.amount, held = bal.held - d.release
     FROM delta d
-    WHERE bal.account_id = d.account_id AND bal.unit = d.unit
-      AND (d.amount <> 0 OR d.release <> 0)
+    WHERE bal.ctid = d.row_id AND (d.amount <> 0 OR d.release <> 0)
   ),
   -- Each debited member or pool account's first open lot (oldest expiry, then oldest lot;
   -- none when the account has no open lot).
@@ -180,7 +182,7 @@ BEGIN
       SELECT l.id, l.remaining FROM lots l
       WHERE l.account_id = d.account_id AND l.remaining > 0
       ORDER BY l.expires_at, l.id LIMIT 1) f ON true
-    WHERE d.unit = 'MILES' AND d.kind <> 'system' AND d.amount < 0
+    WHERE d.unit = 'MILES' AND NOT d.system AND d.amount < 0
   ),
   consumed AS (
     UPDATE lots SET remaining = lots.remaining - head.amount
@@ -193,7 +195,7 @@ BEGIN
     SELECT d.account_id, entry.id, o.amount, o.amount, p_lot_expires_at, entry.created_at
     FROM entry, delta d,
          LATERAL (SELECT GREATEST(d.posted + d.amount, 0) - GREATEST(d.posted, 0)) AS o(amount)
-    WHERE d.unit = 'MILES' AND d.kind <> 'system' AND o.amount > 0
+    WHERE d.unit = 'MILES' AND NOT d.system AND o.amount > 0
   )
   SELECT entry.id, entry.created_at,
          EXISTS (SELECT 1 FROM head WHERE head.remaining IS NULL OR head.remaining < head.amount)
@@ -205,8 +207,8 @@ BEGIN
   IF uncovered THEN
     WITH debit AS (
       SELECT k.account_id, -k.amount AS amount
-      FROM unnest(accounts, units, k_amount, k_kind) AS k(account_id, unit, amount, kind)
-      WHERE k.unit = 'MILES' AND k.kind <> 'system' AND k.amount < 0
+      FROM unnest(accounts, units, k_amount, k_system) AS k(account_id, unit, amount, system)
+      WHERE k.unit = 'MILES' AND NOT k.system AND k.amount < 0
     ),
     candidate AS (
       SELECT l.id, l.remaining, debit.amount,
