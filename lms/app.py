@@ -13,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from lms.accounts.routes import MeController, MemberAuthController, MyBalanceController
+from lms.accounts.service import balance_reads
 from lms.accrual.routes import (
     FlightFeedController,
     MyPromotionsController,
@@ -117,7 +118,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         # their session cookies (lms.web.context).
         route_handlers=[HealthController, v1, *web_routers()],
         state=State({"settings": settings, "db": db,
-                     "system_accounts": SystemAccounts(settings.system_account_shards)}),
+                     "system_accounts": SystemAccounts(settings.system_account_shards),
+                     "balance_reads": balance_reads()}),
         lifespan=[lifespan],
         middleware=[DefineMiddleware(BearerTokenMiddleware,
                                      exclude=["^/health$", "^/ready$", "^/schema",

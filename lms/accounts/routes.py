@@ -99,8 +99,9 @@ class MemberAuthController(Controller):
 
 class MyBalanceController(Controller):
     """The API's most frequent call authenticates by itself, in the statement that reads the
-    page (lms.accounts.service.token_balance_page): the bearer middleware's lookup would be a
-    round trip of its own. Hence no guard here and opt exclude_from_auth; check_role answers
+    page (lms.accounts.service.token_balance_page, statements shared by concurrent requests:
+    lms.accounts.balance_reads): the bearer middleware's lookup would be a round trip of its
+    own. Hence no guard here and opt exclude_from_auth; check_role answers
     exactly what the member_only guard would (401, 403)."""
 
     path = "/me"
@@ -120,8 +121,7 @@ class MyBalanceController(Controller):
             result: BalanceResponse = await state.db.autocommit(
                 lambda conn: member_balance(conn, member.id))
             return result
-        caller, page = await state.db.autocommit(
-            lambda conn: token_balance_page(conn, token))
+        caller, page = await token_balance_page(state.balance_reads, state.db, token)
         check_role(caller, MEMBERS)
         return balance_from_page(page)
 
