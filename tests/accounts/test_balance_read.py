@@ -18,8 +18,11 @@ from lms.accounts.repository import BALANCE_PAGES_FOR_TOKENS, balance_pages_for_
 from lms.app import create_app
 from lms.auth.service import token_hash
 from lms.db import Database
+from lms.ledger.service import Ledger
+from lms.ledger.types import EntryKind, Unit
 from lms.settings import Settings
-from tests.factories import asgi_client, bearer, register_member
+from tests.accounts.test_me import account_of
+from tests.factories import TEST_ACTOR, asgi_client, bearer, register_member
 
 PROBLEM = "application/problem+json"
 
@@ -49,6 +52,58 @@ async def test_a_balance_read_is_one_statement(client: httpx.AsyncClient,
         await asyncio.sleep(0.05)  # asyncpg calls its query loggers soon, not at once
     assert again.json() == first.json()
     assert statements == [BALANCE_PAGES_FOR_TOKENS]
+
+
+async def test_a_refused_token_is_read_once_too(client: httpx.AsyncClient, own_app: Litestar,
+                                                db: Database) -> None:
+    """A refusal is the route's (lms.app.LmsApp leaves it to Litestar) with what the short
+    way already read: still one statement."""
+    member = await register_member(client)
+    await db.autocommit(lambda conn: conn.execute(
+        "UPDATE access_tokens SET role = 'agent', principal_type = 'staff' "
+        "WHERE principal_type = 'member' AND principal_id = $1", member["member"]["id"]))
+    statements: list[str] = []
+    async with asgi_client(own_app) as own:
+        await own.get("/health")
+        pool = await own_app.state.db.raw_pool()
+        warm = await own.get("/v1/me/balance", headers=bearer("made-up-token"))
+        assert warm.status_code == 401
+        for conn in pool._idle:
+            conn.add_query_logger(lambda record: statements.append(record.query))
+        refused = await own.get("/v1/me/balance", headers=bearer(member["accessToken"]))
+        await asyncio.sleep(0.05)
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+    assert statements == [BALANCE_PAGES_FOR_TOKENS]
+
+
+async def test_the_short_way_answers_what_the_route_answers(
+        client: httpx.AsyncClient, app: Litestar, db: Database, in_ledger: Any) -> None:
+    """GET /v1/me/balance answered before routing: byte for byte the route's answer."""
+    member = await register_member(client)
+    account = await account_of(db, member["member"]["id"])
+
+    async def activity(ledger: Ledger) -> None:
+        await ledger.credit(account, 1200, kind=EntryKind.ACCRUAL, actor=TEST_ACTOR,
+                            lot_expires_at=datetime.now(UTC) + timedelta(days=30))
+        await ledger.credit(account, 800, kind=EntryKind.ACCRUAL, actor=TEST_ACTOR)
+        await ledger.credit(account, 3, kind=EntryKind.ACCRUAL, actor=TEST_ACTOR,
+                            unit=Unit.SEGMENTS)
+        await ledger.create_hold(account, 300, actor=TEST_ACTOR,
+                                 expires_at=datetime.now(UTC) + timedelta(hours=1))
+
+    await in_ledger(activity)
+
+    async def route_only(scope: Any, receive: Any, send: Any) -> None:
+        await Litestar.__call__(app, scope, receive, send)
+
+    headers = bearer(member["accessToken"]) | {"Accept-Encoding": "gzip"}
+    async with asgi_client(route_only) as through_litestar:
+        routed = await through_litestar.get("/v1/me/balance", headers=headers)
+    short = await client.get("/v1/me/balance", headers=headers)
+    assert routed.status_code == short.status_code == 200
+    assert short.content == routed.content
+    assert short.headers == routed.headers
+    assert short.json()["expiringIn90Days"] == 1200
 
 
 async def test_the_page_is_planned_once_per_connection(client: httpx.AsyncClient,
