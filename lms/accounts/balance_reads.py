@@ -42,6 +42,7 @@ class BalanceReads:
         self._lots = lots
         self._in_flight = in_flight
         self._max_batch = max_batch
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: list[tuple[str, asyncio.Future[asyncpg.Record | None]]] = []
         self._running = 0
         # The running statements' tasks: the event loop holds only weak references.
@@ -50,8 +51,13 @@ class BalanceReads:
     async def page(self, db: Database, token_hash: str) -> asyncpg.Record | None:
         """The row of ``token_hash``'s live token with its balance page, None if the token
         is not live (``BALANCE_PAGES_FOR_TOKENS``)."""
-        future: asyncio.Future[asyncpg.Record | None] = (
-            asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # A statement of a loop that was closed while it ran never ends: forget it and
+            # whoever waited for it there, or this loop's reads would wait for ever (an app
+            # serving several loops in turn, as tests do).
+            self._loop, self._waiting, self._running, self._tasks = loop, [], 0, set()
+        future: asyncio.Future[asyncpg.Record | None] = loop.create_future()
         self._waiting.append((token_hash, future))
         if self._running < self._in_flight:
             self._send(db)
@@ -61,12 +67,12 @@ class BalanceReads:
         batch = self._waiting[:self._max_batch]
         del self._waiting[:self._max_batch]
         self._running += 1
-        task = asyncio.get_running_loop().create_task(
-            self._read(db, batch))
+        assert self._loop is not None
+        task = self._loop.create_task(self._read(self._loop, db, batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _read(self, db: Database,
+    async def _read(self, loop: asyncio.AbstractEventLoop, db: Database,
                     batch: list[tuple[str, asyncio.Future[asyncpg.Record | None]]]) -> None:
         try:
             now = datetime.now(UTC)
@@ -75,10 +81,12 @@ class BalanceReads:
                 conn, hashes, now, now + self._expiring_within, self._lots))
         except BaseException as exc:
             # Every request of the batch answers with the statement's failure, as each
-            # would have with a statement of its own (a 503 when the database is away).
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            # would have with a statement of its own (a 503 when the database is away);
+            # unless the batch's loop is gone (page), and its requests with it.
+            if self._loop is loop:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
         else:
@@ -88,6 +96,7 @@ class BalanceReads:
                 if not future.done():
                     future.set_result(by_position.get(position))
         finally:
-            self._running -= 1
-            if self._waiting:
-                self._send(db)
+            if self._loop is loop:
+                self._running -= 1
+                if self._waiting:
+                    self._send(db)

@@ -5,6 +5,7 @@ once, other roles are refused)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -261,3 +262,42 @@ async def test_a_cancelled_read_leaves_the_others_their_answers(client: httpx.As
     assert waiting[1].cancelled()
     again = await reads.page(db, hashes[1])
     assert again is not None and again["card_number"] == members[1]["member"]["cardNumber"]
+
+
+async def test_a_statement_stranded_in_another_loop_does_not_stop_this_one(
+        client: httpx.AsyncClient, db: Database) -> None:
+    """An app that serves one event loop after another (tests do): a statement left running
+    in a loop that no longer runs does not hold up the reads of the next loop, nor does its
+    end, when it comes, disturb them."""
+    member = await register_member(client)
+    mine = token_hash(member["accessToken"])
+    reads = BalanceReads(timedelta(days=90), 5)
+    # A server that accepts connections and never answers: the statement waits for ever.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    stuck_db = Database(f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/x",
+                        retry_attempts=1)
+    old = asyncio.new_event_loop()
+    stranded = old.create_task(reads.page(stuck_db, "a-hash"))
+    await asyncio.to_thread(old.run_until_complete, asyncio.sleep(0.2))
+    assert not stranded.done()
+    try:
+        page = await asyncio.wait_for(reads.page(db, mine), 10)
+        assert page is not None and page["card_number"] == member["member"]["cardNumber"]
+
+        def end_the_old_loop() -> None:
+            tasks = asyncio.all_tasks(old)
+            for task in tasks:
+                task.cancel()
+            old.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            old.run_until_complete(stuck_db.dispose())
+            old.close()
+
+        await asyncio.to_thread(end_the_old_loop)
+    finally:
+        silent.close()
+    assert stranded.cancelled()
+    pages = await asyncio.wait_for(asyncio.gather(*(reads.page(db, mine) for _ in range(3))),
+                                   10)
+    assert [p and p["card_number"] for p in pages] == [member["member"]["cardNumber"]] * 3
