@@ -16,8 +16,10 @@ here would deadlock with a concurrent flight credit.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -79,12 +81,36 @@ def local_starts(now: datetime, timezone: str) -> tuple[datetime, datetime]:
     return day, day.replace(month=1, day=1)
 
 
+def terms_of(row: asyncpg.Record, rule_id: int | None = None) -> GiftTerms:
+    """The terms of a ``gift_rules`` row (SEND_FACTS names its id ``rule_id``), the
+    defaults when there is none."""
+    rule_id = row["rule_id"] if rule_id is None else rule_id
+    if rule_id is None:
+        return DEFAULT_TERMS
+    return GiftTerms(rule_id=rule_id, fee_bp=row["fee_bp"], fee_minimum=row["fee_minimum"],
+                     min_miles=row["min_miles"], daily_limit=row["daily_limit"],
+                     yearly_limit=row["yearly_limit"],
+                     daily_received_limit=row["daily_received_limit"],
+                     yearly_received_limit=row["yearly_received_limit"])
+
+
+def side(facts: asyncpg.Record, prefix: str) -> dict[str, Any] | None:
+    """One member of SEND_FACTS (``s_`` sender, ``r_`` recipient) under the names of
+    GiftRepository.member's rows; None when missing."""
+    if facts[f"{prefix}_id"] is None:
+        return None
+    return {"id": facts[f"{prefix}_id"], "account_id": facts[f"{prefix}_account"],
+            "card_number": facts[f"{prefix}_card"], "first_name": facts[f"{prefix}_first"],
+            "last_name": facts[f"{prefix}_last"], "status": facts[f"{prefix}_status"],
+            "timezone": facts[f"{prefix}_timezone"]}
+
+
 def party(r: asyncpg.Record, prefix: str) -> GiftParty:
     return GiftParty(member_id=r[f"{prefix}_id"], card_number=r[f"{prefix}_card"],
                      first_name=r[f"{prefix}_first"], last_name=r[f"{prefix}_last"])
 
 
-def member_party(r: asyncpg.Record) -> GiftParty:
+def member_party(r: Mapping[str, Any]) -> GiftParty:
     return GiftParty(member_id=r["id"], card_number=r["card_number"],
                      first_name=r["first_name"], last_name=r["last_name"])
 
@@ -110,18 +136,17 @@ class GiftService:
         row = await (await self.repo()).rule_in_force(day or utcnow().date())
         if row is None:
             return DEFAULT_TERMS
-        return GiftTerms(rule_id=row["id"], fee_bp=row["fee_bp"],
-                         fee_minimum=row["fee_minimum"], min_miles=row["min_miles"],
-                         daily_limit=row["daily_limit"], yearly_limit=row["yearly_limit"],
-                         daily_received_limit=row["daily_received_limit"],
-                         yearly_received_limit=row["yearly_received_limit"])
+        return terms_of(row, rule_id=row["id"])
 
     async def send(self, sender_id: int, data: GiftCreate) -> GiftOut:
         repo = await self.repo()
-        sender = await repo.member(sender_id)
+        now = utcnow()
+        # One statement reads both members and the terms and takes both members' gift
+        # locks; a refusal below rolls the locks back with everything else.
+        facts = await repo.send_facts(sender_id, data.recipient_card_number, now.date())
+        sender, recipient = side(facts, "s"), side(facts, "r")
         if sender is None or sender["status"] != "active":
             raise MemberLocked()
-        recipient = await repo.member_by_card(data.recipient_card_number)
         if recipient is None or name_key(recipient["last_name"]) != name_key(
                 data.recipient_last_name):
             raise RecipientNotFound()
@@ -129,13 +154,11 @@ class GiftService:
             raise GiftToSelf(field="recipientCardNumber")
         if recipient["status"] != "active":
             raise RecipientNotActive()
-        now = utcnow()
-        terms = await self.terms(now.date())
+        terms = terms_of(facts)
         if data.miles < terms.min_miles:
             raise GiftTooSmall(f"At least {terms.min_miles} miles", field="miles",
                                minMiles=terms.min_miles)
         fee = terms.fee(data.miles)
-        await repo.lock_members([sender_id, recipient["id"]])
         await self._check_limits(sender, recipient, data.miles, terms, now)
         sender_view, recipient_view = member_party(sender), member_party(recipient)
         legs = [Leg(sender["account_id"], Unit.MILES, -(data.miles + fee)),
@@ -164,7 +187,7 @@ class GiftService:
                        recipient=recipient_view, miles=data.miles, fee=fee,
                        message=data.message, entry_id=entry.id, created_at=now)
 
-    async def _check_limits(self, sender: asyncpg.Record, recipient: asyncpg.Record,
+    async def _check_limits(self, sender: Mapping[str, Any], recipient: Mapping[str, Any],
                             miles: int, terms: GiftTerms, now: datetime) -> None:
         """Under the members' gift locks: what they already sent or received counts."""
         repo = await self.repo()

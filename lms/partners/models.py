@@ -112,9 +112,16 @@ class ApiKey(Base):
 
 
 class ApiKeyWindow(Base):
-    """The current fixed one-minute window of a key's request counter (one row per key)."""
+    """The current fixed one-minute window of a key's request counter (one row per key).
+
+    UNLOGGED (migration 0019): every partner request updates its key's row, and a logged
+    commit would hold that row locked until the WAL reached the disk, so that one key's
+    concurrent requests queued on an fsync each. A crash empties the table, which only
+    restarts the current windows' counts.
+    """
 
     __tablename__ = "api_key_windows"
+    __table_args__ = {"prefixes": ["UNLOGGED"]}
 
     key_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("api_keys.id"),
                                         primary_key=True)
