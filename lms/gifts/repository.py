@@ -63,10 +63,17 @@ SELECT COALESCE(sum(miles) FILTER (WHERE created_at >= $2), 0)::bigint AS day,
 FROM gifts WHERE sender_id = $1 AND created_at >= $3
 """
 
-RECEIVED_SINCE = """
-SELECT COALESCE(sum(miles) FILTER (WHERE created_at >= $2), 0)::bigint AS day,
-       COALESCE(sum(miles), 0)::bigint AS year
-FROM gifts WHERE recipient_id = $1 AND created_at >= $3
+# What the sender gave (as SENT_SINCE) and, when $7 (the terms cap what a member may receive),
+# what the recipient received since the starts of their day and year, in one statement,
+# after SEND_FACTS took both members' locks.
+GIFT_COUNTS = """
+SELECT s.day AS sent_day, s.year AS sent_year, r.day AS received_day, r.year AS received_year
+FROM (SELECT COALESCE(sum(miles) FILTER (WHERE created_at >= $2), 0)::bigint AS day,
+             COALESCE(sum(miles), 0)::bigint AS year
+        FROM gifts WHERE sender_id = $1 AND created_at >= $3) AS s,
+     (SELECT COALESCE(sum(miles) FILTER (WHERE created_at >= $5), 0)::bigint AS day,
+             COALESCE(sum(miles), 0)::bigint AS year
+        FROM gifts WHERE $7::boolean AND recipient_id = $4 AND created_at >= $6) AS r
 """
 
 INSERT_GIFT = """
@@ -118,10 +125,14 @@ class GiftRepository:
         row = await self.conn.fetchrow(SENT_SINCE, member_id, day_start, year_start)
         return row["day"], row["year"]
 
-    async def received_since(self, member_id: int, day_start: datetime,
-                             year_start: datetime) -> tuple[int, int]:
-        row = await self.conn.fetchrow(RECEIVED_SINCE, member_id, day_start, year_start)
-        return row["day"], row["year"]
+    async def counts(self, sender_id: int, sent_from: tuple[datetime, datetime],
+                     recipient_id: int, received_from: tuple[datetime, datetime],
+                     received: bool) -> asyncpg.Record:
+        """GIFT_COUNTS: ``sent_day``, ``sent_year`` and, if ``received``, ``received_day``
+        and ``received_year`` (else 0), since the starts of day and year given."""
+        row: asyncpg.Record = await self.conn.fetchrow(
+            GIFT_COUNTS, sender_id, *sent_from, recipient_id, *received_from, received)
+        return row
 
     async def insert_gift(self, *, sender_id: int, recipient_id: int, miles: int, fee: int,
                           message: str, rule_id: int | None, entry_id: int,

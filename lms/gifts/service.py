@@ -190,21 +190,22 @@ class GiftService:
     async def _check_limits(self, sender: Mapping[str, Any], recipient: Mapping[str, Any],
                             miles: int, terms: GiftTerms, now: datetime) -> None:
         """Under the members' gift locks: what they already sent or received counts."""
-        repo = await self.repo()
-        day_start, year_start = local_starts(now, sender["timezone"])
-        day, year = await repo.sent_since(sender["id"], day_start, year_start)
-        for used, limit, period in ((day, terms.daily_limit, "daily"),
-                                    (year, terms.yearly_limit, "yearly")):
+        capped = (terms.daily_received_limit is not None
+                  or terms.yearly_received_limit is not None)
+        counts = await (await self.repo()).counts(
+            sender["id"], local_starts(now, sender["timezone"]), recipient["id"],
+            local_starts(now, recipient["timezone"]), capped)
+        for used, limit, period in ((counts["sent_day"], terms.daily_limit, "daily"),
+                                    (counts["sent_year"], terms.yearly_limit, "yearly")):
             if used + miles > limit:
                 raise GiftLimitExceeded(
                     f"The {period} limit is {limit} miles; {max(0, limit - used)} left",
                     limit=limit, period=period, remaining=max(0, limit - used))
-        if terms.daily_received_limit is None and terms.yearly_received_limit is None:
+        if not capped:
             return
-        day_start, year_start = local_starts(now, recipient["timezone"])
-        day, year = await repo.received_since(recipient["id"], day_start, year_start)
-        for used, cap, period in ((day, terms.daily_received_limit, "daily"),
-                                  (year, terms.yearly_received_limit, "yearly")):
+        for used, cap, period in ((counts["received_day"], terms.daily_received_limit, "daily"),
+                                  (counts["received_year"], terms.yearly_received_limit,
+                                   "yearly")):
             if cap is not None and used + miles > cap:
                 # Not how much is left: that would tell the sender about others' gifts.
                 raise GiftLimitExceeded(f"The recipient's {period} limit would be exceeded",

@@ -135,7 +135,8 @@ class PartnerAccrual(Base):
     __tablename__ = "partner_accruals"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    partner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("partners.id"))
+    # No foreign key (migration 0020): every concurrent accrual of a partner locked its row.
+    partner_id: Mapped[int] = mapped_column(BigInteger)
     partner_txn_id: Mapped[str] = mapped_column(String(100))
     member_id: Mapped[int] = mapped_column(BigInteger)
     entry_id: Mapped[int | None] = mapped_column(BigInteger)

@@ -139,7 +139,7 @@ async def test_a_gift(client: httpx.AsyncClient, db: Database, system: SystemAcc
     response, statements = await sent.during(give)
     assert response.status_code == 201, response.text
     # First the member's bearer token (lms.auth), one statement.
-    assert statements[1:] == ["BEGIN;", "CLAIM", "SEND_FACTS", "SENT_SINCE", "POST_ENTRY",
+    assert statements[1:] == ["BEGIN;", "CLAIM", "SEND_FACTS", "GIFT_COUNTS", "POST_ENTRY",
                               "INSERT_GIFT", "ANSWER", "COMMIT;"]
 
 
