@@ -11,6 +11,7 @@ import ipaddress
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,7 +89,10 @@ def check_networks(networks: list[str] | None) -> list[str] | None:
         raise InvalidIpAllowList(str(exc)) from exc
 
 
+@lru_cache(maxsize=4096)
 def ip_address_or_none(host: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The client's address, parsed once per address seen (every partner request needs it
+    for its key's allow list)."""
     if host is None:
         return None
     try:
