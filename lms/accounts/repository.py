@@ -34,8 +34,16 @@ LIMIT :limit
 # EXPIRING_SUM), but as one round trip instead of four: it is the API's most frequent call.
 # No row: no such member; NULL units: the member has no account rows (the ledger's
 # AccountNotFound).
+#
+# The open lots are read in one pass that yields both the next {lots} and the sum expiring,
+# and no parameter narrows an index scan: then PostgreSQL's plan cache settles on one
+# generic plan for the prepared statement. With "expires_at <= {until}" as an index
+# condition of a second scan, it re-planned the statement on every call (a custom plan
+# looked cheaper for each value), and the planning cost 4-5 times the execution: about
+# 0.25 ms of the backend's 0.3 ms per read on the 1M-member database.
 BALANCE_PAGE_OF = """
-SELECT m.card_number, b.units, b.posted, b.held, l.remaining, l.expires_at, e.expiring
+SELECT m.card_number, b.units, b.posted, b.held, l.remaining[1:{lots}] AS remaining,
+       l.expires_at[1:{lots}] AS expires_at, l.expiring
 FROM members m
 CROSS JOIN LATERAL (
     SELECT array_agg(unit ORDER BY unit) AS units, array_agg(posted ORDER BY unit) AS posted,
@@ -43,13 +51,10 @@ CROSS JOIN LATERAL (
     FROM balances WHERE account_id = m.account_id) b
 CROSS JOIN LATERAL (
     SELECT array_agg(remaining ORDER BY expires_at, id) AS remaining,
-           array_agg(expires_at ORDER BY expires_at, id) AS expires_at
-    FROM (SELECT id, remaining, expires_at FROM lots
-          WHERE account_id = m.account_id AND remaining > 0
-          ORDER BY expires_at, id LIMIT {lots}) next_lots) l
-CROSS JOIN LATERAL (
-    SELECT COALESCE(sum(remaining), 0)::bigint AS expiring FROM lots
-    WHERE account_id = m.account_id AND remaining > 0 AND expires_at <= {until}) e
+           array_agg(expires_at ORDER BY expires_at, id) AS expires_at,
+           COALESCE(sum(remaining) FILTER (WHERE expires_at <= {until}), 0)::bigint
+               AS expiring
+    FROM lots WHERE account_id = m.account_id AND remaining > 0) l
 WHERE m.id = {member}"""
 BALANCE_PAGE = BALANCE_PAGE_OF.format(member="$1", until="$2", lots="$3")
 
