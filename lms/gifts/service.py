@@ -35,8 +35,9 @@ from lms.gifts.errors import (
     RecipientNotActive,
     RecipientNotFound,
 )
-from lms.gifts.repository import GiftRepository
+from lms.gifts.repository import ADVISORY_NAMESPACE, SEND_FACTS, GiftRepository
 from lms.gifts.schemas import GiftCreate, GiftOut, GiftParty, GiftTermsOut
+from lms.idempotency.service import Facts
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import Actor, EntryKind, Leg, SystemAccount, Unit
 
@@ -138,12 +139,23 @@ class GiftService:
             return DEFAULT_TERMS
         return terms_of(row, rule_id=row["id"])
 
-    async def send(self, sender_id: int, data: GiftCreate) -> GiftOut:
+    @staticmethod
+    def facts_query(sender_id: int, data: GiftCreate, now: datetime) -> Facts:
+        """The gift's first query (SEND_FACTS), for a caller that runs it with the
+        idempotency key's claim (``lms.api.idempotency.idempotent_facts``)."""
+        return Facts(SEND_FACTS, (sender_id, data.recipient_card_number, now.date(),
+                                  ADVISORY_NAMESPACE))
+
+    async def send(self, sender_id: int, data: GiftCreate,
+                   facts: asyncpg.Record | None = None, now: datetime | None = None
+                   ) -> GiftOut:
+        """``facts``: the row of ``facts_query`` for ``now`` if the caller ran it already."""
         repo = await self.repo()
-        now = utcnow()
+        now = now or utcnow()
         # One statement reads both members and the terms and takes both members' gift
         # locks; a refusal below rolls the locks back with everything else.
-        facts = await repo.send_facts(sender_id, data.recipient_card_number, now.date())
+        if facts is None:
+            facts = await repo.send_facts(sender_id, data.recipient_card_number, now.date())
         sender, recipient = side(facts, "s"), side(facts, "r")
         if sender is None or sender["status"] != "active":
             raise MemberLocked()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accounts.errors import MemberNotFound
@@ -22,6 +23,7 @@ from lms.clock import utcnow
 from lms.db import RawConnection
 from lms.errors import LmsError
 from lms.family.routing import record_contributions, route_of
+from lms.idempotency.service import Facts
 from lms.ledger.errors import DuplicateExternalReference
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import Actor, EntryKind, Leg, Unit
@@ -45,7 +47,12 @@ from lms.partners.errors import (
     ReversalExceedsAccrual,
 )
 from lms.partners.models import ApiKey, Partner, PartnerAccrual, PartnerEarnRate
-from lms.partners.repository import AccrualRepository, KeyRepository, PartnerRepository
+from lms.partners.repository import (
+    ACCRUAL_FACTS,
+    AccrualRepository,
+    KeyRepository,
+    PartnerRepository,
+)
 from lms.partners.schemas import (
     AccrualOut,
     AccrualRequest,
@@ -345,13 +352,24 @@ class AccrualService:
         self.repo = AccrualRepository(conn)
         self.ledger = Ledger(conn, system)
 
-    async def accrue(self, partner_id: int, data: AccrualRequest) -> AccrualOut:
+    @staticmethod
+    def facts_query(partner_id: int, data: AccrualRequest) -> Facts:
+        """The accrual's first query, for a caller that runs it with the idempotency key's
+        claim (``lms.api.idempotency.idempotent_facts``)."""
+        return Facts(ACCRUAL_FACTS, (partner_id, data.card_number, data.category,
+                                     data.occurred_at))
+
+    async def accrue(self, partner_id: int, data: AccrualRequest,
+                     facts: asyncpg.Record | None = None) -> AccrualOut:
         """Credit a purchase once, ever: the transaction id is unique per partner (in
-        partner_accruals and, as external reference, in the journal)."""
+        partner_accruals and, as external reference, in the journal). ``facts``: the row
+        of ``facts_query`` if the caller ran it already."""
         occurred = data.occurred_at
         if occurred.tzinfo is None:
             raise InvalidOccurredAt(field="occurredAt")
-        facts = await self.repo.facts(partner_id, data.card_number, data.category, occurred)
+        if facts is None:
+            facts = await self.repo.facts(partner_id, data.card_number, data.category,
+                                          occurred)
         if facts is None or not facts["clearing"]:
             raise PartnerNotFound()
         if facts["status"] != "active":

@@ -258,6 +258,23 @@ async def test_idempotency_key_is_required_and_a_replay_gifts_once(
     assert await miles(db, system, b.account_id) == 1000
 
 
+async def test_concurrent_retries_under_one_key_give_once(
+        client: httpx.AsyncClient, db: Database, system: SystemAccounts,
+        settings: Settings) -> None:
+    """The key is claimed by the gift's first statement, which also locks both members: the
+    retries wait for the first to commit, then replay its answer."""
+    a, b = await pair(db, system, settings)
+    await fund(db, system, a.account_id, 10_000)
+    headers = a.key()
+    responses = await asyncio.gather(*(
+        client.post("/v1/me/gifts", headers=headers, json=body(b, 1000)) for _ in range(8)))
+    assert [r.status_code for r in responses] == [201] * 8
+    replayed = [r.headers.get("Idempotency-Replayed") == "true" for r in responses]
+    assert replayed.count(False) == 1
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert await miles(db, system, b.account_id) == 1000
+
+
 async def test_concurrent_gifts_both_ways_never_deadlock_or_pass_the_daily_limit(
         client: httpx.AsyncClient, db: Database, system: SystemAccounts,
         settings: Settings) -> None:
