@@ -55,7 +55,7 @@ class Gift(Base):
     __tablename__ = "gifts"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    # No foreign keys (migration 0020): the gift is written right after the members, terms
+    # No foreign keys (migration 0021): the gift is written right after the members, terms
     # and entry it names were read or written in its transaction, and none is ever deleted.
     sender_id: Mapped[int] = mapped_column(BigInteger)
     recipient_id: Mapped[int] = mapped_column(BigInteger)

@@ -27,7 +27,7 @@ from lms.partners.models import (
 # in the key's window, in one statement: a partner request pays one round trip before its
 # work, and the key's counter row is locked for one statement (``count`` is NULL when the
 # request was not counted). $2 is the SHA-256 of the whole key, $5 the caller's address or
-# NULL. The table is UNLOGGED (migration 0019), so this commit waits for no WAL flush.
+# NULL. The table is UNLOGGED (migration 0020), so this commit waits for no WAL flush.
 CHECK_KEY = """
     WITH k AS (
         SELECT k.id, k.partner_id, k.key_hash, k.scopes, k.status, k.ip_allow_list,

@@ -32,7 +32,7 @@ class RedemptionCode(Base):
     __tablename__ = "redemption_codes"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    # No foreign keys here, in partner_holds and in redemptions (migration 0020): each row
+    # No foreign keys here, in partner_holds and in redemptions (migration 0021): each row
     # names rows its transaction has just read or written, and none of them is ever deleted.
     member_id: Mapped[int] = mapped_column(BigInteger)
     code_hash: Mapped[str] = mapped_column(String(64))
