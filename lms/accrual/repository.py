@@ -88,10 +88,13 @@ first_flight_only, requires_registration, member_cap, budget, used, created_at""
 
 ALL_PROMOTIONS = f"SELECT {PROMOTION_COLUMNS} FROM promotions ORDER BY code"
 
-# Promotions whose travel window is still open for some coupon of the batch.
+# Promotions whose travel window is still open for some coupon of the batch, and whose
+# budget is not spent: ``used`` only ever grows (a reversal does not give it back), so a spent
+# budget stays spent, and its promotion would award nothing: left out, no batch locks it.
 ACTIVE_PROMOTIONS = f"""
 SELECT {PROMOTION_COLUMNS} FROM promotions
 WHERE (travel_to IS NULL OR travel_to >= $1) AND (travel_from IS NULL OR travel_from <= $2)
+  AND (budget IS NULL OR used < budget)
 ORDER BY code
 """
 
@@ -111,6 +114,11 @@ RETURNING {PROMOTION_COLUMNS}
 LOCK_PROMOTIONS = """
 SELECT code, used, budget, member_cap FROM promotions WHERE code = ANY($1::text[])
 ORDER BY code FOR UPDATE
+"""
+
+# The same, read without a lock (an optimistic batch; see FlightCredits._grant_promotions).
+PROMOTION_LIMITS = """
+SELECT code, used, budget, member_cap FROM promotions WHERE code = ANY($1::text[])
 """
 
 ENSURE_AWARDS = """
@@ -251,6 +259,10 @@ class AccrualRepository:
 
     async def lock_promotions(self, codes: Sequence[str]) -> list[asyncpg.Record]:
         rows: list[asyncpg.Record] = await self.conn.fetch(LOCK_PROMOTIONS, sorted(codes))
+        return rows
+
+    async def promotion_limits(self, codes: Sequence[str]) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self.conn.fetch(PROMOTION_LIMITS, list(codes))
         return rows
 
     async def lock_awards(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -63,6 +63,11 @@ FEED_ACTOR = Actor("system", "flights")
 DUPLICATE_RERUNS = 3
 # Feeds run in UTC; a coupon dated tomorrow can be a flight that already left in Asia.
 FUTURE_TOLERANCE = timedelta(days=1)
+
+
+class BudgetsContended(Exception):
+    """Concurrent batches spent a promotion's budget between this batch's unlocked read and
+    its settling under the lock: the batch rolls back and is decided again under the lock."""
 
 
 @dataclass(slots=True)
@@ -137,7 +142,7 @@ class FlightCredits:
 
     def __init__(self, conn: RawConnection, system: SystemAccounts, *,
                  lot_validity_months: int = 36, actor: Actor = FEED_ACTOR,
-                 lane: int | None = None) -> None:
+                 lane: int | None = None, optimistic_budgets: bool = False) -> None:
         self.conn = conn
         self.repo = AccrualRepository(conn)
         self.ledger = Ledger(conn, system)
@@ -147,6 +152,12 @@ class FlightCredits:
         # Concurrent batches of an import each keep to their own system shards (a random
         # pick would now and then make two of them queue on one row).
         self.lane = lane
+        # Budgets decided from an unlocked read and spent under the lock at the very end
+        # (``_grant_promotions``), rather than locked before the posting: every batch that
+        # earns a budgeted promotion needs its row, and held across the posting that lock
+        # made concurrent batches run one at a time.
+        self.optimistic_budgets = optimistic_budgets
+        self._unsettled: dict[str, int] = {}
 
     async def rules(self, first: date, last: date) -> RuleBook:
         """The rules as this transaction reads them. Read for every batch (a new version
@@ -185,6 +196,8 @@ class FlightCredits:
                 todo.append(i)
         if todo:
             await self._credit(coupons, todo, outcomes)
+            if self._unsettled:
+                await self._settle_budgets()
         return [o for o in outcomes if o is not None]
 
     async def _credit(self, coupons: Sequence[Coupon], todo: list[int],
@@ -285,24 +298,51 @@ class FlightCredits:
                                 ) -> dict[int, dict[str, int]]:
         """Promotion miles per coupon after member caps and budgets.
 
-        Limited promotions (and their per-member award rows) are locked for the rest of the
-        transaction and read under the lock, so that concurrent batches award one after the
-        other from the true remaining budget: a coupon gets what is left, perhaps part of its
-        bonus, and the budget is never exceeded (a CHECK constraint guards it as well).
+        Per-member award rows are locked for the rest of the transaction and read under the
+        lock (a member's batches queue on their balance rows anyway). A budget is spent
+        from its true remaining amount, never exceeded even under concurrent credits (a
+        CHECK constraint guards it as well), in one of two ways. Locked: the limited
+        promotions are locked here, in code order, and read under the lock; a coupon gets
+        what is left, perhaps part of its bonus. Optimistic (``optimistic_budgets``): read
+        without the lock; if no budget limits any coupon of the batch, every coupon gets its
+        whole bonus and the batch's spending is settled under the lock at the end
+        (``_settle_budgets``), which reruns the batch locked if the budget no longer holds
+        it. Either way a coupon gets exactly what the locked way would give it.
         """
-        granted: dict[int, dict[str, int]] = {}
         limited_codes = sorted({h.promotion.code for _, _, e in earned for h in e.promotions
                                 if h.promotion.limited})
-        state: dict[str, Any] = {}
-        awards: dict[tuple[str, int], int] = {}
-        if limited_codes:
+        if not limited_codes:
+            return self._grants(earned, {}, {})[0]
+        optimistic = self.optimistic_budgets
+        state = {r["code"]: r for r in await (
+            self.repo.promotion_limits(limited_codes) if optimistic
+            else self.repo.lock_promotions(limited_codes))}
+        keys = sorted({(h.promotion.code, m.id) for _, m, e in earned for h in e.promotions
+                       if h.promotion.member_cap is not None})
+        awards = await self.repo.lock_awards(keys) if keys else {}
+        granted, usage, award_add, budget_bound = self._grants(earned, state, awards)
+        if optimistic and budget_bound:  # a budget nearly spent: decided under its lock
             state = {r["code"]: r for r in await self.repo.lock_promotions(limited_codes)}
-            keys = sorted({(h.promotion.code, m.id) for _, m, e in earned for h in e.promotions
-                           if h.promotion.member_cap is not None})
-            if keys:
-                awards = await self.repo.lock_awards(keys)
+            granted, usage, award_add, _ = self._grants(earned, state, awards)
+            optimistic = False
+        if optimistic:
+            self._unsettled = {k: v for k, v in usage.items() if v}
+        else:
+            await self.repo.add_usage({k: v for k, v in usage.items() if v})
+        await self.repo.add_awards({k: v for k, v in award_add.items() if v})
+        return granted
+
+    @staticmethod
+    def _grants(earned: list[tuple[int, BatchMember, Earning]], state: dict[str, Any],
+                awards: dict[tuple[str, int], int]
+                ) -> tuple[dict[int, dict[str, int]], dict[str, int], dict[tuple[str, int], int],
+                           bool]:
+        """(miles per coupon and code, usage per code, awards per (code, member), whether a
+        budget cut any coupon's bonus) from these promotion rows and award rows."""
+        granted: dict[int, dict[str, int]] = {}
         usage: dict[str, int] = defaultdict(int)
         award_add: dict[tuple[str, int], int] = defaultdict(int)
+        budget_bound = False
         for i, member, earning in earned:
             per_coupon: dict[str, int] = {}
             for hit in earning.promotions:
@@ -320,15 +360,27 @@ class FlightCredits:
                                    - award_add[(code, member.id)])
                     miles = apply_limits(miles, member_left=member_left,
                                          budget_left=budget_left)
+                    if budget_left is not None and miles == budget_left and miles < hit.miles:
+                        budget_bound = True
                     usage[code] += miles
                     if cap is not None:
                         award_add[(code, member.id)] += miles
                 if miles > 0:
                     per_coupon[code] = miles
             granted[i] = per_coupon
-        await self.repo.add_usage({k: v for k, v in usage.items() if v})
-        await self.repo.add_awards({k: v for k, v in award_add.items() if v})
-        return granted
+        return granted, usage, award_add, budget_bound
+
+    async def _settle_budgets(self) -> None:
+        """Spend the optimistic batch's promotion usage under the promotions' locks (code
+        order), the last statements of the batch: the lock is held only until the commit."""
+        spend, self._unsettled = self._unsettled, {}
+        state = {r["code"]: r for r in await self.repo.lock_promotions(sorted(spend))}
+        for code, miles in spend.items():
+            row = state.get(code)
+            if row is None or (row["budget"] is not None
+                               and row["used"] + miles > row["budget"]):
+                raise BudgetsContended(code)
+        await self.repo.add_usage(spend)
 
     async def _lock_balances(self, earned: list[tuple[int, BatchMember, Earning]],
                              routes: dict[int, PoolRoute]) -> tuple[int, int]:
@@ -400,15 +452,16 @@ class FlightCredits:
 
 async def credit_in_session(session: AsyncSession, system: SystemAccounts,
                             coupons: Sequence[Coupon], *, actor: Actor = FEED_ACTOR,
-                            lot_validity_months: int = 36, today: date | None = None
-                            ) -> list[Outcome]:
+                            lot_validity_months: int = 36, today: date | None = None,
+                            optimistic_budgets: bool = False) -> list[Outcome]:
     """Credit a batch in the session's unit of work, then, in the same unit: bring the tiers
     of the members who earned status miles or segments up to date (lms.tiers, in member id
     order like every other lock on members in this batch) and mark the missing-flight claims
     these coupons answer (lms.claims; its beat job catches whatever a bulk import skips)."""
     conn = await raw_connection(session)
     outcomes = await FlightCredits(conn, system, actor=actor,
-                                   lot_validity_months=lot_validity_months
+                                   lot_validity_months=lot_validity_months,
+                                   optimistic_budgets=optimistic_budgets
                                    ).credit(coupons, today=today)
     qualified = sorted({o.member_id for o in outcomes if o.member_id is not None
                         and (o.status_miles or o.segments)})
@@ -433,18 +486,26 @@ async def credit_coupons(db: Database, system: SystemAccounts, coupons: Sequence
     unit of work (the feed's HTTP path); bulk imports leave it to one set-based pass at the
     end (lms.tiers.jobs.tiers_nightly), which costs far less than one member at a time.
     """
+    def in_session(budgets: bool) -> Callable[[AsyncSession], Awaitable[list[Outcome]]]:
+        return lambda session: credit_in_session(
+            session, system, coupons, actor=actor, lot_validity_months=lot_validity_months,
+            today=today, optimistic_budgets=budgets)
+
+    def on_connection(budgets: bool) -> Callable[[RawConnection], Awaitable[list[Outcome]]]:
+        return lambda conn: FlightCredits(
+            conn, system, actor=actor, lot_validity_months=lot_validity_months, lane=lane,
+            optimistic_budgets=budgets).credit(coupons, today=today)
+
     attempt = 0
+    optimistic = True
     while True:
         attempt += 1
         try:
             if reevaluate_tiers:
-                return await db.transaction(lambda session: credit_in_session(
-                    session, system, coupons, actor=actor,
-                    lot_validity_months=lot_validity_months, today=today))
-            return await db.raw_transaction(
-                lambda conn: FlightCredits(conn, system, actor=actor,
-                                           lot_validity_months=lot_validity_months, lane=lane
-                                           ).credit(coupons, today=today))
+                return await db.transaction(in_session(optimistic))
+            return await db.raw_transaction(on_connection(optimistic))
+        except BudgetsContended:
+            optimistic = False  # the rerun decides every budget under its lock
         except DuplicateExternalReference:
             if attempt >= DUPLICATE_RERUNS:
                 raise

@@ -27,7 +27,7 @@ ORDER BY b.account_id, b.unit
 FOR UPDATE OF b
 """
 
-# The whole write path is one call (see migration 0002 for why and what it does).
+# The whole write path is one call (see migration 0002 for why, 0019 for what it does now).
 POST_ENTRY = """
 SELECT entry_id, created_at, accounts, units, posted
 FROM ledger_post($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb,

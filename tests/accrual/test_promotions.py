@@ -107,3 +107,61 @@ async def test_first_flight_bonus_once_per_member(db: Database, system: SystemAc
     assert [o.promotions.get(code, 0) for o in outcomes] == [0, 1000]
     [later] = await credit_coupons(db, system, [coupon(member, carrier)])
     assert later.promotions == {}
+
+
+async def waiting_on_locks(db: Database, n: int) -> None:
+    """Until ``n`` of this database's sessions wait for a row lock (or fail the test)."""
+    for _ in range(400):
+        async with db.engine.connect() as conn:
+            waiting = (await conn.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"))).scalar_one()
+        if waiting >= n:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{n} sessions never waited for a lock")
+
+
+async def test_batches_that_read_the_same_budget_settle_it_one_after_the_other(
+        db: Database, system: SystemAccounts) -> None:
+    """Two batches decide their bonus from the same unlocked read of the budget, with room
+    for one whole bonus only: the second to settle finds the budget spent under the lock,
+    rolls back and is decided again under the lock, as if it had waited from the start."""
+    carrier = await distance_carrier(db)
+    code = promo_code(carrier, "RACE")
+    await add_promotion(db, PromotionIn(code=code, name="Raced", fixed_miles=1000,
+                                        carriers=[carrier], budget=1500))
+    a, b = await make_member(db, system), await make_member(db, system)
+    async with db.engine.connect() as holder:
+        # Both batches post their credits, then queue to settle behind this lock.
+        await holder.execute(text("SELECT 1 FROM promotions WHERE code = :c FOR UPDATE"),
+                             {"c": code})
+        batches = [asyncio.create_task(credit_coupons(db, system, [coupon(m, carrier)]))
+                   for m in (a, b)]
+        await waiting_on_locks(db, 2)
+        await holder.rollback()
+    results = await asyncio.gather(*batches)
+    awarded = sorted(r[0].promotions.get(code, 0) for r in results)
+    assert awarded == [500, 1000] and await used(db, code) == 1500
+    for member, [outcome] in zip((a, b), results, strict=True):
+        assert (await balances(db, system, member.account_id))[Unit.MILES] == (
+            LHR_JFK + outcome.promotions.get(code, 0))
+
+
+async def test_a_spent_budget_is_not_locked_again(db: Database, system: SystemAccounts) -> None:
+    carrier = await distance_carrier(db)
+    code = promo_code(carrier, "SPENT")
+    await add_promotion(db, PromotionIn(code=code, name="Spent", fixed_miles=1000,
+                                        carriers=[carrier], budget=1000))
+    member = await make_member(db, system)
+    [first] = await credit_coupons(db, system, [coupon(member, carrier)])
+    assert first.promotions == {code: 1000}
+    async with db.engine.connect() as holder:
+        await holder.execute(text("SELECT 1 FROM promotions WHERE code = :c FOR UPDATE"),
+                             {"c": code})
+        # Would wait for the lock above if the spent promotion were still considered.
+        [later] = await asyncio.wait_for(
+            credit_coupons(db, system, [coupon(member, carrier)]), timeout=10)
+        await holder.rollback()
+    assert later.status == "credited" and later.promotions == {}
+    assert await used(db, code) == 1000
