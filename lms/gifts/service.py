@@ -206,7 +206,7 @@ class GiftService:
                   or terms.yearly_received_limit is not None)
         counts = await (await self.repo()).counts(
             sender["id"], local_starts(now, sender["timezone"]), recipient["id"],
-            local_starts(now, recipient["timezone"]), capped)
+            local_starts(now, recipient["timezone"]))
         for used, limit, period in ((counts["sent_day"], terms.daily_limit, "daily"),
                                     (counts["sent_year"], terms.yearly_limit, "yearly")):
             if used + miles > limit:
