@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from litestar import Litestar, Router
 from litestar.config.compression import CompressionConfig
@@ -12,7 +13,14 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from lms.accounts.routes import MeController, MemberAuthController, MyBalanceController
+from lms.accounts.routes import (
+    BALANCE_PATH,
+    MeController,
+    MemberAuthController,
+    MyBalanceController,
+    answer_balance,
+)
+from lms.accounts.service import balance_reads
 from lms.accrual.routes import (
     FlightFeedController,
     MyPromotionsController,
@@ -74,6 +82,18 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
+class LmsApp(Litestar):
+    """Litestar, with the API's most frequent call answered before routing when it can be
+    (lms.accounts.routes.answer_balance: a member reading their balance); every other
+    request, and every refusal of that one, goes through Litestar as usual."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (scope["type"] == "http" and scope["path"] == BALANCE_PATH
+                and scope["method"] == "GET" and await answer_balance(self.state, scope, send)):
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, db: Database | None = None) -> Litestar:
     settings = settings or get_settings()
     owns_db = db is None
@@ -112,12 +132,13 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                                             MyWalletController, PassKitController,
                                             StatementController, WebhookAdminController,
                                             GiftController, FamilyController])
-    app = Litestar(
+    app = LmsApp(
         # The web pages carry opt exclude_from_auth: the bearer middleware leaves them to
         # their session cookies (lms.web.context).
         route_handlers=[HealthController, v1, *web_routers()],
         state=State({"settings": settings, "db": db,
-                     "system_accounts": SystemAccounts(settings.system_account_shards)}),
+                     "system_accounts": SystemAccounts(settings.system_account_shards),
+                     "balance_reads": balance_reads()}),
         lifespan=[lifespan],
         middleware=[DefineMiddleware(BearerTokenMiddleware,
                                      exclude=["^/health$", "^/ready$", "^/schema",

@@ -58,12 +58,14 @@ CROSS JOIN LATERAL (
 WHERE m.id = {member}"""
 BALANCE_PAGE = BALANCE_PAGE_OF.format(member="$1", until="$2", lots="$3")
 
-# GET /v1/me/balance with its bearer token's check, in one statement rather than the
-# authentication middleware's lookup and then the page: no row, the token is not live; a
-# caller of another role gets its principal and a page of NULLs.
-BALANCE_PAGE_FOR_TOKEN = f"""
-SELECT caller.principal_type, caller.principal_id, caller.role, page.*
-FROM ({LIVE_TOKEN_OF.format(hash="$1", now="$2")}) caller
+# GET /v1/me/balance with its bearer tokens' checks, for several requests in one statement
+# (lms.accounts.balance_reads), rather than the authentication middleware's lookup and then
+# the page: a row per live token with its position in $1 (ord), none for a token that is not
+# live; a caller of another role gets its principal and a page of NULLs.
+BALANCE_PAGES_FOR_TOKENS = f"""
+SELECT t.ord, caller.principal_type, caller.principal_id, caller.role, page.*
+FROM unnest($1::text[]) WITH ORDINALITY AS t(hash, ord)
+CROSS JOIN LATERAL ({LIVE_TOKEN_OF.format(hash="t.hash", now="$2")}) caller
 LEFT JOIN LATERAL ({BALANCE_PAGE_OF.format(member="caller.principal_id", until="$3",
                                            lots="$4")}
                    AND caller.role = 'member') page ON true"""
@@ -77,13 +79,13 @@ async def balance_page(conn: RawConnection, member_id: int, expiring_until: date
     return row
 
 
-async def balance_page_for_token(conn: RawConnection, token_hash: str, now: datetime,
-                                 expiring_until: datetime, lots: int
-                                 ) -> asyncpg.Record | None:
-    """``BALANCE_PAGE_FOR_TOKEN`` on a bare connection."""
-    row: asyncpg.Record | None = await conn.fetchrow(BALANCE_PAGE_FOR_TOKEN, token_hash, now,
-                                                     expiring_until, lots)
-    return row
+async def balance_pages_for_tokens(conn: RawConnection, token_hashes: list[str],
+                                   now: datetime, expiring_until: datetime, lots: int
+                                   ) -> list[asyncpg.Record]:
+    """``BALANCE_PAGES_FOR_TOKENS`` on a bare connection."""
+    rows: list[asyncpg.Record] = await conn.fetch(BALANCE_PAGES_FOR_TOKENS, token_hashes,
+                                                  now, expiring_until, lots)
+    return rows
 
 
 class MemberRepository:

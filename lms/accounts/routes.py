@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
+import asyncpg
+import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody, QueryParameter
+from litestar.types import HTTPScope, Send
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accounts.errors import (
@@ -43,6 +46,7 @@ from lms.api.idempotency import (
 from lms.api.openapi import problems
 from lms.auth.guards import MEMBERS, check_role, current_principal, member_only
 from lms.auth.middleware import authenticate, bearer_token
+from lms.auth.principal import Principal
 from lms.auth.routes import token_response
 from lms.auth.schemas import TokenRequest, TokenResponse
 from lms.auth.service import AccountDisabled, InvalidCredentials, SignInThrottled
@@ -99,8 +103,9 @@ class MemberAuthController(Controller):
 
 class MyBalanceController(Controller):
     """The API's most frequent call authenticates by itself, in the statement that reads the
-    page (lms.accounts.service.token_balance_page): the bearer middleware's lookup would be a
-    round trip of its own. Hence no guard here and opt exclude_from_auth; check_role answers
+    page (lms.accounts.service.token_balance_page, statements shared by concurrent requests:
+    lms.accounts.balance_reads): the bearer middleware's lookup would be a round trip of its
+    own. Hence no guard here and opt exclude_from_auth; check_role answers
     exactly what the member_only guard would (401, 403)."""
 
     path = "/me"
@@ -120,10 +125,57 @@ class MyBalanceController(Controller):
             result: BalanceResponse = await state.db.autocommit(
                 lambda conn: member_balance(conn, member.id))
             return result
-        caller, page = await state.db.autocommit(
-            lambda conn: token_balance_page(conn, token))
+        read = cast(dict[str, Any], request.scope).get(BALANCE_READ)
+        if read is None:
+            read = await read_balance(state, token)
+        if isinstance(read, BaseException):
+            raise read
+        caller, page = read
         check_role(caller, MEMBERS)
         return balance_from_page(page)
+
+
+# What answer_balance read, left in the scope for the route when it did not answer itself.
+BALANCE_READ = "lms.balance_read"
+BALANCE_PATH = "/v1/me/balance"
+JSON_HEADERS = ((b"content-type", b"application/json"),)
+_encode = msgspec.json.Encoder().encode
+
+
+async def read_balance(state: State, token: str
+                       ) -> tuple[Principal | None, asyncpg.Record | None] | Exception:
+    try:
+        return await token_balance_page(state.balance_reads, state.db, token)
+    except Exception as exc:
+        return exc
+
+
+async def answer_balance(state: State, scope: HTTPScope, send: Send) -> bool:
+    """GET /v1/me/balance with a member's live token, answered before Litestar routes the
+    request (lms.app.LmsApp): the same body and headers as the route's, without the routing,
+    the handler's parameters and the response object, which cost a third of the API's CPU
+    per read. Anything else (no bearer token, an API key, another role, a failure) is left
+    to the route (False), with the read already made in the scope: it answers as before,
+    and no request is read twice."""
+    authorization = next((value for name, value in scope["headers"]
+                          if name == b"authorization"), b"")
+    token = bearer_token(authorization.decode("latin-1"))
+    if token is None or is_api_key(token):
+        return False
+    read = await read_balance(state, token)
+    if isinstance(read, BaseException):
+        cast(dict[str, Any], scope)[BALANCE_READ] = read
+        return False
+    caller, page = read
+    if (caller is None or caller.role not in MEMBERS or page is None
+            or page["card_number"] is None or page["units"] is None):
+        cast(dict[str, Any], scope)[BALANCE_READ] = read
+        return False
+    body = _encode(balance_from_page(page))
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+    return True
 
 
 class MeController(Controller):

@@ -15,6 +15,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lms.accounts.balance_reads import BalanceReads
 from lms.accounts.cards import make_card_number
 from lms.accounts.errors import (
     EmailTaken,
@@ -29,7 +30,7 @@ from lms.accounts.errors import (
     WrongPassword,
 )
 from lms.accounts.models import Member
-from lms.accounts.repository import MemberRepository, balance_page, balance_page_for_token
+from lms.accounts.repository import MemberRepository, balance_page
 from lms.accounts.schemas import (
     BalanceResponse,
     ExpiringLot,
@@ -49,7 +50,7 @@ from lms.auth.service import (
     canonical_email,
     token_hash,
 )
-from lms.db import RawConnection, raw_connection
+from lms.db import Database, RawConnection, raw_connection
 from lms.ledger.errors import AccountNotFound
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import AccountKind, Unit
@@ -258,15 +259,18 @@ async def member_balance(conn: RawConnection, member_id: int) -> BalanceResponse
     return balance_from_page(row)
 
 
-async def token_balance_page(conn: RawConnection, token: str
+def balance_reads() -> BalanceReads:
+    """An app's batcher of GET /v1/me/balance's statements (lms.accounts.balance_reads)."""
+    return BalanceReads(EXPIRY_HORIZON, NEXT_LOTS)
+
+
+async def token_balance_page(reads: BalanceReads, db: Database, token: str
                              ) -> tuple[Principal | None, asyncpg.Record | None]:
-    """The bearer token's principal (None: not a live token) and its balance page
-    (``BALANCE_PAGE_FOR_TOKEN``) in one statement: the API's most frequent call, which would
-    otherwise take one round trip to authenticate and another to read. The caller checks
-    the principal's role before it reads the page (``balance_from_page``)."""
-    now = datetime.now(UTC)
-    row = await balance_page_for_token(conn, token_hash(token), now, now + EXPIRY_HORIZON,
-                                       NEXT_LOTS)
+    """The bearer token's principal (None: not a live token) and its balance page, read by
+    the statement that checks the token: the API's most frequent call, which would otherwise
+    take one round trip to authenticate and another to read. The caller checks the
+    principal's role before it reads the page (``balance_from_page``)."""
+    row = await reads.page(db, token_hash(token))
     if row is None:
         return None, None
     return Principal(row["principal_type"], row["principal_id"], Role(row["role"])), row

@@ -13,7 +13,7 @@ from lms.db import RawConnection
 
 # A token is live until it expires or is revoked, checked in the database on every request
 # (never cached), so that a revocation takes effect at once in every process. {hash} and
-# {now} name the parameters: lms.accounts.repository.BALANCE_PAGE_FOR_TOKEN embeds it.
+# {now} name the parameters: lms.accounts.repository.BALANCE_PAGES_FOR_TOKENS embeds it.
 LIVE_TOKEN_OF = """
     SELECT principal_type, principal_id, role FROM access_tokens
      WHERE token_hash = {hash} AND expires_at > {now} AND revoked_at IS NULL"""
