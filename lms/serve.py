@@ -43,14 +43,15 @@ def serve(host: str, port: int, workers: int, options: dict[str, Any]) -> None:
     Supervisor(host, port, workers, options).run()
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A socket of this worker's own, in the port's SO_REUSEPORT group."""
+def bound_socket(host: str, port: int) -> socket.socket:
+    """A socket of this worker's own in the port's SO_REUSEPORT group, bound but not yet
+    listening: uvicorn listens once the app has started, so that the kernel sends no
+    connection to a worker still loading (a restarted worker's share would wait seconds)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(BACKLOG)
     return sock
 
 
@@ -58,8 +59,9 @@ def run_worker(host: str, port: int, options: dict[str, Any]) -> None:
     """One worker process: uvicorn on its own socket (the target of a spawned process)."""
     import uvicorn
 
-    sock = listening_socket(host, port)
-    config = uvicorn.Config(APP, factory=True, host=host, port=port, **options)
+    sock = bound_socket(host, port)
+    config = uvicorn.Config(APP, factory=True, host=host, port=port, backlog=BACKLOG,
+                            **options)
     uvicorn.Server(config).run(sockets=[sock])
 
 
