@@ -51,6 +51,7 @@ class ConnectionPool:
         # Each waiter is woken with a connection, or with None: "a slot is free, open one".
         self._waiters: deque[asyncio.Future[asyncpg.Connection[Any] | None]] = deque()
         self._closed = False
+        self._query_loggers: list[Callable[[Any], None]] = []
 
     @property
     def size(self) -> int:
@@ -59,6 +60,19 @@ class ConnectionPool:
     @property
     def idle(self) -> int:
         return len(self._idle)
+
+    def add_query_logger(self, callback: Callable[[Any], None]) -> None:
+        """asyncpg's query logger (``Connection.add_query_logger``) on every idle connection
+        and every one opened from now on, for tests and diagnostics that count what a unit
+        of work sends. Not on connections lent at the time of the call."""
+        self._query_loggers.append(callback)
+        for conn in self._idle:
+            conn.add_query_logger(callback)
+
+    def remove_query_logger(self, callback: Callable[[Any], None]) -> None:
+        self._query_loggers.remove(callback)
+        for conn in self._idle:
+            conn.remove_query_logger(callback)
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection[Any]]:
@@ -103,8 +117,11 @@ class ConnectionPool:
             if self._opened < self._max_size:
                 self._opened += 1
                 try:
-                    return await asyncpg.connect(self._dsn,
+                    conn = await asyncpg.connect(self._dsn,
                                                  server_settings=self._server_settings)
+                    for callback in self._query_loggers:
+                        conn.add_query_logger(callback)
+                    return conn
                 except BaseException:
                     self._opened -= 1
                     self._wake_one(None)

@@ -38,6 +38,14 @@ async def redeemable_accounts_for(conn: Any, member_ids: Sequence[int]
     return {r["member_id"]: PoolRoute(r["id"], r["pool_id"], r["account_id"]) for r in rows}
 
 
+def route_of(row: Any) -> PoolRoute | None:
+    """The route read by ``MEMBER_ROUTE_LATERAL`` (lms.family.repository) as part of the
+    caller's own statement, with the same lock as ``redeemable_accounts_for``."""
+    if row["route_id"] is None:
+        return None
+    return PoolRoute(row["route_id"], row["route_pool_id"], row["route_account_id"])
+
+
 async def redeemable_account_for(conn: Any, member_id: int, own_account_id: int
                                  ) -> tuple[int, PoolRoute | None]:
     """The account to credit with one member's redeemable miles, and the route if pooled."""

@@ -9,7 +9,6 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     DateTime,
-    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -56,13 +55,15 @@ class Gift(Base):
     __tablename__ = "gifts"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    sender_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("members.id"))
-    recipient_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("members.id"))
+    # No foreign keys (migration 0021): the gift is written right after the members, terms
+    # and entry it names were read or written in its transaction, and none is ever deleted.
+    sender_id: Mapped[int] = mapped_column(BigInteger)
+    recipient_id: Mapped[int] = mapped_column(BigInteger)
     miles: Mapped[int] = mapped_column(BigInteger)
     fee: Mapped[int] = mapped_column(BigInteger)
     message: Mapped[str] = mapped_column(Text, server_default="")
-    rule_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("gift_rules.id"))
-    entry_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("journal_entries.id"))
+    rule_id: Mapped[int | None] = mapped_column(BigInteger)
+    entry_id: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (

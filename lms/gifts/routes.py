@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import asyncpg
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody, QueryParameter
@@ -12,10 +13,11 @@ from lms.api.idempotency import (
     IDEMPOTENCY_REQUIRED_PROBLEMS,
     REPLAYED_HEADER,
     IdempotencyKeyHeader,
-    idempotent_raw,
+    idempotent_facts,
 )
 from lms.api.openapi import problems
 from lms.auth.guards import current_principal, member_only
+from lms.clock import utcnow
 from lms.db import RawConnection
 from lms.errors import Forbidden, Unauthorized, ValidationFailed
 from lms.family.errors import MemberLocked
@@ -52,13 +54,16 @@ class GiftController(Controller):
     async def send(self, request: Request[Any, Any, Any], state: State,
                    data: JSONBody[GiftCreate],
                    idempotency_key: IdempotencyKeyHeader = None) -> Response[GiftOut]:
-        member_id = current_principal(request).id
+        principal = current_principal(request)
+        now = utcnow()
 
-        async def work(conn: RawConnection) -> GiftOut:
-            return await GiftService(conn, state.system_accounts).send(member_id, data)
+        async def work(conn: RawConnection, facts: asyncpg.Record) -> GiftOut:
+            return await GiftService(conn, state.system_accounts).send(principal.id, data,
+                                                                       facts, now)
 
-        return await idempotent_raw(request, current_principal(request), state.db, work,
-                                    key=idempotency_key, required=True)
+        return await idempotent_facts(request, principal, state.db,
+                                      GiftService.facts_query(principal.id, data, now), work,
+                                      key=idempotency_key)
 
     @get("", operation_id="listMyGifts",
          summary="Gifts the caller sent or received, newest first, with who and the message",

@@ -16,8 +16,10 @@ here would deadlock with a concurrent flight credit.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -33,8 +35,9 @@ from lms.gifts.errors import (
     RecipientNotActive,
     RecipientNotFound,
 )
-from lms.gifts.repository import GiftRepository
+from lms.gifts.repository import ADVISORY_NAMESPACE, SEND_FACTS, GiftRepository
 from lms.gifts.schemas import GiftCreate, GiftOut, GiftParty, GiftTermsOut
+from lms.idempotency.service import Facts
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import Actor, EntryKind, Leg, SystemAccount, Unit
 
@@ -79,12 +82,36 @@ def local_starts(now: datetime, timezone: str) -> tuple[datetime, datetime]:
     return day, day.replace(month=1, day=1)
 
 
+def terms_of(row: asyncpg.Record, rule_id: int | None = None) -> GiftTerms:
+    """The terms of a ``gift_rules`` row (SEND_FACTS names its id ``rule_id``), the
+    defaults when there is none."""
+    rule_id = row["rule_id"] if rule_id is None else rule_id
+    if rule_id is None:
+        return DEFAULT_TERMS
+    return GiftTerms(rule_id=rule_id, fee_bp=row["fee_bp"], fee_minimum=row["fee_minimum"],
+                     min_miles=row["min_miles"], daily_limit=row["daily_limit"],
+                     yearly_limit=row["yearly_limit"],
+                     daily_received_limit=row["daily_received_limit"],
+                     yearly_received_limit=row["yearly_received_limit"])
+
+
+def side(facts: asyncpg.Record, prefix: str) -> dict[str, Any] | None:
+    """One member of SEND_FACTS (``s_`` sender, ``r_`` recipient) under the names of
+    GiftRepository.member's rows; None when missing."""
+    if facts[f"{prefix}_id"] is None:
+        return None
+    return {"id": facts[f"{prefix}_id"], "account_id": facts[f"{prefix}_account"],
+            "card_number": facts[f"{prefix}_card"], "first_name": facts[f"{prefix}_first"],
+            "last_name": facts[f"{prefix}_last"], "status": facts[f"{prefix}_status"],
+            "timezone": facts[f"{prefix}_timezone"]}
+
+
 def party(r: asyncpg.Record, prefix: str) -> GiftParty:
     return GiftParty(member_id=r[f"{prefix}_id"], card_number=r[f"{prefix}_card"],
                      first_name=r[f"{prefix}_first"], last_name=r[f"{prefix}_last"])
 
 
-def member_party(r: asyncpg.Record) -> GiftParty:
+def member_party(r: Mapping[str, Any]) -> GiftParty:
     return GiftParty(member_id=r["id"], card_number=r["card_number"],
                      first_name=r["first_name"], last_name=r["last_name"])
 
@@ -110,18 +137,28 @@ class GiftService:
         row = await (await self.repo()).rule_in_force(day or utcnow().date())
         if row is None:
             return DEFAULT_TERMS
-        return GiftTerms(rule_id=row["id"], fee_bp=row["fee_bp"],
-                         fee_minimum=row["fee_minimum"], min_miles=row["min_miles"],
-                         daily_limit=row["daily_limit"], yearly_limit=row["yearly_limit"],
-                         daily_received_limit=row["daily_received_limit"],
-                         yearly_received_limit=row["yearly_received_limit"])
+        return terms_of(row, rule_id=row["id"])
 
-    async def send(self, sender_id: int, data: GiftCreate) -> GiftOut:
+    @staticmethod
+    def facts_query(sender_id: int, data: GiftCreate, now: datetime) -> Facts:
+        """The gift's first query (SEND_FACTS), for a caller that runs it with the
+        idempotency key's claim (``lms.api.idempotency.idempotent_facts``)."""
+        return Facts(SEND_FACTS, (sender_id, data.recipient_card_number, now.date(),
+                                  ADVISORY_NAMESPACE))
+
+    async def send(self, sender_id: int, data: GiftCreate,
+                   facts: asyncpg.Record | None = None, now: datetime | None = None
+                   ) -> GiftOut:
+        """``facts``: the row of ``facts_query`` for ``now`` if the caller ran it already."""
         repo = await self.repo()
-        sender = await repo.member(sender_id)
+        now = now or utcnow()
+        # One statement reads both members and the terms and takes both members' gift
+        # locks; a refusal below rolls the locks back with everything else.
+        if facts is None:
+            facts = await repo.send_facts(sender_id, data.recipient_card_number, now.date())
+        sender, recipient = side(facts, "s"), side(facts, "r")
         if sender is None or sender["status"] != "active":
             raise MemberLocked()
-        recipient = await repo.member_by_card(data.recipient_card_number)
         if recipient is None or name_key(recipient["last_name"]) != name_key(
                 data.recipient_last_name):
             raise RecipientNotFound()
@@ -129,13 +166,11 @@ class GiftService:
             raise GiftToSelf(field="recipientCardNumber")
         if recipient["status"] != "active":
             raise RecipientNotActive()
-        now = utcnow()
-        terms = await self.terms(now.date())
+        terms = terms_of(facts)
         if data.miles < terms.min_miles:
             raise GiftTooSmall(f"At least {terms.min_miles} miles", field="miles",
                                minMiles=terms.min_miles)
         fee = terms.fee(data.miles)
-        await repo.lock_members([sender_id, recipient["id"]])
         await self._check_limits(sender, recipient, data.miles, terms, now)
         sender_view, recipient_view = member_party(sender), member_party(recipient)
         legs = [Leg(sender["account_id"], Unit.MILES, -(data.miles + fee)),
@@ -164,24 +199,25 @@ class GiftService:
                        recipient=recipient_view, miles=data.miles, fee=fee,
                        message=data.message, entry_id=entry.id, created_at=now)
 
-    async def _check_limits(self, sender: asyncpg.Record, recipient: asyncpg.Record,
+    async def _check_limits(self, sender: Mapping[str, Any], recipient: Mapping[str, Any],
                             miles: int, terms: GiftTerms, now: datetime) -> None:
         """Under the members' gift locks: what they already sent or received counts."""
-        repo = await self.repo()
-        day_start, year_start = local_starts(now, sender["timezone"])
-        day, year = await repo.sent_since(sender["id"], day_start, year_start)
-        for used, limit, period in ((day, terms.daily_limit, "daily"),
-                                    (year, terms.yearly_limit, "yearly")):
+        capped = (terms.daily_received_limit is not None
+                  or terms.yearly_received_limit is not None)
+        counts = await (await self.repo()).counts(
+            sender["id"], local_starts(now, sender["timezone"]), recipient["id"],
+            local_starts(now, recipient["timezone"]))
+        for used, limit, period in ((counts["sent_day"], terms.daily_limit, "daily"),
+                                    (counts["sent_year"], terms.yearly_limit, "yearly")):
             if used + miles > limit:
                 raise GiftLimitExceeded(
                     f"The {period} limit is {limit} miles; {max(0, limit - used)} left",
                     limit=limit, period=period, remaining=max(0, limit - used))
-        if terms.daily_received_limit is None and terms.yearly_received_limit is None:
+        if not capped:
             return
-        day_start, year_start = local_starts(now, recipient["timezone"])
-        day, year = await repo.received_since(recipient["id"], day_start, year_start)
-        for used, cap, period in ((day, terms.daily_received_limit, "daily"),
-                                  (year, terms.yearly_received_limit, "yearly")):
+        for used, cap, period in ((counts["received_day"], terms.daily_received_limit, "daily"),
+                                  (counts["received_year"], terms.yearly_received_limit,
+                                   "yearly")):
             if cap is not None and used + miles > cap:
                 # Not how much is left: that would tell the sender about others' gifts.
                 raise GiftLimitExceeded(f"The recipient's {period} limit would be exceeded",

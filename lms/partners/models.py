@@ -112,9 +112,16 @@ class ApiKey(Base):
 
 
 class ApiKeyWindow(Base):
-    """The current fixed one-minute window of a key's request counter (one row per key)."""
+    """The current fixed one-minute window of a key's request counter (one row per key).
+
+    UNLOGGED (migration 0020): every partner request updates its key's row, and a logged
+    commit would hold that row locked until the WAL reached the disk, so that one key's
+    concurrent requests queued on an fsync each. A crash empties the table, which only
+    restarts the current windows' counts.
+    """
 
     __tablename__ = "api_key_windows"
+    __table_args__ = {"prefixes": ["UNLOGGED"]}
 
     key_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("api_keys.id"),
                                         primary_key=True)
@@ -128,7 +135,8 @@ class PartnerAccrual(Base):
     __tablename__ = "partner_accruals"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    partner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("partners.id"))
+    # No foreign key (migration 0021): every concurrent accrual of a partner locked its row.
+    partner_id: Mapped[int] = mapped_column(BigInteger)
     partner_txn_id: Mapped[str] = mapped_column(String(100))
     member_id: Mapped[int] = mapped_column(BigInteger)
     entry_id: Mapped[int | None] = mapped_column(BigInteger)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 import asyncpg
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.audit.models import AuditRecord
 from lms.db import RawConnection, raw_connection
+from lms.family.repository import MEMBER_ROUTE_LATERAL
 from lms.partners.models import (
     ApiKey,
     Partner,
@@ -20,11 +22,33 @@ from lms.partners.models import (
     PartnerEarnRate,
 )
 
-KEY_BY_PREFIX = """
-    SELECT k.id, k.partner_id, k.key_hash, k.scopes, k.status, k.ip_allow_list,
-           k.rate_limit_per_minute, k.expires_at, k.revoked_at, p.status AS partner_status
-      FROM api_keys k JOIN partners p ON p.id = k.partner_id
-     WHERE k.prefix = $1"""
+# The key by its public prefix and, when the request may pass (the whole key matches, key
+# and partner are live, the address is allowed: ApiKeyService's rules), the request counted
+# in the key's window, in one statement: a partner request pays one round trip before its
+# work, and the key's counter row is locked for one statement (``count`` is NULL when the
+# request was not counted). $2 is the SHA-256 of the whole key, $5 the caller's address or
+# NULL. The table is UNLOGGED (migration 0020), so this commit waits for no WAL flush.
+CHECK_KEY = """
+    WITH k AS (
+        SELECT k.id, k.partner_id, k.key_hash, k.scopes, k.status, k.ip_allow_list,
+               k.rate_limit_per_minute, k.expires_at, k.revoked_at,
+               p.status AS partner_status
+          FROM api_keys k JOIN partners p ON p.id = k.partner_id
+         WHERE k.prefix = $1),
+    counted AS (
+        INSERT INTO api_key_windows AS w (key_id, window_start, count)
+        SELECT k.id, $3, 1 FROM k
+         WHERE k.key_hash = $2 AND k.status = 'active' AND k.revoked_at IS NULL
+           AND (k.expires_at IS NULL OR k.expires_at > $4) AND k.partner_status = 'active'
+           AND (COALESCE(cardinality(k.ip_allow_list), 0) = 0
+                OR EXISTS (SELECT FROM unnest(k.ip_allow_list) AS n
+                            WHERE $5::inet <<= n::cidr))
+        ON CONFLICT (key_id) DO UPDATE
+           SET count = CASE WHEN w.window_start = excluded.window_start THEN w.count + 1
+                            ELSE 1 END,
+               window_start = excluded.window_start
+        RETURNING count)
+    SELECT k.*, (SELECT count FROM counted) AS count FROM k"""
 
 # One row per key: a new window resets the count, so the table never grows.
 COUNT_REQUEST = """
@@ -42,17 +66,20 @@ CLEARING_SHARDS = """
      ORDER BY shard"""
 
 # Everything an accrual needs to know before it posts, in one statement: the partner with its
-# clearing shards, the member by card and the earn rate in force at the purchase (each NULL
-# when missing; no row when the partner is unknown).
-ACCRUAL_FACTS = """
+# clearing shards, the member by card with the family pool route of its miles (the
+# membership locked until commit, lms.family.routing), and the earn rate in force at the
+# purchase (each NULL when missing; no row when the partner is unknown).
+ACCRUAL_FACTS = f"""
     SELECT p.name, p.status, p.currency,
            ARRAY(SELECT a.id FROM accounts a
                   WHERE a.kind = 'system' AND a.code = 'partner:' || p.id
                   ORDER BY a.shard) AS clearing,
            m.id AS member_id, m.account_id, m.card_number,
+           route.route_id, route.route_pool_id, route.route_account_id,
            r.id AS rate_id, r.miles_per_unit_bp
       FROM partners p
       LEFT JOIN members m ON m.card_number = $2
+      {MEMBER_ROUTE_LATERAL}
       LEFT JOIN LATERAL (
            SELECT id, miles_per_unit_bp FROM partner_earn_rates
             WHERE partner_id = p.id AND category = $3 AND effective_from <= $4
@@ -94,13 +121,18 @@ class AccrualRepository:
 
 class KeyRepository:
     """The SQL of checking a partner's API key on every partner request, on a bare
-    connection (``Database.autocommit``): the lookup, then the rate-limit count."""
+    connection (``Database.autocommit``): the lookup with the rate-limit count."""
 
     def __init__(self, conn: RawConnection) -> None:
         self.conn = conn
 
-    async def key_by_prefix(self, prefix: str) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self.conn.fetchrow(KEY_BY_PREFIX, prefix)
+    async def check(self, prefix: str, key_hash: str, window_start: datetime,
+                    now: datetime, address: IPv4Address | IPv6Address | None
+                    ) -> asyncpg.Record | None:
+        """The key's row with ``count``: the request's number in its window, or None when
+        it was not counted (see CHECK_KEY)."""
+        row: asyncpg.Record | None = await self.conn.fetchrow(
+            CHECK_KEY, prefix, key_hash, window_start, now, address)
         return row
 
     async def count_request(self, key_id: int, window_start: datetime) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
+import asyncpg
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import Body, JSONBody, Parameter
@@ -18,7 +19,7 @@ from lms.api.idempotency import (
     REPLAYED_HEADER,
     IdempotencyKeyHeader,
     idempotent,
-    idempotent_raw,
+    idempotent_facts,
 )
 from lms.api.openapi import problems
 from lms.auth.guards import InsufficientScope, admin_only, current_principal, requires_scope
@@ -245,11 +246,13 @@ class PartnerAccrualController(Controller):
                      ) -> Response[AccrualOut]:
         principal = current_principal(request)
 
-        async def work(conn: RawConnection) -> AccrualOut:
-            return await AccrualService(conn, state.system_accounts).accrue(principal.id, data)
+        async def work(conn: RawConnection, facts: asyncpg.Record) -> AccrualOut:
+            return await AccrualService(conn, state.system_accounts).accrue(
+                principal.id, data, facts)
 
-        return await idempotent_raw(request, principal, state.db, work, key=idempotency_key,
-                                    required=True)
+        return await idempotent_facts(request, principal, state.db,
+                                      AccrualService.facts_query(principal.id, data), work,
+                                      key=idempotency_key)
 
     @get("/{partner_txn_id:str}", operation_id="getPartnerAccrual",
          summary="One of the partner's accruals, with what has been reversed of it",

@@ -11,7 +11,9 @@ import ipaddress
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accounts.errors import MemberNotFound
@@ -20,7 +22,8 @@ from lms.auth.principal import Principal, Role
 from lms.clock import utcnow
 from lms.db import RawConnection
 from lms.errors import LmsError
-from lms.family.routing import record_contributions, redeemable_account_for
+from lms.family.routing import record_contributions, route_of
+from lms.idempotency.service import Facts
 from lms.ledger.errors import DuplicateExternalReference
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import Actor, EntryKind, Leg, Unit
@@ -44,7 +47,12 @@ from lms.partners.errors import (
     ReversalExceedsAccrual,
 )
 from lms.partners.models import ApiKey, Partner, PartnerAccrual, PartnerEarnRate
-from lms.partners.repository import AccrualRepository, KeyRepository, PartnerRepository
+from lms.partners.repository import (
+    ACCRUAL_FACTS,
+    AccrualRepository,
+    KeyRepository,
+    PartnerRepository,
+)
 from lms.partners.schemas import (
     AccrualOut,
     AccrualRequest,
@@ -88,12 +96,21 @@ def check_networks(networks: list[str] | None) -> list[str] | None:
         raise InvalidIpAllowList(str(exc)) from exc
 
 
-def address_allowed(host: str | None, networks: list[str]) -> bool:
+@lru_cache(maxsize=4096)
+def ip_address_or_none(host: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The client's address, parsed once per address seen (every partner request needs it
+    for its key's allow list)."""
     if host is None:
-        return False
+        return None
     try:
-        address = ipaddress.ip_address(host)
+        return ipaddress.ip_address(host)
     except ValueError:
+        return None
+
+
+def address_allowed(host: str | None, networks: list[str]) -> bool:
+    address = ip_address_or_none(host)
+    if address is None:
         return False
     return any(address in ipaddress.ip_network(n) for n in networks)
 
@@ -292,7 +309,11 @@ class ApiKeyService:
         """
         now = now or utcnow()
         prefix = keys.key_prefix(token)
-        key = None if prefix is None else await self.repo.key_by_prefix(prefix)
+        if prefix is None:
+            return KeyCheck()
+        window = now.replace(second=0, microsecond=0)
+        key = await self.repo.check(prefix, keys.key_hash(token), window, now,
+                                    ip_address_or_none(client_host))
         if key is None:
             return KeyCheck()
         if (not keys.matches(token, key["key_hash"]) or key["status"] != "active"
@@ -303,9 +324,11 @@ class ApiKeyService:
             return KeyCheck(refusal=PartnerSuspended())
         if key["ip_allow_list"] and not address_allowed(client_host, key["ip_allow_list"]):
             return KeyCheck(refusal=IpNotAllowed())
-        window = now.replace(second=0, microsecond=0)
+        count = key["count"]
+        if count is None:  # pragma: no cover - the statement's rules are these rules
+            count = await self.repo.count_request(key["id"], window)
         limit = key["rate_limit_per_minute"]
-        if await self.repo.count_request(key["id"], window) > limit:
+        if count > limit:
             retry_after = int((window + RATE_WINDOW - now).total_seconds()) + 1
             return KeyCheck(refusal=RateLimited(retry_after=retry_after, limit=limit))
         return KeyCheck(Principal("partner", key["partner_id"], Role.PARTNER,
@@ -316,8 +339,8 @@ class AccrualService:
     """Miles for a partner purchase, on the unit of work's asyncpg connection
     (``Database.raw_transaction``): the partner API's hottest write.
 
-    Four statements besides the idempotency key's: what the accrual needs to know (one
-    query), the family pool route (which locks the membership), the ledger's entry, then the
+    Three statements besides the idempotency key's: what the accrual needs to know with the
+    family pool route, which locks the membership (one query), the ledger's entry, then the
     accrual's row. The row goes last, once the entry's id is known, rather than first and
     updated after: a duplicate transaction id is refused by the journal's external reference
     (the entry) or, for an accrual of no miles, by the row's own unique constraint, and
@@ -329,13 +352,24 @@ class AccrualService:
         self.repo = AccrualRepository(conn)
         self.ledger = Ledger(conn, system)
 
-    async def accrue(self, partner_id: int, data: AccrualRequest) -> AccrualOut:
+    @staticmethod
+    def facts_query(partner_id: int, data: AccrualRequest) -> Facts:
+        """The accrual's first query, for a caller that runs it with the idempotency key's
+        claim (``lms.api.idempotency.idempotent_facts``)."""
+        return Facts(ACCRUAL_FACTS, (partner_id, data.card_number, data.category,
+                                     data.occurred_at))
+
+    async def accrue(self, partner_id: int, data: AccrualRequest,
+                     facts: asyncpg.Record | None = None) -> AccrualOut:
         """Credit a purchase once, ever: the transaction id is unique per partner (in
-        partner_accruals and, as external reference, in the journal)."""
+        partner_accruals and, as external reference, in the journal). ``facts``: the row
+        of ``facts_query`` if the caller ran it already."""
         occurred = data.occurred_at
         if occurred.tzinfo is None:
             raise InvalidOccurredAt(field="occurredAt")
-        facts = await self.repo.facts(partner_id, data.card_number, data.category, occurred)
+        if facts is None:
+            facts = await self.repo.facts(partner_id, data.card_number, data.category,
+                                          occurred)
         if facts is None or not facts["clearing"]:
             raise PartnerNotFound()
         if facts["status"] != "active":
@@ -355,10 +389,12 @@ class AccrualService:
         miles = miles_for(data.amount, data.currency, facts["miles_per_unit_bp"])
         entry_id, balance_after = None, None
         if miles > 0:
-            # In a family pool, the miles go to the pool (lms.family.routing; the membership
-            # stays locked until commit) and count as the member's contribution.
-            credit_account, route = await redeemable_account_for(self.conn, member_id,
-                                                                 account_id)
+            # In a family pool, the miles go to the pool (lms.family.routing; the facts
+            # locked the membership until commit) and count as the member's contribution.
+            route = route_of(facts)
+            credit_account = route.account_id if route is not None else account_id
+            # No event of our own: consumers get the credit's miles.credited from the
+            # journal (lms/outbox/feed.py), with the entry's details.
             try:
                 entry = await self.ledger.post(
                     kind=EntryKind.ACCRUAL, actor=Actor("partner", str(partner_id)),
@@ -371,11 +407,7 @@ class AccrualService:
                     details={"partnerTxnId": data.partner_txn_id, "amount": data.amount,
                              "currency": data.currency, "category": data.category,
                              "rateId": facts["rate_id"], "memberId": member_id}
-                    | ({"familyPoolId": route.pool_id} if route else {}),
-                    events=[("miles.credited", {
-                        "memberId": member_id, "accountId": credit_account,
-                        "amount": miles, "source": f"partner:{partner_id}",
-                        "partnerTxnId": data.partner_txn_id})])
+                    | ({"familyPoolId": route.pool_id} if route else {}))
             except DuplicateExternalReference as exc:
                 raise DuplicatePartnerTransaction() from exc
             if route is not None:
@@ -466,12 +498,10 @@ class PartnerAccrualService:
                       Leg(clearing, Unit.MILES, take)],
                 details={"partnerTxnId": partner_txn_id, "accrualEntryId":
                          accrual.entry_id, "amount": amount},
-                events=[("miles.debited", {
-                    "memberId": member.id, "accountId": member.account_id,
-                    "amount": take, "source": f"partner:{partner.id}"}),
-                    ("accrual.reversed", {
-                        "partnerId": partner.id, "partnerTxnId": partner_txn_id,
-                        "amount": amount, "miles": take})],
+                # The member's miles.debited comes from the journal (lms/outbox/feed.py).
+                events=[("accrual.reversed", {
+                    "partnerId": partner.id, "partnerTxnId": partner_txn_id,
+                    "amount": amount, "miles": take})],
                 debt_account=member.account_id)
             entry_id = entry.id
             balance_after = entry.balances.get((member.account_id, Unit.MILES))

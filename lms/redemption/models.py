@@ -32,10 +32,12 @@ class RedemptionCode(Base):
     __tablename__ = "redemption_codes"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("members.id"))
+    # No foreign keys here, in partner_holds and in redemptions (migration 0021): each row
+    # names rows its transaction has just read or written, and none of them is ever deleted.
+    member_id: Mapped[int] = mapped_column(BigInteger)
     code_hash: Mapped[str] = mapped_column(String(64))
     # Bound to one partner, or usable by any partner when NULL.
-    partner_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("partners.id"))
+    partner_id: Mapped[int | None] = mapped_column(BigInteger)
     # The family pool account a pool head's code draws on; the member's own when null.
     account_id: Mapped[int | None] = mapped_column(BigInteger)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -76,10 +78,10 @@ class PartnerHold(Base):
 
     __tablename__ = "partner_holds"
 
-    hold_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("holds.id"), primary_key=True)
-    partner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("partners.id"))
-    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("members.id"))
-    code_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("redemption_codes.id"))
+    hold_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(BigInteger)
+    member_id: Mapped[int] = mapped_column(BigInteger)
+    code_id: Mapped[int | None] = mapped_column(BigInteger)
     order_reference: Mapped[str] = mapped_column(String(100))
     miles: Mapped[int] = mapped_column(BigInteger)
     cash_amount: Mapped[int] = mapped_column(BigInteger)
@@ -106,11 +108,10 @@ class Redemption(Base):
     __tablename__ = "redemptions"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    hold_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("partner_holds.hold_id"),
-                                         unique=True)
-    partner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("partners.id"))
-    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("members.id"))
-    entry_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("journal_entries.id"))
+    hold_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    partner_id: Mapped[int] = mapped_column(BigInteger)
+    member_id: Mapped[int] = mapped_column(BigInteger)
+    entry_id: Mapped[int] = mapped_column(BigInteger)
     order_reference: Mapped[str] = mapped_column(String(100))
     miles: Mapped[int] = mapped_column(BigInteger)
     refunded_miles: Mapped[int] = mapped_column(BigInteger, server_default="0")

@@ -187,6 +187,42 @@ async def test_yearly_limit_counts_earlier_days_of_the_year(
     assert ok.status_code == 201, ok.text
 
 
+async def test_the_recipients_yearly_cap_counts_what_others_gave_them(
+        client: httpx.AsyncClient, db: Database, system: SystemAccounts,
+        settings: Settings) -> None:
+    rules = await terms(db, system)
+    assert rules.yearly_received_limit is not None and rules.daily_received_limit is None
+    a, b = await pair(db, system, settings)
+    others = [await make_member(db, system, settings, last_name=f"Other {i}")
+              for i in range(3)]
+    await fund(db, system, a.account_id, 10 * rules.min_miles)
+    # Others gave b almost the cap this year; what a gave elsewhere does not count for b.
+    received = rules.yearly_received_limit - rules.min_miles - 1
+    start = datetime.now(UTC).replace(month=1, day=1, hour=0, minute=0) + timedelta(hours=1)
+
+    async def backdate(session: AsyncSession) -> None:
+        entry = (await session.execute(text("SELECT min(id) FROM journal_entries"))).scalar()
+        amounts = [received // 3, received // 3, received - 2 * (received // 3)]
+        for other, amount in zip(others, amounts, strict=True):
+            await session.execute(text(
+                "INSERT INTO gifts (sender_id, recipient_id, miles, fee, entry_id, created_at)"
+                " VALUES (:a, :b, :m, 0, :e, :t)"),
+                {"a": other.id, "b": b.id, "m": amount, "e": entry, "t": start})
+        await session.execute(text(
+            "INSERT INTO gifts (sender_id, recipient_id, miles, fee, entry_id, created_at)"
+            " VALUES (:a, :b, :m, 0, :e, :t)"),
+            {"a": a.id, "b": others[0].id, "m": rules.min_miles, "e": entry, "t": start})
+
+    await db.transaction(backdate)
+    over = await client.post("/v1/me/gifts", headers=a.key(),
+                             json=body(b, rules.min_miles + 2))
+    refused = problem(over, 409, "gift_limit_exceeded")
+    # How much is left is the recipient's business, not the sender's.
+    assert refused["period"] == "yearly" and "remaining" not in refused
+    ok = await client.post("/v1/me/gifts", headers=a.key(), json=body(b, rules.min_miles + 1))
+    assert ok.status_code == 201, ok.text
+
+
 async def test_who_may_give_and_receive(client: httpx.AsyncClient, db: Database,
                                         system: SystemAccounts, settings: Settings) -> None:
     a, b = await pair(db, system, settings, fund_each=10_000)
@@ -219,6 +255,23 @@ async def test_idempotency_key_is_required_and_a_replay_gifts_once(
     assert again.json() == first.json()
     problem(await client.post("/v1/me/gifts", headers=headers, json=body(b, 2000)),
             409, "idempotency_key_reused")
+    assert await miles(db, system, b.account_id) == 1000
+
+
+async def test_concurrent_retries_under_one_key_give_once(
+        client: httpx.AsyncClient, db: Database, system: SystemAccounts,
+        settings: Settings) -> None:
+    """The key is claimed by the gift's first statement, which also locks both members: the
+    retries wait for the first to commit, then replay its answer."""
+    a, b = await pair(db, system, settings)
+    await fund(db, system, a.account_id, 10_000)
+    headers = a.key()
+    responses = await asyncio.gather(*(
+        client.post("/v1/me/gifts", headers=headers, json=body(b, 1000)) for _ in range(8)))
+    assert [r.status_code for r in responses] == [201] * 8
+    replayed = [r.headers.get("Idempotency-Replayed") == "true" for r in responses]
+    assert replayed.count(False) == 1
+    assert len({r.json()["id"] for r in responses}) == 1
     assert await miles(db, system, b.account_id) == 1000
 
 
