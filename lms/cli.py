@@ -38,16 +38,14 @@ def pin_database_url() -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from lms import migrate
+    from lms.serve import serve
 
     settings = get_settings()
     url = pin_database_url()
     if args.migrate:
         migrate.upgrade(url)
-    uvicorn.run("lms.app:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, **uvicorn_options(settings.log_level))
+    serve(args.host, args.port, args.workers, uvicorn_options(settings.log_level))
     return 0
 
 
@@ -438,7 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("serve", cmd_serve, "run the API and web pages")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1,
+                   help="API processes, each listening on its own SO_REUSEPORT socket")
     p.add_argument("--no-migrate", dest="migrate", action="store_false",
                    help="do not apply migrations before serving")
 

@@ -40,10 +40,17 @@ INSERT INTO outbox_events (topic, payload)
 SELECT t, p::jsonb FROM unnest($1::text[], $2::text[]) AS e(t, p)
 """
 
+# Account by account, each found by key: joined on the balance rows alone, the planner read
+# every account (a hash or merge join over the whole table: 20 ms of CPU a batch at 100,000
+# members, 68-83 ms a batch in the 1M-coupon bench) to find the batch's thousand. The keys
+# reach the planner through a sub-select so that it never sees how many there are: shown a
+# thousand, it would rather hash whole tables in the first plans of every connection.
 LOCK_BATCH_BALANCES = """
+WITH k AS MATERIALIZED (
+  SELECT DISTINCT unnest(string_to_array((SELECT $1::text), E'\\x1f')::bigint[]) AS id
+)
 SELECT b.account_id, b.unit, b.posted, a.status
-FROM balances b JOIN accounts a ON a.id = b.account_id
-WHERE b.account_id = ANY(string_to_array($1, E'\\x1f')::bigint[])
+FROM k JOIN accounts a ON a.id = k.id JOIN balances b ON b.account_id = k.id
 ORDER BY b.account_id, b.unit
 FOR UPDATE OF b
 """
