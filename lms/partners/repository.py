@@ -27,7 +27,8 @@ from lms.partners.models import (
 # in the key's window, in one statement: a partner request pays one round trip before its
 # work, and the key's counter row is locked for one statement (``count`` is NULL when the
 # request was not counted). $2 is the SHA-256 of the whole key, $5 the caller's address or
-# NULL. The table is UNLOGGED (migration 0020), so this commit waits for no WAL flush.
+# NULL. The table is UNLOGGED (migration 0020), so this commit waits for no WAL flush. The
+# window only moves forward (COUNT_REQUEST says why).
 CHECK_KEY = """
     WITH k AS (
         SELECT k.id, k.partner_id, k.key_hash, k.scopes, k.status, k.ip_allow_list,
@@ -44,19 +45,23 @@ CHECK_KEY = """
                 OR EXISTS (SELECT FROM unnest(k.ip_allow_list) AS n
                             WHERE $5::inet <<= n::cidr))
         ON CONFLICT (key_id) DO UPDATE
-           SET count = CASE WHEN w.window_start = excluded.window_start THEN w.count + 1
-                            ELSE 1 END,
-               window_start = excluded.window_start
+           SET count = CASE WHEN excluded.window_start > w.window_start THEN 1
+                            ELSE w.count + 1 END,
+               window_start = GREATEST(w.window_start, excluded.window_start)
         RETURNING count)
     SELECT k.*, (SELECT count FROM counted) AS count FROM k"""
 
-# One row per key: a new window resets the count, so the table never grows.
+# One row per key: a new window resets the count, so the table never grows. A window only
+# moves forward: a request that read the clock just before the minute turned, but is counted
+# after one from the new minute, counts in the new window. Letting it set the window back
+# reset the count at each such crossing, and concurrent calls at the edge of a minute then
+# passed far beyond the limit (18 of 20 with a limit of 5).
 COUNT_REQUEST = """
     INSERT INTO api_key_windows AS w (key_id, window_start, count) VALUES ($1, $2, 1)
     ON CONFLICT (key_id) DO UPDATE
-       SET count = CASE WHEN w.window_start = excluded.window_start THEN w.count + 1
-                        ELSE 1 END,
-           window_start = excluded.window_start
+       SET count = CASE WHEN excluded.window_start > w.window_start THEN 1
+                        ELSE w.count + 1 END,
+           window_start = GREATEST(w.window_start, excluded.window_start)
     RETURNING count"""
 
 # A partner's clearing accounts (lms.partners.clearing), shard 0 first; served by

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.audit.models import AuditRecord
 from lms.db import Database
+from lms.partners.errors import RateLimited
 from lms.partners.models import ApiKey
+from lms.partners.service import ApiKeyService, KeyCheck
 from lms.settings import Settings
 from tests.factories import bearer, register_member
 from tests.partners.support import (
@@ -176,6 +178,29 @@ async def test_rate_limit_holds_under_concurrent_calls(
     # Within one window exactly 5 pass; across a window edge at most 10.
     assert 5 <= len(ok) <= 10
     assert all(r.status_code in (404, 429) for r in responses)
+
+
+async def test_a_request_stamped_before_the_minute_turned_counts_in_the_new_window(
+        client: httpx.AsyncClient, admin: dict[str, str], db: Database) -> None:
+    """Concurrent calls at the edge of a minute reach the counter out of order: one that
+    read the clock at 11:59:59.9 may be counted after one of 12:00:00.1. The window never
+    moves back, so such calls count in the newer window instead of resetting it."""
+    partner = await make_partner(client, admin)
+    key = await issue_key(client, admin, partner["code"], rateLimitPerMinute=5)
+    newer = datetime(2031, 5, 1, 12, 0, 0, 100_000, tzinfo=UTC)
+    older = newer - timedelta(seconds=0.2)
+
+    async def call(at: datetime) -> KeyCheck:
+        return await db.autocommit(
+            lambda conn: ApiKeyService(conn).authenticate(key, "127.0.0.1", now=at))
+
+    passed = 0
+    for at in [older, newer] * 10:
+        check = await call(at)
+        passed += check.refusal is None
+        assert check.refusal is None or isinstance(check.refusal, RateLimited)
+    # The first call opens 11:59's window, the second 12:00's; all others count in 12:00's.
+    assert passed == 1 + 5
 
 
 async def test_admin_api_is_for_admins_only(client: httpx.AsyncClient,
