@@ -182,6 +182,8 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_ledger_verify(args: argparse.Namespace) -> int:
     from lms.db import Database
     from lms.ledger.verify import INVARIANTS, verify
+    from lms.references import CHECKS as REFERENCE_CHECKS
+    from lms.references import verify_references
     from lms.settlement.verify import CHECKS, verify_statements
 
     async def run() -> int:
@@ -191,12 +193,13 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
                 violations = await verify(conn, limit=args.limit)
                 # Same transaction, so the statements are checked against the same snapshot.
                 violations += await verify_statements(conn, limit=args.limit)
+                violations += await verify_references(conn, limit=args.limit)
         finally:
             await db.dispose()
         for v in violations:
             print(v)
         broken = {v.invariant.number for v in violations}
-        for inv in (*INVARIANTS, *CHECKS):
+        for inv in (*INVARIANTS, *CHECKS, *REFERENCE_CHECKS):
             mark = "FAIL" if inv.number in broken else "ok"
             print(f"[{mark:>4}] {inv.number}. {inv.name}", file=sys.stderr)
         return 1 if violations else 0

@@ -6,6 +6,7 @@ them and exits 1 if there is any; the tests run the same checks after every conc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,13 +118,20 @@ class Violation:
         return f"invariant {self.invariant.number} ({self.invariant.name}): {details}"
 
 
+async def run_checks(conn: AsyncConnection, checks: Sequence[Invariant], limit: int,
+                     tables: Sequence[str] = ()) -> list[Violation]:
+    """The violations of ``checks`` (at most ``limit`` each); ``tables`` fills a check's
+    ``:tables`` parameter."""
+    violations: list[Violation] = []
+    for check in checks:
+        params = {"tables": list(tables)} if ":tables" in check.sql else {}
+        result = await conn.execute(text(f"SELECT * FROM ({check.sql}) v LIMIT {int(limit)}"),
+                                    params)
+        violations.extend(Violation(check, dict(r._mapping)) for r in result)
+    return violations
+
+
 async def verify(conn: AsyncConnection, limit: int = 100) -> list[Violation]:
     """All violations (at most ``limit`` per invariant), read in one repeatable snapshot."""
     await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
-    violations: list[Violation] = []
-    for inv in INVARIANTS:
-        params = {"tables": list(APPEND_ONLY_TABLES)} if ":tables" in inv.sql else {}
-        result = await conn.execute(text(f"SELECT * FROM ({inv.sql}) v LIMIT {int(limit)}"),
-                                    params)
-        violations.extend(Violation(inv, dict(r._mapping)) for r in result)
-    return violations
+    return await run_checks(conn, INVARIANTS, limit, APPEND_ONLY_TABLES)

@@ -10,10 +10,9 @@ and TRUNCATE.
 
 from __future__ import annotations
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from lms.ledger.verify import Invariant, Violation
+from lms.ledger.verify import Invariant, Violation, run_checks
 from lms.settlement.models import SNAPSHOT_TABLES
 
 MONTH_START = "(s.month::timestamp AT TIME ZONE 'UTC')"
@@ -95,10 +94,4 @@ CHECKS: tuple[Invariant, ...] = (
 async def verify_statements(conn: AsyncConnection, limit: int = 100) -> list[Violation]:
     """Every violation (at most ``limit`` per check). Run it in the same repeatable-read
     transaction as the ledger's checks, so both read one snapshot."""
-    violations: list[Violation] = []
-    for check in CHECKS:
-        params = {"tables": list(SNAPSHOT_TABLES)} if ":tables" in check.sql else {}
-        result = await conn.execute(text(f"SELECT * FROM ({check.sql}) v LIMIT {int(limit)}"),
-                                    params)
-        violations.extend(Violation(check, dict(r._mapping)) for r in result)
-    return violations
+    return await run_checks(conn, CHECKS, limit, SNAPSHOT_TABLES)
