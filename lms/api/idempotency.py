@@ -159,9 +159,7 @@ async def idempotent_facts(
     hottest writes) and ``work`` gets the facts' row. A replay does not run ``work``."""
     if key is None:
         raise IdempotencyKeyRequired()
-    key = validate_key(key)
-    scope = principal.key if principal is not None else ANONYMOUS
-    request_fingerprint = await fingerprint(request)
+    scope, key, request_fingerprint = await _scoped(request, principal, key, ())
 
     async def unit(conn: RawConnection) -> tuple[StoredAnswer, bool]:
         keys = IdempotencyService(conn)
@@ -174,6 +172,14 @@ async def idempotent_facts(
 
     answer, replayed = await db.raw_transaction(unit)
     return _answer(answer, replayed=replayed)
+
+
+async def _scoped(request: Request[Any, Any, Any], principal: Principal | None, key: str,
+                  secret_fields: Collection[str]) -> tuple[str, str, str]:
+    """The key's owner (its principal, or anonymous), the key checked, and the request's
+    fingerprint: what every idempotent unit of work claims the key with."""
+    scope = principal.key if principal is not None else ANONYMOUS
+    return scope, validate_key(key), await fingerprint(request, secret_fields)
 
 
 async def _idempotent(
@@ -193,9 +199,7 @@ async def _idempotent(
         body = await run(work)
         return _answer(StoredAnswer(status_code, encode_json(body)), replayed=False)
 
-    key = validate_key(key)
-    scope = principal.key if principal is not None else ANONYMOUS
-    request_fingerprint = await fingerprint(request, secret_fields)
+    scope, key, request_fingerprint = await _scoped(request, principal, key, secret_fields)
 
     async def unit(conn: C) -> tuple[StoredAnswer, bool]:
         keys = IdempotencyService(conn)
