@@ -1,7 +1,7 @@
 """SQL of consent codes, the per-card guard, partner holds, redemptions and refunds.
 
 ``RedemptionRepository`` speaks through a session; ``HoldWriteRepository`` is the hot path
-of captures and voids on a bare asyncpg connection.
+of codes, holds, captures and voids on a bare asyncpg connection.
 """
 
 from __future__ import annotations
@@ -108,20 +108,6 @@ class RedemptionRepository:
             .order_by(RedemptionRefund.id))).scalars())
 
 
-# A partner's hold as a capture or void needs it, with the partner and its clearing shards,
-# in one statement: no row when the partner is unknown, hold columns NULL when the hold is
-# not this partner's.
-HOLD_FACTS = """
-    SELECT p.name, p.status,
-           ARRAY(SELECT a.id FROM accounts a
-                  WHERE a.kind = 'system' AND a.code = 'partner:' || p.id
-                  ORDER BY a.shard) AS clearing,
-           h.hold_id, h.member_id, h.order_reference, h.cash_amount, h.currency,
-           h.value_per_mile_milli_minor
-      FROM partners p
-      LEFT JOIN partner_holds h ON h.partner_id = p.id AND h.hold_id = $2
-     WHERE p.id = $1"""
-
 # After the card's lock: its guard against guessing and the live code with that hash, with
 # its member (each NULL when missing).
 CODE_FACTS = """
@@ -185,16 +171,22 @@ ADD_HOLD = """
                                cash_amount, currency, value_per_mile_milli_minor, origin)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"""
 
-ADD_REDEMPTION = """
-    INSERT INTO redemptions (hold_id, partner_id, member_id, entry_id, order_reference, miles,
-                             cash_amount, currency, value_per_mile_milli_minor)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-    RETURNING id, refunded_miles, created_at"""
+# A partner's capture and void of a hold, each its whole unit of work in one statement
+# (migration 0026), run in autocommit: the key's claim, the checks, the ledger's work, the
+# hold closed with its event (and the redemption's row) and the stored answer.
+CAPTURE_HOLD = """
+    SELECT status_code, response_body, replayed
+      FROM partner_hold_capture($1, $2, $3, $4, $5, $6)"""
+
+VOID_HOLD = """
+    SELECT status_code, response_body, replayed
+      FROM partner_hold_void($1, $2, $3, $4, $5)"""
 
 
 class HoldWriteRepository:
-    """The SQL of a partner's code check, hold, capture and void besides the ledger's, on
-    the unit of work's asyncpg connection (``Database.raw_transaction``)."""
+    """The SQL of a partner's code check and hold besides the ledger's, on the unit of
+    work's asyncpg connection (``Database.raw_transaction``), and of its capture and void,
+    each one statement on a bare connection (``Database.autocommit``)."""
 
     def __init__(self, conn: RawConnection) -> None:
         self.conn = conn
@@ -251,16 +243,19 @@ class HoldWriteRepository:
                                 order_reference, miles, cash_amount, currency,
                                 value_per_mile_milli_minor, origin)
 
-    async def hold_facts(self, partner_id: int, hold_id: int) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self.conn.fetchrow(HOLD_FACTS, partner_id, hold_id)
+    async def capture(self, principal: str, key: str, fingerprint: str, *, partner_id: int,
+                      hold_id: int, miles: int | None) -> asyncpg.Record:
+        """partner_hold_capture()'s one row: ``status_code``, ``response_body``,
+        ``replayed``."""
+        row: asyncpg.Record | None = await self.conn.fetchrow(
+            CAPTURE_HOLD, principal, key, fingerprint, partner_id, hold_id, miles)
+        assert row is not None  # a function with OUT parameters returns one row
         return row
 
-    async def add_redemption(self, *, hold_id: int, partner_id: int, member_id: int,
-                             entry_id: int, order_reference: str, miles: int,
-                             cash_amount: int, currency: str,
-                             value_per_mile_milli_minor: int) -> asyncpg.Record:
+    async def void(self, principal: str, key: str, fingerprint: str, *, partner_id: int,
+                   hold_id: int) -> asyncpg.Record:
+        """partner_hold_void()'s one row, as ``capture``'s."""
         row: asyncpg.Record | None = await self.conn.fetchrow(
-            ADD_REDEMPTION, hold_id, partner_id, member_id, entry_id, order_reference, miles,
-            cash_amount, currency, value_per_mile_milli_minor)
+            VOID_HOLD, principal, key, fingerprint, partner_id, hold_id)
         assert row is not None
         return row

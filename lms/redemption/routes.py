@@ -16,6 +16,7 @@ from lms.api.idempotency import (
     REPLAYED_HEADER,
     IdempotencyKeyHeader,
     idempotent,
+    idempotent_call,
     idempotent_raw,
 )
 from lms.api.openapi import MAX_ID, problems
@@ -64,6 +65,7 @@ from lms.redemption.schemas import (
 from lms.redemption.service import (
     AnsweredBefore,
     ConsentService,
+    HoldClose,
     HoldWriteService,
     MemberCodes,
     RedemptionService,
@@ -244,14 +246,9 @@ class PartnerRedemptionController(Controller):
                       data: Annotated[CaptureRequest | None, Body()] = None
                       ) -> Response[RedemptionOut]:
         principal = current_principal(request)
-        miles = (data or CaptureRequest()).miles
-
-        async def work(conn: RawConnection) -> RedemptionOut:
-            return await HoldWriteService(conn, state.system_accounts).capture(
-                principal.id, hold_id, miles)
-
-        return await idempotent_raw(request, principal, state.db, work, key=idempotency_key,
-                                    required=True)
+        close = HoldClose(principal.id, hold_id, (data or CaptureRequest()).miles)
+        return await idempotent_call(request, principal, state.db, close.capture,
+                                     key=idempotency_key, refusal=close.refusal)
 
     @post("/holds/{hold_id:int}/void", operation_id="voidPartnerHold", status_code=200,
           summary="Release a hold's miles",
@@ -263,13 +260,9 @@ class PartnerRedemptionController(Controller):
     async def void(self, request: Request[Any, Any, Any], hold_id: HoldPath, state: State,
                    idempotency_key: IdempotencyKeyHeader = None) -> Response[HoldOut]:
         principal = current_principal(request)
-
-        async def work(conn: RawConnection) -> HoldOut:
-            return await HoldWriteService(conn, state.system_accounts).void(principal.id,
-                                                                            hold_id)
-
-        return await idempotent_raw(request, principal, state.db, work, key=idempotency_key,
-                                    status_code=200, required=True)
+        close = HoldClose(principal.id, hold_id)
+        return await idempotent_call(request, principal, state.db, close.void,
+                                     key=idempotency_key, refusal=close.refusal)
 
     @get("/redemptions", operation_id="listPartnerRedemptions",
          summary="The partner's redemptions for an order reference",

@@ -25,9 +25,9 @@ from lms.clock import utcnow
 from lms.db import Database, RawConnection, raw_connection
 from lms.errors import LmsError
 from lms.family.repository import FamilyRepository
-from lms.ledger.errors import HoldNotFound
+from lms.ledger.errors import CaptureExceedsHold, HoldExpired, HoldNotFound, HoldNotPending
 from lms.ledger.repository import LedgerRepository
-from lms.ledger.service import Ledger, SystemAccounts
+from lms.ledger.service import Ledger, SystemAccounts, ledger_error
 from lms.ledger.types import Actor, EntryKind, HoldView, Leg, Unit
 from lms.partners.clearing import clearing_shard, ensure_clearing
 from lms.partners.errors import CurrencyMismatch, PartnerNotFound, PartnerSuspended
@@ -440,9 +440,9 @@ class RedemptionService:
 
 
 class HoldWriteService:
-    """A partner's quotes, and holds opened, captured and voided, on an asyncpg
-    connection (``Database.raw_transaction``): what the partner, member or hold must be is
-    read in one statement before the ledger takes its locks."""
+    """A partner's quotes and holds opened, on an asyncpg connection
+    (``Database.raw_transaction``): what the partner and member must be is read in one
+    statement before the ledger takes its locks."""
 
     def __init__(self, conn: RawConnection, system: SystemAccounts) -> None:
         self.repo = HoldWriteRepository(conn)
@@ -483,16 +483,6 @@ class HoldWriteService:
                         max_miles=figures.max_miles, cash_at_min_miles=figures.cash_at_min,
                         cash_at_max_miles=figures.cash_at_max)
 
-    async def _facts(self, partner_id: int, hold_id: int) -> asyncpg.Record:
-        facts = await self.repo.hold_facts(partner_id, hold_id)
-        if facts is None or not facts["clearing"]:
-            raise PartnerNotFound()
-        if facts["status"] != "active":
-            raise PartnerSuspended()
-        if facts["hold_id"] is None:
-            raise HoldNotFound()
-        return facts
-
     async def create_hold(self, partner_id: int, check: CodeCheck | None,
                           data: HoldRequest) -> HoldOut:
         """Open a hold for the member whose code was checked; the code is consumed in this
@@ -523,37 +513,57 @@ class HoldWriteService:
             value_per_mile_milli_minor=value, origin="partner")
         return hold_answer(hold, data.cash_amount, currency, data.order_reference, None)
 
-    async def capture(self, partner_id: int, hold_id: int, miles: int | None
-                      ) -> RedemptionOut:
-        """Capture all or part of a pending hold (the rest is released) into the partner's
-        clearing account. Expired: 409 hold_expired; closed: 409 hold_not_pending."""
-        facts = await self._facts(partner_id, hold_id)
-        order, cash, currency = (facts["order_reference"], facts["cash_amount"],
-                                 facts["currency"])
-        value = facts["value_per_mile_milli_minor"]
-        captured, entry = await self.ledger.capture(
-            hold_id, miles, actor=Actor("partner", str(partner_id)),
-            to_system=clearing_shard(facts["clearing"], facts["member_id"]),
-            description=f"{facts['name']}: order {order}",
-            details={"partnerId": partner_id, "holdId": hold_id, "orderReference": order,
-                     "cashAmount": cash, "currency": currency})
-        row = await self.repo.add_redemption(
-            hold_id=hold_id, partner_id=partner_id, member_id=facts["member_id"],
-            entry_id=entry.id, order_reference=order, miles=captured.captured,
-            cash_amount=cash, currency=currency, value_per_mile_milli_minor=value)
-        return RedemptionOut(
-            id=row["id"], hold_id=hold_id, order_reference=order, miles=captured.captured,
-            refunded_miles=row["refunded_miles"],
-            refundable_miles=captured.captured - row["refunded_miles"], cash_amount=cash,
-            currency=currency, value_per_mile_milli_minor=value,
-            miles_value=pricing.miles_worth(captured.captured, value),
-            created_at=row["created_at"], refunds=[])
 
-    async def void(self, partner_id: int, hold_id: int) -> HoldOut:
-        facts = await self._facts(partner_id, hold_id)
-        voided = await self.ledger.void(hold_id, actor=Actor("partner", str(partner_id)))
-        return hold_answer(voided, facts["cash_amount"], facts["currency"],
-                           facts["order_reference"], None)
+class HoldClose:
+    """A partner's capture or void of one of its holds. Each is one statement in autocommit
+    (partner_hold_capture() and partner_hold_void(), migration 0026), which holds the rules
+    that need the database; here: the problems for the functions' refusals.
+
+    Capture: all or part of a pending hold (the rest is released) into the partner's
+    clearing account, answered with the redemption. Void: the hold's miles released. An
+    expired hold: 409 hold_expired; one captured or voided before: 409 hold_not_pending.
+    """
+
+    def __init__(self, partner_id: int, hold_id: int, miles: int | None = None) -> None:
+        self.partner_id = partner_id
+        self.hold_id = hold_id
+        # Miles to capture; all that is held when None.
+        self.miles = miles
+
+    async def capture(self, conn: RawConnection, principal: str, key: str, fingerprint: str
+                      ) -> asyncpg.Record:
+        """The function's row (``status_code``, ``response_body``, ``replayed``) for the
+        request under its Idempotency-Key (``lms.api.idempotency.idempotent_call``)."""
+        return await HoldWriteRepository(conn).capture(
+            principal, key, fingerprint, partner_id=self.partner_id, hold_id=self.hold_id,
+            miles=self.miles)
+
+    async def void(self, conn: RawConnection, principal: str, key: str, fingerprint: str
+                   ) -> asyncpg.Record:
+        return await HoldWriteRepository(conn).void(
+            principal, key, fingerprint, partner_id=self.partner_id, hold_id=self.hold_id)
+
+    @staticmethod
+    def refusal(exc: asyncpg.PostgresError) -> Exception | None:
+        """The problem for the functions' refusals and ledger_post()'s errors; None for
+        anything else."""
+        state = getattr(exc, "sqlstate", None)
+        detail = getattr(exc, "detail", None) or ""
+        if state == "RH001":
+            return PartnerNotFound()
+        if state == "RH002":
+            return PartnerSuspended()
+        if state == "RH003":
+            return HoldNotFound()
+        if state == "RH004":
+            return HoldNotPending(f"The hold is {detail}")
+        if state == "RH005":
+            return HoldExpired()
+        if state == "RH006":
+            info = json.loads(detail)
+            return CaptureExceedsHold(f"{info['requested']} requested, {info['held']} held")
+        error = ledger_error(exc, None, None)
+        return error if isinstance(error, LmsError) else None
 
 
 def redemption_out(r: Redemption, refunds: list[RedemptionRefund]) -> RedemptionOut:

@@ -191,14 +191,12 @@ async def test_the_redemption_flow(client: httpx.AsyncClient, db: Database,
     captured, statements = await sent.during(
         lambda: capture(client, shop["key"], response.json()["id"]))
     assert captured.status_code == 201, captured.text
-    assert statements == ["CHECK_KEY", "BEGIN;", "CLAIM", "HOLD_FACTS", "LOCK_HOLD",
-                          "POST_ENTRY", "CLOSE_HOLD", "INSERT_OUTBOX", "ADD_REDEMPTION",
-                          "ANSWER", "COMMIT;"]
+    # The capture's whole unit of work is one function call (partner_hold_capture(),
+    # migration 0026), and so is the void's.
+    assert statements == ["CHECK_KEY", "CAPTURE_HOLD"]
 
     voiding = await hold()
     voided, statements = await sent.during(
         lambda: void(client, shop["key"], voiding.json()["id"]))
     assert voided.status_code == 200, voided.text
-    assert statements == ["CHECK_KEY", "BEGIN;", "CLAIM", "HOLD_FACTS", "LOCK_HOLD",
-                          "LOCK_BALANCES", "RELEASE_HELD", "CLOSE_HOLD", "INSERT_OUTBOX",
-                          "ANSWER", "COMMIT;"]
+    assert statements == ["CHECK_KEY", "VOID_HOLD"]
