@@ -133,22 +133,6 @@ async def idempotent(
                              secret_fields=secret_fields)
 
 
-async def idempotent_raw(
-    request: Request[Any, Any, Any],
-    principal: Principal | None,
-    db: Database,
-    work: Callable[[RawConnection], Awaitable[Any]],
-    *,
-    key: str | None,
-    status_code: int = 201,
-    required: bool = False,
-) -> Response[Any]:
-    """``idempotent`` for work on a bare asyncpg connection (``Database.raw_transaction``):
-    the money path, where a SQLAlchemy session costs more CPU than the ledger's work."""
-    return await _idempotent(request, principal, db.raw_transaction, work, key=key,
-                             status_code=status_code, required=required, secret_fields=())
-
-
 async def idempotent_facts(
     request: Request[Any, Any, Any],
     principal: Principal | None,
@@ -159,7 +143,9 @@ async def idempotent_facts(
     key: str | None,
     status_code: int = 201,
 ) -> Response[Any]:
-    """``idempotent_raw`` with the key required, for work whose first query is ``facts``:
+    """``idempotent`` with the key required, on a bare asyncpg connection
+    (``Database.raw_transaction``: the money path, where a SQLAlchemy session costs more CPU
+    than the ledger's work), for work whose first query is ``facts``:
     the key is claimed by the same statement (one round trip less on the money path's
     hottest writes) and ``work`` gets the facts' row. A replay does not run ``work``."""
     if key is None:

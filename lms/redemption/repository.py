@@ -6,7 +6,7 @@ of codes, holds, captures and voids on a bare asyncpg connection.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -108,22 +108,6 @@ class RedemptionRepository:
             .order_by(RedemptionRefund.id))).scalars())
 
 
-# After the card's lock: its guard against guessing and the live code with that hash, with
-# its member (each NULL when missing).
-CODE_FACTS = """
-    SELECT g.failures, g.window_started_at, g.locked_until,
-           c.id AS code_id, c.partner_id AS code_partner_id, c.account_id AS code_account_id,
-           c.member_id, c.card_number, c.member_status
-      FROM (SELECT 1) AS one
-      LEFT JOIN redemption_guards g ON g.card_number = $1
-      LEFT JOIN LATERAL (
-           SELECT c.id, c.partner_id, c.account_id, m.id AS member_id, m.card_number,
-                  m.status AS member_status
-             FROM redemption_codes c JOIN members m ON m.id = c.member_id
-            WHERE c.code_hash = $2 AND c.used_at IS NULL AND c.revoked_at IS NULL
-              AND c.expires_at > $3
-            LIMIT 1) c ON true"""
-
 # What issuing a code needs: the member, its card's guard and the partner the code is bound
 # to, if any (partner columns NULL when no partner has that code).
 ISSUE_FACTS = """
@@ -138,22 +122,6 @@ ADD_CODE = """
     INSERT INTO redemption_codes (member_id, partner_id, account_id, expires_at, code_hash)
     VALUES ($1, $2, $3, $4, $5)"""
 
-LOCK_CARD = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
-
-SAVE_GUARD = """
-    INSERT INTO redemption_guards (card_number, failures, window_started_at, locked_until,
-                                   updated_at)
-    VALUES ($1, $2, $3, $4, $5)
-    ON CONFLICT (card_number) DO UPDATE
-       SET failures = excluded.failures, window_started_at = excluded.window_started_at,
-           locked_until = excluded.locked_until, updated_at = excluded.updated_at"""
-
-MEMBER_BY_CARD = "SELECT id, card_number FROM members WHERE card_number = $1"
-
-REVOKE_LIVE_CODES = """
-    UPDATE redemption_codes SET revoked_at = $2
-     WHERE member_id = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2"""
-
 # What opening a hold needs besides the code: the partner's contract and the member.
 OPEN_FACTS = """
     SELECT p.name, p.status, p.currency, p.value_per_mile_milli_minor, p.min_cash_share_bp,
@@ -161,19 +129,21 @@ OPEN_FACTS = """
       FROM partners p LEFT JOIN members m ON m.id = $2
      WHERE p.id = $1"""
 
-CONSUME_CODE = """
-    UPDATE redemption_codes SET used_at = $2
-     WHERE id = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2
-    RETURNING id"""
+# A member code a partner presents, checked in one statement of its own (migration 0026), run
+# in autocommit so that a wrong code stays counted: a refusal, or the code's member and the
+# account it draws on.
+CHECK_CODE = """
+    SELECT refusal, refusal_detail, code_id, member_id, account_id
+      FROM member_code_check($1, $2, $3, $4, $5, $6, $7, NULL, NULL)"""
 
-ADD_HOLD = """
-    INSERT INTO partner_holds (hold_id, partner_id, member_id, code_id, order_reference, miles,
-                               cash_amount, currency, value_per_mile_milli_minor, origin)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"""
+# A partner's hold opened, captured and voided, each its whole unit of work in one statement
+# (migration 0026), run in autocommit: the code's check (opening), the key's claim, the
+# rules, the ledger's work, the rows and events, and the stored answer.
+OPEN_HOLD = """
+    SELECT status_code, response_body, replayed, refusal, refusal_detail
+      FROM partner_hold_open($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                             $16)"""
 
-# A partner's capture and void of a hold, each its whole unit of work in one statement
-# (migration 0026), run in autocommit: the key's claim, the checks, the ledger's work, the
-# hold closed with its event (and the redemption's row) and the stored answer.
 CAPTURE_HOLD = """
     SELECT status_code, response_body, replayed
       FROM partner_hold_capture($1, $2, $3, $4, $5, $6)"""
@@ -184,9 +154,9 @@ VOID_HOLD = """
 
 
 class HoldWriteRepository:
-    """The SQL of a partner's code check and hold besides the ledger's, on the unit of
-    work's asyncpg connection (``Database.raw_transaction``), and of its capture and void,
-    each one statement on a bare connection (``Database.autocommit``)."""
+    """The SQL of a member's code issued (``Database.raw_transaction``), and of a partner's
+    code check, quote, hold, capture and void, each one statement on a bare connection
+    (``Database.autocommit``)."""
 
     def __init__(self, conn: RawConnection) -> None:
         self.conn = conn
@@ -202,46 +172,36 @@ class HoldWriteRepository:
         await self.conn.execute(ADD_CODE, member_id, partner_id, account_id, expires_at,
                                 code_hash)
 
-    async def lock_card(self, card_number: str) -> None:
-        """Serialise every code check of one card number (known or not) until the end of the
-        transaction: each check sees the failures of the one before it."""
-        await self.conn.execute(LOCK_CARD, "redemption:" + card_number)
-
-    async def code_facts(self, card_number: str, code_hash: str, now: datetime
-                         ) -> asyncpg.Record:
-        row: asyncpg.Record | None = await self.conn.fetchrow(CODE_FACTS, card_number,
-                                                              code_hash, now)
-        assert row is not None
-        return row
-
-    async def save_guard(self, card_number: str, *, failures: int, window_started_at: datetime,
-                         locked_until: datetime | None, now: datetime) -> None:
-        await self.conn.execute(SAVE_GUARD, card_number, failures, window_started_at,
-                                locked_until, now)
-
-    async def member_by_card(self, card_number: str) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self.conn.fetchrow(MEMBER_BY_CARD, card_number)
-        return row
-
-    async def revoke_live_codes(self, member_id: int, now: datetime) -> None:
-        await self.conn.execute(REVOKE_LIVE_CODES, member_id, now)
-
     async def open_facts(self, partner_id: int, member_id: int) -> asyncpg.Record | None:
         row: asyncpg.Record | None = await self.conn.fetchrow(OPEN_FACTS, partner_id,
                                                               member_id)
         return row
 
-    async def consume_code(self, code_id: int, now: datetime) -> bool:
-        """Mark a live code used; False when it was used, revoked or expired meanwhile (a
-        concurrent use of the same code waits here for the first one's commit)."""
-        return await self.conn.fetchval(CONSUME_CODE, code_id, now) is not None
+    async def check_code(self, partner_id: int, card_number: str, code_hash: str,
+                         now: datetime, *, max_failures: int, window: timedelta,
+                         lock: timedelta) -> asyncpg.Record:
+        """member_code_check()'s one row: ``refusal`` (NULL when the code is good) and
+        ``refusal_detail``, else ``code_id``, ``member_id`` and ``account_id``."""
+        row: asyncpg.Record | None = await self.conn.fetchrow(
+            CHECK_CODE, partner_id, card_number, code_hash, now, max_failures, window, lock)
+        assert row is not None
+        return row
 
-    async def add_hold(self, *, hold_id: int, partner_id: int, member_id: int,
-                       code_id: int | None, order_reference: str, miles: int, cash_amount: int,
-                       currency: str, value_per_mile_milli_minor: int, origin: str) -> None:
-        await self.conn.execute(ADD_HOLD, hold_id, partner_id, member_id, code_id,
-                                order_reference, miles, cash_amount, currency,
-                                value_per_mile_milli_minor, origin)
+    async def open_hold(self, principal: str, key: str, fingerprint: str, *,
+                        partner_id: int, card_number: str, code_hash: str, miles: int,
+                        cash_amount: int, currency: str, order_reference: str,
+                        expires_at: datetime, now: datetime, max_failures: int,
+                        window: timedelta, lock: timedelta, hold_max_ttl: timedelta
+                        ) -> asyncpg.Record:
+        """partner_hold_open()'s one row: ``refusal`` and ``refusal_detail`` when the code
+        was refused (a wrong one counted), else ``status_code``, ``response_body`` and
+        ``replayed``."""
+        row: asyncpg.Record | None = await self.conn.fetchrow(
+            OPEN_HOLD, principal, key, fingerprint, partner_id, card_number, code_hash, miles,
+            cash_amount, currency, order_reference, expires_at, now, max_failures, window,
+            lock, hold_max_ttl)
+        assert row is not None
+        return row
 
     async def capture(self, principal: str, key: str, fingerprint: str, *, partner_id: int,
                       hold_id: int, miles: int | None) -> asyncpg.Record:

@@ -17,16 +17,10 @@ from lms.api.idempotency import (
     IdempotencyKeyHeader,
     idempotent,
     idempotent_call,
-    idempotent_raw,
 )
 from lms.api.openapi import MAX_ID, problems
 from lms.auth.guards import current_principal, member_only, requires_scope
-from lms.auth.principal import Principal
-from lms.db import RawConnection
 from lms.errors import Forbidden, Unauthorized, ValidationFailed
-from lms.idempotency.errors import IdempotencyKeyRequired
-from lms.idempotency.repository import IdempotencyRepository
-from lms.idempotency.service import validate_key
 from lms.ledger.errors import (
     AccountClosed,
     CaptureExceedsHold,
@@ -63,13 +57,14 @@ from lms.redemption.schemas import (
     RefundRequest,
 )
 from lms.redemption.service import (
-    AnsweredBefore,
     ConsentService,
     HoldClose,
+    HoldOpen,
     HoldWriteService,
     MemberCodes,
     RedemptionService,
     check_member_code,
+    hold_refusal,
 )
 
 HoldPath = Annotated[int, Parameter(ge=1, le=MAX_ID, description="The hold's id")]
@@ -83,13 +78,6 @@ CODE_PROBLEMS = (InvalidMemberCode, RedemptionLocked, MemberLocked)
 
 def service(session: AsyncSession, state: State) -> RedemptionService:
     return RedemptionService(session, state.system_accounts, state.settings)
-
-
-def answered_probe(principal: Principal, key: str) -> AnsweredBefore:
-    async def answered(conn: RawConnection) -> bool:
-        return await IdempotencyRepository(conn).get(principal.key, key) is not None
-
-    return answered
 
 
 class MyRedemptionController(Controller):
@@ -171,7 +159,6 @@ class PartnerRedemptionController(Controller):
         principal = current_principal(request)
         check = await check_member_code(state.db, state.settings, principal.id,
                                         data.card_number, data.member_code)
-        assert check is not None
         # Reads only: each statement commits by itself (Database.autocommit).
         result: QuoteOut = await state.db.autocommit(
             lambda conn: HoldWriteService(conn, state.system_accounts).quote(
@@ -195,21 +182,11 @@ class PartnerRedemptionController(Controller):
                           state: State, idempotency_key: IdempotencyKeyHeader = None
                           ) -> Response[HoldOut]:
         principal = current_principal(request)
-        if idempotency_key is None:
-            raise IdempotencyKeyRequired()
-        key = validate_key(idempotency_key)
-        # A retry of a hold that was made must replay it, not be refused for the code it
-        # used up: the check knows whether this key was answered before.
-        check = await check_member_code(state.db, state.settings, principal.id,
-                                        data.card_number, data.member_code,
-                                        answered_probe(principal, key))
-
-        async def work(conn: RawConnection) -> HoldOut:
-            return await HoldWriteService(conn, state.system_accounts).create_hold(
-                principal.id, check, data)
-
-        return await idempotent_raw(request, principal, state.db, work, key=key,
-                                    required=True)
+        # A retry of a hold that was made replays it, not refused for the code it used up:
+        # the function checks the code only for a key not answered before.
+        hold = HoldOpen(principal.id, data, state.settings)
+        return await idempotent_call(request, principal, state.db, hold.open,
+                                     key=idempotency_key, refusal=hold_refusal)
 
     @get("/holds", operation_id="listPartnerHolds",
          summary="The partner's holds for an order reference",
@@ -248,7 +225,7 @@ class PartnerRedemptionController(Controller):
         principal = current_principal(request)
         close = HoldClose(principal.id, hold_id, (data or CaptureRequest()).miles)
         return await idempotent_call(request, principal, state.db, close.capture,
-                                     key=idempotency_key, refusal=close.refusal)
+                                     key=idempotency_key, refusal=hold_refusal)
 
     @post("/holds/{hold_id:int}/void", operation_id="voidPartnerHold", status_code=200,
           summary="Release a hold's miles",
@@ -262,7 +239,7 @@ class PartnerRedemptionController(Controller):
         principal = current_principal(request)
         close = HoldClose(principal.id, hold_id)
         return await idempotent_call(request, principal, state.db, close.void,
-                                     key=idempotency_key, refusal=close.refusal)
+                                     key=idempotency_key, refusal=hold_refusal)
 
     @get("/redemptions", operation_id="listPartnerRedemptions",
          summary="The partner's redemptions for an order reference",

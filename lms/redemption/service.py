@@ -1,16 +1,19 @@
 """Member consent, quotes, holds, captures, voids and refunds of partner redemptions.
 
-A partner opens a hold with the member's card number and one-time code. Checking the code is
-a unit of work of its own (``check_member_code``), committed even when the code is wrong, so
-that wrong codes are counted; the hold itself then consumes the code in the same unit of work
-as the ledger hold. Every miles movement goes through the ledger with the partner as actor;
-captures move the miles to the partner's clearing account, refunds bring them back.
+A partner opens a hold with the member's card number and one-time code. The code's check is
+committed even when the code is wrong, so that wrong codes are counted: a quote checks it in a
+statement of its own (``check_member_code``); a hold is opened by one statement that checks
+the code, answers a wrong one (counted) without an error, and otherwise consumes it in the
+same unit of work as the ledger hold. Every miles movement goes through the ledger with the
+partner as actor; captures move the miles to the partner's clearing account, refunds bring
+them back. Opening, capturing and voiding a partner's hold are each one SQL function
+(migration 0026); here are the arguments only Python knows and the problems for their
+refusals.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -23,11 +26,16 @@ from lms.accounts.models import Member
 from lms.accounts.repository import MemberRepository
 from lms.clock import utcnow
 from lms.db import Database, RawConnection, raw_connection
-from lms.errors import LmsError
+from lms.errors import LmsError, ValidationFailed
 from lms.family.repository import FamilyRepository
-from lms.ledger.errors import CaptureExceedsHold, HoldExpired, HoldNotFound, HoldNotPending
-from lms.ledger.repository import LedgerRepository
-from lms.ledger.service import Ledger, SystemAccounts, ledger_error
+from lms.ledger.errors import (
+    CaptureExceedsHold,
+    HoldExpired,
+    HoldNotFound,
+    HoldNotPending,
+    InsufficientMiles,
+)
+from lms.ledger.service import Ledger, SystemAccounts, default_config, ledger_error
 from lms.ledger.types import Actor, EntryKind, HoldView, Leg, Unit
 from lms.partners.clearing import clearing_shard, ensure_clearing
 from lms.partners.errors import CurrencyMismatch, PartnerNotFound, PartnerSuspended
@@ -65,10 +73,6 @@ from lms.settings import Settings
 # The programme's own airline, through which members' award bookings are held (seeded by
 # migration 0006).
 INTERNAL_PARTNER = "lm-awards"
-
-# Whether the request being checked was answered before under its Idempotency-Key.
-AnsweredBefore = Callable[[RawConnection], Awaitable[bool]]
-
 
 @dataclass(frozen=True, slots=True)
 class CodeCheck:
@@ -145,19 +149,11 @@ class ConsentService:
                                     active_codes=await self.repo.live_code_count(member.id,
                                                                                   now))
 
-    async def check(self, partner_id: int, card_number: str, code: str,
-                    answered_before: AnsweredBefore | None = None
-                    ) -> CodeCheck | LmsError | None:
-        """``MemberCodes.check`` inside this session's transaction."""
-        return await MemberCodes(await raw_connection(self.session), self.settings).check(
-            partner_id, card_number, code, answered_before)
-
 
 class MemberCodes:
-    """Members' one-time codes issued, and checked when a partner presents one, on an
-    asyncpg connection inside a transaction. Issuing: the member, the card's guard and the
-    bound partner in one query, then the code. Checking: the lock on the card, then its
-    guard and the code in one query."""
+    """Members' one-time codes issued, on an asyncpg connection inside a transaction: the
+    member, the card's guard and the bound partner in one query, then the code. A partner's
+    check of a code is member_code_check() (``check_member_code``, ``HoldOpen``)."""
 
     def __init__(self, conn: RawConnection, settings: Settings) -> None:
         self.conn = conn
@@ -196,76 +192,34 @@ class MemberCodes:
                                       facts["card_number"], code))
         return RedemptionCodeOut(code=code, expires_at=expires, partner_code=partner_code)
 
-    async def check(self, partner_id: int, card_number: str, code: str,
-                    answered_before: AnsweredBefore | None = None
-                    ) -> CodeCheck | LmsError | None:
-        """The code's member, a refusal to raise once this unit of work has committed (a
-        wrong code is counted here), or None when the request was answered before under its
-        Idempotency-Key (its replay must not be refused for the code it consumed).
 
-        An unknown card and a wrong, expired, used or differently bound code take the same
-        steps (one lookup by hash, one failure counted against the card number as sent) and
-        give the same answer.
-        """
-        await self.repo.lock_card(card_number)
-        if answered_before is not None and await answered_before(self.conn):
-            return None
-        now = utcnow()
-        facts = await self.repo.code_facts(
-            card_number, codes.code_hash(self.settings.redemption_code_secret, card_number,
-                                         code), now)
-        guard = (None if facts["failures"] is None else
-                 Guard(facts["failures"], facts["window_started_at"], facts["locked_until"]))
-        recent, locked = guard_state(guard, self.policy, now)
-        if locked is not None:
-            return RedemptionLocked(lockedUntil=locked.isoformat())
-        found = facts["code_id"] is not None and facts["code_partner_id"] in (None,
-                                                                              partner_id)
-        if not found:
-            # A retry whose first attempt consumed the code just now replays its answer.
-            if answered_before is not None and await answered_before(self.conn):
-                return None
-            await self._count_failure(card_number, guard, recent, now)
-            return InvalidMemberCode()
-        if facts["card_number"] != card_number:  # pragma: no cover - the hash covers the card
-            return InvalidMemberCode()
-        if facts["member_status"] != "active":
-            return MemberLocked()
-        return CodeCheck(code_id=facts["code_id"], member_id=facts["member_id"],
-                         account_id=facts["code_account_id"])
-
-    async def _count_failure(self, card_number: str, guard: Guard | None, recent: int,
-                             now: datetime) -> None:
-        window_start = guard.window_started_at if guard is not None and recent else now
-        failures = recent + 1
-        if failures < self.policy.max_failures:
-            await self.repo.save_guard(card_number, failures=failures,
-                                       window_started_at=window_start, locked_until=None,
-                                       now=now)
-            return
-        until = now + self.policy.lock
-        await self.repo.save_guard(card_number, failures=0, window_started_at=now,
-                                   locked_until=until, now=now)
-        member = await self.repo.member_by_card(card_number)
-        if member is not None:
-            # Codes out there may be what is being guessed at: the member makes new ones.
-            await self.repo.revoke_live_codes(member["id"], now)
-            await LedgerRepository(self.conn).add_events([(
-                "member.redemption_locked", json.dumps({
-                    "memberId": member["id"], "cardNumber": member["card_number"],
-                    "lockedUntil": until.isoformat(), "failures": failures}))])
+def code_refusal(refusal: str | None, detail: str | None) -> LmsError | None:
+    """The problem for member_code_check()'s refusal (None: the code is good). An unknown card
+    and a wrong, expired, used or differently bound code give the same answer."""
+    if refusal is None:
+        return None
+    if refusal == "redemption_locked":
+        return RedemptionLocked(lockedUntil=detail)
+    if refusal == "member_locked":
+        return MemberLocked()
+    return InvalidMemberCode()
 
 
 async def check_member_code(db: Database, settings: Settings, partner_id: int,
-                            card_number: str, code: str,
-                            answered_before: AnsweredBefore | None = None) -> CodeCheck | None:
-    """Check a member code in a unit of work of its own, committed whatever the outcome (so
-    that a wrong code is counted), then raise the refusal if any."""
-    outcome = await db.raw_transaction(lambda conn: MemberCodes(conn, settings).check(
-        partner_id, card_number, code, answered_before))
-    if isinstance(outcome, LmsError):
-        raise outcome
-    return outcome
+                            card_number: str, code: str) -> CodeCheck:
+    """Check a member code in one statement of its own (member_code_check(), migration 0026),
+    committed whatever the outcome (so that a wrong code is counted), then raise the refusal
+    if any."""
+    policy = GuardPolicy.from_settings(settings)
+    code_hash = codes.code_hash(settings.redemption_code_secret, card_number, code)
+    row = await db.autocommit(lambda conn: HoldWriteRepository(conn).check_code(
+        partner_id, card_number, code_hash, utcnow(), max_failures=policy.max_failures,
+        window=policy.window, lock=policy.lock))
+    refusal = code_refusal(row["refusal"], row["refusal_detail"])
+    if refusal is not None:
+        raise refusal
+    return CodeCheck(code_id=row["code_id"], member_id=row["member_id"],
+                     account_id=row["account_id"])
 
 
 async def internal_partner(session: AsyncSession, system: SystemAccounts) -> Partner:
@@ -440,9 +394,8 @@ class RedemptionService:
 
 
 class HoldWriteService:
-    """A partner's quotes and holds opened, on an asyncpg connection
-    (``Database.raw_transaction``): what the partner and member must be is read in one
-    statement before the ledger takes its locks."""
+    """A partner's quotes, on a bare asyncpg connection (``Database.autocommit``): what the
+    partner and member must be is read in one statement, then the member's balances."""
 
     def __init__(self, conn: RawConnection, system: SystemAccounts) -> None:
         self.repo = HoldWriteRepository(conn)
@@ -483,41 +436,47 @@ class HoldWriteService:
                         max_miles=figures.max_miles, cash_at_min_miles=figures.cash_at_min,
                         cash_at_max_miles=figures.cash_at_max)
 
-    async def create_hold(self, partner_id: int, check: CodeCheck | None,
-                          data: HoldRequest) -> HoldOut:
-        """Open a hold for the member whose code was checked; the code is consumed in this
-        unit of work, so it is used exactly when the hold exists."""
-        facts = await self._contract(partner_id, check.member_id if check else 0,
-                                     data.currency)
-        value, currency = facts["value_per_mile_milli_minor"], facts["currency"]
-        share = facts["min_cash_share_bp"]
-        if not pricing.within_cash_share(data.miles, data.cash_amount, value, share):
-            raise CashShareTooLow(
-                f"At least {share / 100:g}% of the order must be paid in cash",
-                field="cashAmount")
-        if check is None or not await self.repo.consume_code(check.code_id, utcnow()):
-            raise InvalidMemberCode()
-        if facts["member_status"] is None:
-            raise InvalidMemberCode()  # pragma: no cover - codes belong to members
-        if facts["member_status"] != "active":
-            raise MemberLocked()
-        hold = await self.ledger.create_hold(
-            check.account_id or facts["account_id"], data.miles,
-            actor=Actor("partner", str(partner_id)),
-            expires_at=utcnow() + timedelta(seconds=data.ttl_seconds),
-            reference=data.order_reference)
-        await self.repo.add_hold(
-            hold_id=hold.id, partner_id=partner_id, member_id=check.member_id,
-            code_id=check.code_id, order_reference=data.order_reference, miles=data.miles,
-            cash_amount=data.cash_amount, currency=currency,
-            value_per_mile_milli_minor=value, origin="partner")
-        return hold_answer(hold, data.cash_amount, currency, data.order_reference, None)
+class HoldOpen:
+    """A partner's hold opened for the member whose code it presents: one statement in
+    autocommit (partner_hold_open(), migration 0026), which checks the code (a wrong one is
+    counted and answered without an error, so that the count is committed), then, under the
+    Idempotency-Key, checks the contract and the cash share, consumes the code, reserves
+    the miles and records the hold. Here: the values only Python knows (the code's hash under
+    the server's secret, the clock, the settings) and the code's refusal."""
+
+    def __init__(self, partner_id: int, data: HoldRequest, settings: Settings) -> None:
+        self.partner_id = partner_id
+        self.data = data
+        self.settings = settings
+
+    async def open(self, conn: RawConnection, principal: str, key: str, fingerprint: str
+                   ) -> asyncpg.Record:
+        """The function's row for the request under its Idempotency-Key
+        (``lms.api.idempotency.idempotent_call``); the code's refusal raised, after the
+        statement committed the count of a wrong code."""
+        data, settings = self.data, self.settings
+        policy = GuardPolicy.from_settings(settings)
+        now = utcnow()
+        row = await HoldWriteRepository(conn).open_hold(
+            principal, key, fingerprint, partner_id=self.partner_id,
+            card_number=data.card_number,
+            code_hash=codes.code_hash(settings.redemption_code_secret, data.card_number,
+                                      data.member_code),
+            miles=data.miles, cash_amount=data.cash_amount, currency=data.currency,
+            order_reference=data.order_reference,
+            expires_at=now + timedelta(seconds=data.ttl_seconds), now=now,
+            max_failures=policy.max_failures, window=policy.window, lock=policy.lock,
+            hold_max_ttl=default_config().hold_max_ttl)
+        refusal = code_refusal(row["refusal"], row["refusal_detail"])
+        if refusal is not None:
+            raise refusal
+        return row
 
 
 class HoldClose:
     """A partner's capture or void of one of its holds. Each is one statement in autocommit
     (partner_hold_capture() and partner_hold_void(), migration 0026), which holds the rules
-    that need the database; here: the problems for the functions' refusals.
+    that need the database; their refusals are ``hold_refusal``'s problems.
 
     Capture: all or part of a pending hold (the rest is released) into the partner's
     clearing account, answered with the redemption. Void: the hold's miles released. An
@@ -543,27 +502,47 @@ class HoldClose:
         return await HoldWriteRepository(conn).void(
             principal, key, fingerprint, partner_id=self.partner_id, hold_id=self.hold_id)
 
-    @staticmethod
-    def refusal(exc: asyncpg.PostgresError) -> Exception | None:
-        """The problem for the functions' refusals and ledger_post()'s errors; None for
-        anything else."""
-        state = getattr(exc, "sqlstate", None)
-        detail = getattr(exc, "detail", None) or ""
-        if state == "RH001":
-            return PartnerNotFound()
-        if state == "RH002":
-            return PartnerSuspended()
-        if state == "RH003":
-            return HoldNotFound()
-        if state == "RH004":
-            return HoldNotPending(f"The hold is {detail}")
-        if state == "RH005":
-            return HoldExpired()
-        if state == "RH006":
-            info = json.loads(detail)
-            return CaptureExceedsHold(f"{info['requested']} requested, {info['held']} held")
-        error = ledger_error(exc, None, None)
-        return error if isinstance(error, LmsError) else None
+
+def hold_refusal(exc: asyncpg.PostgresError) -> Exception | None:
+    """The problem for a refusal of partner_hold_open(), partner_hold_capture() or
+    partner_hold_void() and for ledger_post()'s errors; None for anything else."""
+    state = getattr(exc, "sqlstate", None)
+    detail = getattr(exc, "detail", None) or ""
+    if state == "RH001":
+        return PartnerNotFound()
+    if state == "RH002":
+        return PartnerSuspended()
+    if state == "RH003":
+        return HoldNotFound()
+    if state == "RH004":
+        return HoldNotPending(f"The hold is {detail}")
+    if state == "RH005":
+        return HoldExpired()
+    if state == "RH006":
+        info = json.loads(detail)
+        return CaptureExceedsHold(f"{info['requested']} requested, {info['held']} held")
+    if state == "RH007":
+        return RedemptionNotOffered()
+    if state == "RH008":
+        return CurrencyMismatch(f"The contract's currency is {detail}", field="currency")
+    if state == "RH009":
+        return CashShareTooLow(
+            f"At least {int(detail) / 100:g}% of the order must be paid in cash",
+            field="cashAmount")
+    if state == "RH010":
+        return InvalidMemberCode()
+    if state == "RH011":
+        return MemberLocked()
+    if state == "RH012":
+        return ValidationFailed(f"A hold may last at most {default_config().hold_max_ttl}",
+                                field="expiresAt")
+    if state == "RH013":
+        info = json.loads(detail)
+        return InsufficientMiles(
+            f"{info['available']} miles available, {info['requested']} needed",
+            available=info["available"], requested=info["requested"])
+    error = ledger_error(exc, None, None)
+    return error if isinstance(error, LmsError) else None
 
 
 def redemption_out(r: Redemption, refunds: list[RedemptionRefund]) -> RedemptionOut:

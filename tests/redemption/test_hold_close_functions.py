@@ -21,7 +21,7 @@ from lms.ledger.errors import AccountClosed
 from lms.ledger.repository import hold_from_row
 from lms.ledger.service import Ledger, SystemAccounts, hold_event
 from lms.partners.clearing import clearing_shard
-from lms.redemption.service import HoldClose
+from lms.redemption.service import HoldClose, hold_refusal
 from tests.factories import bearer
 from tests.partners.support import assert_problem
 from tests.redemption.support import (
@@ -78,7 +78,7 @@ async def refused(db: Database, partner_id: int, hold_id: int, *, void_it: bool 
     stored = await fetchrow(db, "SELECT count(*) AS n FROM idempotency_keys WHERE key = $1",
                             key)
     assert stored["n"] == 0  # the claim rolled back with the refusal
-    return caught.value.sqlstate, HoldClose.refusal(caught.value)
+    return caught.value.sqlstate, hold_refusal(caught.value)
 
 
 async def hold_state(db: Database, hold_id: int) -> tuple[str, int, int, int]:
@@ -304,8 +304,8 @@ async def test_each_refusal_in_its_order(
     assert await hold_state(db, due["id"]) == ("pending", 0, 300, 10_000)
     # ledger_post()'s errors are the ledger's problems; anything else is no refusal (None:
     # raised as it is).
-    assert isinstance(HoldClose.refusal(await raised(db, "LD003", "1")), AccountClosed)
-    assert HoldClose.refusal(await raised(db, "22012", "")) is None
+    assert isinstance(hold_refusal(await raised(db, "LD003", "1")), AccountClosed)
+    assert hold_refusal(await raised(db, "22012", "")) is None
 
 
 async def raised(db: Database, state: str, detail: str) -> asyncpg.PostgresError:

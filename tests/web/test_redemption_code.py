@@ -9,14 +9,13 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from litestar import Litestar
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accounts.repository import MemberRepository
 from lms.db import Database
 from lms.errors import LmsError
 from lms.family.service import FamilyService
 from lms.partners.repository import PartnerRepository
-from lms.redemption.service import INTERNAL_PARTNER, CodeCheck, ConsentService
+from lms.redemption.service import INTERNAL_PARTNER, CodeCheck, check_member_code
 from lms.settings import Settings
 from tests.web.support import browser, sign_up, submit
 
@@ -38,11 +37,12 @@ async def card_of(db: Database, email: str) -> tuple[int, str]:
 async def partner_check(db: Database, settings: Settings, card: str, code: str
                         ) -> CodeCheck | LmsError | None:
     """The code as a partner presents it (the programme's own airline)."""
-    async def work(session: AsyncSession) -> CodeCheck | LmsError | None:
-        partner = await PartnerRepository(session).by_code(INTERNAL_PARTNER)
-        assert partner is not None
-        return await ConsentService(session, settings).check(partner.id, card, code)
-    return await db.transaction(work)
+    partner = await db.transaction(lambda s: PartnerRepository(s).by_code(INTERNAL_PARTNER))
+    assert partner is not None
+    try:
+        return await check_member_code(db, settings, partner.id, card, code)
+    except LmsError as refusal:
+        return refusal
 
 
 async def test_code_is_shown_once_and_works_at_a_partner(
