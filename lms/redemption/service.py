@@ -436,6 +436,7 @@ class HoldWriteService:
                         max_miles=figures.max_miles, cash_at_min_miles=figures.cash_at_min,
                         cash_at_max_miles=figures.cash_at_max)
 
+
 class HoldOpen:
     """A partner's hold opened for the member whose code it presents: one statement in
     autocommit (partner_hold_open(), migration 0026), which checks the code (a wrong one is

@@ -18,7 +18,7 @@ import pytest
 from lms.db import Database, RawConnection
 from lms.errors import ValidationFailed
 from lms.ledger.service import SystemAccounts
-from lms.redemption import codes
+from lms.redemption import codes, pricing
 from lms.redemption.repository import HoldWriteRepository
 from lms.redemption.service import GuardPolicy, hold_refusal
 from lms.settings import Settings
@@ -216,3 +216,15 @@ async def test_one_code_used_by_racing_requests_opens_one_hold(
     failures = await scalar(db, "SELECT failures FROM redemption_guards "
                                 "WHERE card_number = :c", c=member["card"])
     assert failures == 3
+
+
+async def test_the_cash_share_is_pricing_within_cash_share_at_its_edge(
+        client: httpx.AsyncClient, admin: dict[str, str], member: dict[str, Any]) -> None:
+    shop = await redeeming_partner(client, admin, value=800, min_cash_bp=2500)
+    for miles, cash in ((936, 251), (937, 250), (3, 0), (1, 1), (1, 3)):
+        response = await open_hold(client, shop["key"], hold_body(
+            member["card"], await new_code(client, member), miles=miles, cashAmount=cash))
+        if pricing.within_cash_share(miles, cash, 800, 2500):
+            assert response.status_code == 201, (miles, cash, response.text)
+        else:
+            assert_problem(response, 422, "cash_share_too_low")
