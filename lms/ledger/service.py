@@ -253,28 +253,42 @@ class Ledger:
         (external_ref, account_id, miles, status_miles, segments, effective_at, description,
         details JSON, lot_expires_at[, miles_account_id]); returns the entry ids. The
         optional tenth value credits the row's MILES to that account (a family pool)."""
-        totals: dict[tuple[int, str], int] = defaultdict(int)
-        for row in rows:
-            miles_account = row[9] if len(row) > 9 and row[9] is not None else row[1]
-            for unit, amount, system, account in (
-                    (Unit.MILES, row[2], issuance, miles_account),
-                    (Unit.STATUS_MILES, row[3], qualification, row[1]),
-                    (Unit.SEGMENTS, row[4], qualification, row[1])):
-                if amount:
-                    totals[(account, str(unit))] += amount
-                    totals[(system, str(unit))] -= amount
+        # Each leg's balance_after, along the batch's order, from the balances as locked:
+        # what the statement would otherwise work out again with a window over every leg.
+        running: dict[tuple[int, str], int] = {}
+        afters: list[tuple[int, ...]] = []
+        locked = self._locked
+        miles, status, segments = str(Unit.MILES), str(Unit.STATUS_MILES), str(Unit.SEGMENTS)
+        system_keys = ((issuance, miles), (qualification, status), (qualification, segments))
         try:
-            balances = {key: self._locked[key] for key in totals}
+            for row in rows:
+                account = row[1]
+                miles_account = row[9] if len(row) > 9 and row[9] is not None else account
+                after = [0, 0, 0, 0, 0, 0]  # a zero leg stays 0: no posting carries it
+                for n, (system, member, amount) in enumerate((
+                        (system_keys[0], (miles_account, miles), row[2]),
+                        (system_keys[1], (account, status), row[3]),
+                        (system_keys[2], (account, segments), row[4]))):
+                    if amount:
+                        after[2 * n] = running[system] = (
+                            running.get(system, locked[system]) - amount)
+                        after[2 * n + 1] = running[member] = (
+                            running.get(member, locked[member]) + amount)
+                # A credit first repays any debt; only the rest opens a lot (ledger_post()).
+                credited = row[2]
+                lot = (max(after[1], 0) - max(after[1] - credited, 0)) if credited > 0 else 0
+                after.append(lot)
+                afters.append(tuple(after))
         except KeyError as exc:
             raise RuntimeError(f"post_credits before lock_for_credits of {exc}") from exc
+        totals = {key: balance - locked[key] for key, balance in running.items()}
         try:
             ids = await (await self.repo()).post_credits(
-                rows, issuance=issuance, qualification=qualification, actor_type=actor.type,
-                actor_id=actor.id, source=source, balances=balances, totals=dict(totals))
+                rows, afters, issuance=issuance, qualification=qualification,
+                actor_type=actor.type, actor_id=actor.id, source=source, totals=totals)
         except asyncpg.PostgresError as exc:
             raise ledger_error(exc, source, None) from exc
-        for key, amount in totals.items():
-            self._locked[key] += amount
+        self._locked.update(running)
         return ids
 
     # -- common shapes of entries ------------------------------------------------------------
