@@ -49,6 +49,7 @@ from lms.idempotency.service import (
     IdempotencyService,
     StoredAnswer,
     request_hash,
+    sql_refusal,
     validate_key,
 )
 
@@ -73,6 +74,10 @@ REPLAYED_HEADER = [ResponseHeader(
 IDEMPOTENCY_PROBLEMS = (IdempotencyKeyInvalid, IdempotencyKeyReused,
                         IdempotencyRequestUnfinished)
 IDEMPOTENCY_REQUIRED_PROBLEMS = (*IDEMPOTENCY_PROBLEMS, IdempotencyKeyRequired)
+
+# A write done whole by one SQL function (``idempotent_call``): called with the connection, the
+# key's owner, the key and the request's fingerprint, it returns the function's one row.
+SqlCall = Callable[[RawConnection, str, str, str], Awaitable[asyncpg.Record]]
 
 # What a unit of work runs on: a SQLAlchemy session or a bare asyncpg connection.
 C = TypeVar("C", AsyncSession, RawConnection)
@@ -172,6 +177,44 @@ async def idempotent_facts(
 
     answer, replayed = await db.raw_transaction(unit)
     return _answer(answer, replayed=replayed)
+
+
+async def idempotent_call(
+    request: Request[Any, Any, Any],
+    principal: Principal | None,
+    db: Database,
+    call: SqlCall,
+    *,
+    key: str | None,
+    refusal: Callable[[asyncpg.PostgresError], Exception | None],
+) -> Response[Any]:
+    """The key required, for a write done whole by one SQL function: one round trip and one
+    commit in all (``Database.autocommit``: a lone statement is atomic).
+
+    The function takes the key's owner, the key and the request's fingerprint as its first
+    arguments, claims the key with ``idempotency_claim()`` before its work and stores its
+    answer with ``idempotency_answer()`` after (migration 0022), and returns one row:
+    ``status_code``, ``response_body`` (the JSON it answered, or the stored one) and
+    ``replayed``. A business refusal is an error with a SQLSTATE of its own, which
+    ``refusal`` turns into the API's problem (None: not a refusal, raised as it is); the
+    error rolls the claim back with the rest, so errors are never stored.
+    """
+    if key is None:
+        raise IdempotencyKeyRequired()
+    scope, key, request_fingerprint = await _scoped(request, principal, key, ())
+
+    async def once(conn: RawConnection) -> asyncpg.Record:
+        try:
+            return await call(conn, scope, key, request_fingerprint)
+        except asyncpg.PostgresError as exc:
+            problem = sql_refusal(exc) or refusal(exc)
+            if problem is None:
+                raise
+            raise problem from exc
+
+    row = await db.autocommit(once)
+    return _answer(StoredAnswer(row["status_code"], bytes(row["response_body"])),
+                   replayed=row["replayed"])
 
 
 async def _scoped(request: Request[Any, Any, Any], principal: Principal | None, key: str,

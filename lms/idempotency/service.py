@@ -66,6 +66,17 @@ class Facts:
     args: tuple[Any, ...]
 
 
+def sql_refusal(exc: asyncpg.PostgresError) -> Exception | None:
+    """The problem for a refusal of idempotency_claim() (migration 0022), which a write done
+    by one SQL function raises from its first step; None for any other error."""
+    state = getattr(exc, "sqlstate", None)
+    if state == "ID001":
+        return IdempotencyKeyReused()
+    if state == "ID002":
+        return IdempotencyRequestUnfinished()
+    return None
+
+
 class IdempotencyService:
     def __init__(self, session: AsyncSession | RawConnection) -> None:
         self.repo = IdempotencyRepository(session)
