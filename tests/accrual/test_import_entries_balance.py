@@ -110,7 +110,7 @@ async def test_each_leg_carries_its_running_balance_and_a_debt_is_repaid_before_
                                    progress=None, reevaluate_tiers=False)
     assert summary.credited == 30
 
-    async def read(session: AsyncSession) -> tuple[list[object], list[Any], int, int]:
+    async def read(session: AsyncSession) -> tuple[list[Any], list[Any], int, int]:
         broken = list((await session.execute(
             text(BROKEN_CHAIN), {"first": first, "carrier": carrier})).all())
         legs = list((await session.execute(
