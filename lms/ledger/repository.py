@@ -403,6 +403,8 @@ def packed(values: Iterable[Any]) -> str:
         texts = column
     elif kinds <= {int}:
         texts = map(str, column)
+    elif kinds == {type(None)}:  # a column of NULLs (no family pool in a batch of credits)
+        texts = [""] * len(column)
     else:
         iso: dict[datetime, str] = {}  # a batch's datetimes are a few hundred distinct days
         texts = []

@@ -251,34 +251,40 @@ class Ledger:
         """One credit entry per row from the given system shards, in one statement: see
         POST_CREDITS. Every account must have been locked by ``lock_for_credits``. Rows:
         (external_ref, account_id, miles, status_miles, segments, effective_at, description,
-        details JSON, lot_expires_at[, miles_account_id]); returns the entry ids. The
-        optional tenth value credits the row's MILES to that account (a family pool)."""
+        details JSON, lot_expires_at[, miles_account_id]), times as datetimes or ISO text;
+        returns the entry ids. The optional tenth value credits the row's MILES to that
+        account (a family pool)."""
         # Each leg's balance_after, along the batch's order, from the balances as locked:
         # what the statement would otherwise work out again with a window over every leg.
         running: dict[tuple[int, str], int] = {}
         afters: list[tuple[int, ...]] = []
         locked = self._locked
         miles, status, segments = str(Unit.MILES), str(Unit.STATUS_MILES), str(Unit.SEGMENTS)
-        system_keys = ((issuance, miles), (qualification, status), (qualification, segments))
+        issued, qualified = (issuance, miles), (qualification, status)
+        counted = (qualification, segments)
         try:
+            # The hot loop of a bulk import: six legs a coupon, written out.
             for row in rows:
-                account = row[1]
+                account, credited, status_miles, segment_count = row[1], row[2], row[3], row[4]
                 miles_account = row[9] if len(row) > 9 and row[9] is not None else account
-                after = [0, 0, 0, 0, 0, 0]  # a zero leg stays 0: no posting carries it
-                for n, (system, member, amount) in enumerate((
-                        (system_keys[0], (miles_account, miles), row[2]),
-                        (system_keys[1], (account, status), row[3]),
-                        (system_keys[2], (account, segments), row[4]))):
-                    if amount:
-                        after[2 * n] = running[system] = (
-                            running.get(system, locked[system]) - amount)
-                        after[2 * n + 1] = running[member] = (
-                            running.get(member, locked[member]) + amount)
-                # A credit first repays any debt; only the rest opens a lot (ledger_post()).
-                credited = row[2]
-                lot = (max(after[1], 0) - max(after[1] - credited, 0)) if credited > 0 else 0
-                after.append(lot)
-                afters.append(tuple(after))
+                a1 = a2 = a3 = a4 = a5 = a6 = lot = 0  # a zero leg is left out: stays 0
+                if credited:
+                    a1 = running[issued] = running.get(issued, locked[issued]) - credited
+                    key = (miles_account, miles)
+                    a2 = running[key] = running.get(key, locked[key]) + credited
+                    if credited > 0:  # a credit first repays any debt; the rest opens a lot
+                        lot = max(a2, 0) - max(a2 - credited, 0)
+                if status_miles:
+                    a3 = running[qualified] = (running.get(qualified, locked[qualified])
+                                               - status_miles)
+                    key = (account, status)
+                    a4 = running[key] = running.get(key, locked[key]) + status_miles
+                if segment_count:
+                    a5 = running[counted] = (running.get(counted, locked[counted])
+                                             - segment_count)
+                    key = (account, segments)
+                    a6 = running[key] = running.get(key, locked[key]) + segment_count
+                afters.append((a1, a2, a3, a4, a5, a6, lot))
         except KeyError as exc:
             raise RuntimeError(f"post_credits before lock_for_credits of {exc}") from exc
         totals = {key: balance - locked[key] for key, balance in running.items()}
