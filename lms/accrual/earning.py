@@ -123,8 +123,9 @@ class Promotion:
 
 
 # Coupons' earnings without promotions kept per rule book (see RuleBook.base_earning): a feed
-# holds a few hundred thousand distinct (route, class, tier, period) at most; past this the
-# memo starts again rather than grow without bound (fares in the key make it unbounded).
+# holds some tens of thousands of distinct (route, class, period) at most, each with its
+# tiers; past this the memo starts again rather than grow without bound (fares in the key
+# would make it unbounded).
 BASE_EARNINGS_KEPT = 200_000
 
 
@@ -141,8 +142,8 @@ class RuleBook:
     # so a day's period (its index here) stands for the day in ``_base``'s keys.
     _changes: list[date] = field(default_factory=list, repr=False, compare=False)
     _periods: dict[date, int] = field(default_factory=dict, repr=False, compare=False)
-    _base: dict[tuple[Any, ...], Earning | Rejection] = field(default_factory=dict,
-                                                               repr=False, compare=False)
+    _base: dict[tuple[Any, ...], dict[str, Earning | Rejection]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     def add(self, kind: RuleKind, key: str, effective_from: date, body: Any) -> None:
         entries = self.versions.setdefault((kind, key), [])
@@ -177,12 +178,15 @@ class RuleBook:
         if period is None:
             period = self._periods[on] = bisect.bisect_right(self._changes, on)
         key = (coupon.marketing_carrier, coupon.booking_class, coupon.origin,
-               coupon.destination, tier, period, coupon.fare_amount, coupon.fare_currency)
-        found = self._base.get(key)
-        if found is None:
+               coupon.destination, period, coupon.fare_amount, coupon.fare_currency)
+        by_tier = self._base.get(key)
+        if by_tier is None:
             if len(self._base) >= BASE_EARNINGS_KEPT:
                 self._base.clear()
-            found = self._base[key] = earn_base(self, coupon, tier)
+            by_tier = self._base[key] = {}
+        found = by_tier.get(tier)
+        if found is None:
+            found = by_tier[tier] = earn_base(self, coupon, tier)
         return found
 
 

@@ -55,6 +55,15 @@ ORDER BY b.account_id, b.unit
 FOR UPDATE OF b
 """
 
+# The same rows, locked the same way, answered as four arrays in one row: a batch locks
+# thousands, and a record each cost the client more than the lock cost the server.
+LOCK_BATCH_BALANCES_ARRAYS = f"""
+WITH locked AS ({LOCK_BATCH_BALANCES})
+SELECT array_agg(account_id) AS accounts, array_agg(unit) AS units,
+       array_agg(posted) AS posted, array_agg(status) AS statuses
+FROM locked
+"""
+
 # The ledger's write path (ledger_post(), migration 0002) done for a whole batch of credits in
 # one statement: one journal entry per coupon with its postings (zero legs left out, each
 # entry balanced per unit), each balance row updated once with the batch's total, and a lot
@@ -122,7 +131,7 @@ lot AS (  -- a credit first repays any debt; only the rest opens a lot (as in le
          c.lot_expires_at, now()
   FROM c WHERE c.lot_amount > 0
 )
-SELECT c.entry_id FROM c
+SELECT array_agg(c.entry_id ORDER BY c.ord) FROM c
 """
 
 # Debits may only take miles that are not held: the WHERE re-checks on the newest row version
@@ -350,11 +359,13 @@ class LedgerRepository:
         return account_id
 
     async def lock_balances_for_credits(self, account_ids: Sequence[int]
-                                        ) -> list[asyncpg.Record]:
-        """Lock the batch's balance rows: (account_id, unit, posted, status) each."""
-        rows: list[asyncpg.Record] = await self.conn.fetch(
-            LOCK_BATCH_BALANCES, packed(sorted(set(account_ids))))
-        return rows
+                                        ) -> tuple[list[int], list[str], list[int], list[str]]:
+        """Lock the batch's balance rows: their (account_ids, units, posted, statuses)."""
+        row = await self.conn.fetchrow(
+            LOCK_BATCH_BALANCES_ARRAYS, packed(sorted(set(account_ids))))
+        if row is None or row["accounts"] is None:
+            return [], [], [], []
+        return row["accounts"], row["units"], row["posted"], row["statuses"]
 
     async def post_credits(self, rows: Sequence[tuple[Any, ...]],
                            afters: Sequence[tuple[int, ...]], *, issuance: int,
@@ -374,12 +385,12 @@ class LedgerRepository:
         # rather hash the whole table (millions of rows at scale) than use the index.
         await self.conn.execute("SET LOCAL enable_seqscan = off")
         try:
-            result = await self.conn.fetch(
+            ids: list[int] = await self.conn.fetchval(
                 POST_CREDITS, *columns, issuance, qualification, actor_type, actor_id,
                 source, *key_columns(totals))
         finally:
             await self.conn.execute("RESET enable_seqscan")
-        return [r["entry_id"] for r in result]
+        return ids
 
 
 def key_columns(values: dict[tuple[int, str], int]) -> tuple[str, str, str]:

@@ -240,11 +240,10 @@ class Ledger:
     async def lock_for_credits(self, account_ids: Sequence[int]) -> dict[int, str]:
         """Lock these accounts' balance rows in ledger order; each account's status. The
         balances stay known to this ledger for ``post_credits`` until the commit."""
-        statuses = {}
-        for r in await (await self.repo()).lock_balances_for_credits(account_ids):
-            self._locked[(r["account_id"], r["unit"])] = r["posted"]
-            statuses[r["account_id"]] = r["status"]
-        return statuses
+        accounts, units, posted, statuses = await (
+            await self.repo()).lock_balances_for_credits(account_ids)
+        self._locked.update(zip(zip(accounts, units, strict=True), posted, strict=True))
+        return dict(zip(accounts, statuses, strict=True))
 
     async def post_credits(self, rows: Sequence[tuple[Any, ...]], *, issuance: int,
                            qualification: int, actor: Actor, source: str) -> list[int]:
