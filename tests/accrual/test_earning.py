@@ -20,6 +20,7 @@ from lms.accrual.earning import (
     RuleKind,
     TierBonusRule,
     apply_limits,
+    coupon_of,
     earn,
     great_circle_miles,
     pct_of,
@@ -190,3 +191,12 @@ def test_remembered_earnings_are_what_a_fresh_book_gives() -> None:
                    fare_currency=None if fare is None else rng.choice(["USD", "EUR"]))
         member = MemberFacts(rng.choice(["BASIC", "GOLD"]))
         assert earn(remembered, c, member) == earn(book(), c, member)
+
+
+def test_a_coupon_filled_slot_by_slot_is_the_coupon_its_constructor_makes() -> None:
+    values = ("1251234567890", 2, "7000000001", date(2026, 6, 1), "LM", "PA", "12", "LHR",
+              "JFK", "J", "business", date(2026, 5, 1), 123_45, "USD")
+    filled = coupon_of(values)
+    assert filled == Coupon(*values)
+    assert filled.external_ref == "1251234567890/2"
+    assert hash(filled) == hash(Coupon(*values))
