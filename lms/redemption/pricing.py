@@ -56,6 +56,6 @@ def within_cash_share(miles: int, cash_amount: int, value_per_mile_milli_minor: 
                       min_cash_share_bp: int) -> bool:
     """Whether a hold of ``miles`` plus ``cash_amount`` respects the minimum cash share of
     the order they make up (the order being the cash plus the miles' worth). A hold's check
-    is this rule in SQL (partner_hold_open(), migration 0026); tests hold the two together."""
+    is this rule in SQL (partner_hold_open(), migration 0025); tests hold the two together."""
     order = cash_amount + miles_worth(miles, value_per_mile_milli_minor)
     return miles <= max_miles_for(order, value_per_mile_milli_minor, min_cash_share_bp)

@@ -129,7 +129,7 @@ OPEN_FACTS = """
       FROM partners p LEFT JOIN members m ON m.id = $2
      WHERE p.id = $1"""
 
-# A member code a partner presents, checked in one statement of its own (migration 0026), run
+# A member code a partner presents, checked in one statement of its own (migration 0025), run
 # in autocommit so that a wrong code stays counted: a refusal, or the code's member and the
 # account it draws on.
 CHECK_CODE = """
@@ -137,7 +137,7 @@ CHECK_CODE = """
       FROM member_code_check($1, $2, $3, $4, $5, $6, $7, NULL, NULL)"""
 
 # A partner's hold opened, captured and voided, each its whole unit of work in one statement
-# (migration 0026), run in autocommit: the code's check (opening), the key's claim, the
+# (migration 0025), run in autocommit: the code's check (opening), the key's claim, the
 # rules, the ledger's work, the rows and events, and the stored answer.
 OPEN_HOLD = """
     SELECT status_code, response_body, replayed, refusal, refusal_detail

@@ -7,7 +7,7 @@ the code, answers a wrong one (counted) without an error, and otherwise consumes
 same unit of work as the ledger hold. Every miles movement goes through the ledger with the
 partner as actor; captures move the miles to the partner's clearing account, refunds bring
 them back. Opening, capturing and voiding a partner's hold are each one SQL function
-(migration 0026); here are the arguments only Python knows and the problems for their
+(migration 0025); here are the arguments only Python knows and the problems for their
 refusals.
 """
 
@@ -207,7 +207,7 @@ def code_refusal(refusal: str | None, detail: str | None) -> LmsError | None:
 
 async def check_member_code(db: Database, settings: Settings, partner_id: int,
                             card_number: str, code: str) -> CodeCheck:
-    """Check a member code in one statement of its own (member_code_check(), migration 0026),
+    """Check a member code in one statement of its own (member_code_check(), migration 0025),
     committed whatever the outcome (so that a wrong code is counted), then raise the refusal
     if any."""
     policy = GuardPolicy.from_settings(settings)
@@ -439,7 +439,7 @@ class HoldWriteService:
 
 class HoldOpen:
     """A partner's hold opened for the member whose code it presents: one statement in
-    autocommit (partner_hold_open(), migration 0026), which checks the code (a wrong one is
+    autocommit (partner_hold_open(), migration 0025), which checks the code (a wrong one is
     counted and answered without an error, so that the count is committed), then, under the
     Idempotency-Key, checks the contract and the cash share, consumes the code, reserves
     the miles and records the hold. Here: the values only Python knows (the code's hash under
@@ -476,7 +476,7 @@ class HoldOpen:
 
 class HoldClose:
     """A partner's capture or void of one of its holds. Each is one statement in autocommit
-    (partner_hold_capture() and partner_hold_void(), migration 0026), which holds the rules
+    (partner_hold_capture() and partner_hold_void(), migration 0025), which holds the rules
     that need the database; their refusals are ``hold_refusal``'s problems.
 
     Capture: all or part of a pending hold (the rest is released) into the partner's

@@ -177,11 +177,11 @@ async def test_the_redemption_flow(client: httpx.AsyncClient, db: Database,
     quoted, statements = await sent.during(lambda: client.post(
         "/v1/partner/redemption-quotes", json=quote, headers=bearer(shop["key"])))
     assert quoted.status_code == 200, quoted.text
-    # The code's check is one function call (member_code_check(), migration 0026).
+    # The code's check is one function call (member_code_check(), migration 0025).
     assert statements == ["CHECK_KEY", "CHECK_CODE", "OPEN_FACTS", "GET_BALANCES"]
 
     # The code's check (a wrong code counted and committed) and the hold are one function
-    # call (partner_hold_open(), migration 0026).
+    # call (partner_hold_open(), migration 0025).
     response, statements = await sent.during(
         lambda: open_hold(client, shop["key"], hold_body(member["card"], code)))
     assert response.status_code == 201, response.text
@@ -191,7 +191,7 @@ async def test_the_redemption_flow(client: httpx.AsyncClient, db: Database,
         lambda: capture(client, shop["key"], response.json()["id"]))
     assert captured.status_code == 201, captured.text
     # The capture's whole unit of work is one function call (partner_hold_capture(),
-    # migration 0026), and so is the void's.
+    # migration 0025), and so is the void's.
     assert statements == ["CHECK_KEY", "CAPTURE_HOLD"]
 
     voiding = await hold()

@@ -1,4 +1,4 @@
-"""partner_hold_capture() and partner_hold_void() (migration 0026): a capture's and a void's
+"""partner_hold_capture() and partner_hold_void() (migration 0025): a capture's and a void's
 whole unit of work in one statement. Their answers against what the API's structs encode,
 their journal entry and events, each refusal in its order with nothing written and nothing
 stored, and captures and voids racing on one hold."""

@@ -1,4 +1,4 @@
-"""partner_hold_open() and member_code_check() (migration 0026): a hold's whole unit of work,
+"""partner_hold_open() and member_code_check() (migration 0025): a hold's whole unit of work,
 with its member code's check, in one statement. The answer against HoldOut's encoding, the
 rows and events as before, the refusals that roll everything back (the code stays usable, the
 key free), and one code used by racing requests."""

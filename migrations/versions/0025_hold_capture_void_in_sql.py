@@ -1,8 +1,8 @@
 """a partner's hold opened, captured and voided as SQL functions: partner_hold_open(),
 partner_hold_capture() and partner_hold_void(), and a member code's check, member_code_check()
 
-Revision ID: 0026
-Revises: 0022
+Revision ID: 0025
+Revises: 0024
 Create Date: 2026-11-24 10:00:00
 
 A capture (POST /v1/partner/holds/{id}/capture) sent, after its API key's check, BEGIN, the
@@ -67,8 +67,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0026"
-down_revision: str | None = "0022"
+revision: str = "0025"
+down_revision: str | None = "0024"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
