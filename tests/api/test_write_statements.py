@@ -143,9 +143,18 @@ async def test_a_gift(client: httpx.AsyncClient, db: Database, system: SystemAcc
     assert (await give()).status_code == 201
     response, statements = await sent.during(give)
     assert response.status_code == 201, response.text
-    # First the member's bearer token (lms.auth), one statement.
-    assert statements[1:] == ["BEGIN;", "CLAIM+SEND_FACTS", "GIFT_COUNTS", "POST_ENTRY",
-                              "INSERT_GIFT", "ANSWER", "COMMIT;"]
+    # First the member's bearer token (lms.auth), one statement; then the whole gift in
+    # one call of gift_send() (migration 0024), in autocommit mode.
+    assert len(statements) == 2
+    assert statements[1:] == ["SEND_GIFT"]
+
+    replay_headers = sender.key()
+    assert (await client.post("/v1/me/gifts", json=body, headers=replay_headers)
+            ).status_code == 201
+    replay, statements = await sent.during(
+        lambda: client.post("/v1/me/gifts", json=body, headers=replay_headers))
+    assert replay.headers["Idempotency-Replayed"] == "true"
+    assert statements[1:] == ["SEND_GIFT"]
 
 
 async def test_the_redemption_flow(client: httpx.AsyncClient, db: Database,
