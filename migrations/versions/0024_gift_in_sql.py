@@ -249,7 +249,11 @@ BEGIN
   -- Under both members' locks: what they already sent or received, since the starts of
   -- their own day and year. The recipient's part is counted even when the terms cap nothing.
   SELECT * INTO s_from FROM gift_local_starts(p_now, f.s_timezone);
-  SELECT * INTO r_from FROM gift_local_starts(p_now, f.r_timezone);
+  IF f.r_timezone = f.s_timezone THEN
+    r_from := s_from;
+  ELSE
+    SELECT * INTO r_from FROM gift_local_starts(p_now, f.r_timezone);
+  END IF;
   SELECT s.day AS sent_day, s.year AS sent_year, r.day AS received_day,
          r.year AS received_year
     INTO c
