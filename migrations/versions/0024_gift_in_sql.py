@@ -1,7 +1,7 @@
 """a gift (POST /v1/me/gifts) as one SQL function: gift_send()
 
 Revision ID: 0024
-Revises: 0022
+Revises: 0023
 Create Date: 2026-11-24 10:00:00
 
 The API's gift was a unit of work of six statements between BEGIN and COMMIT (the key's claim
@@ -49,7 +49,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0024"
-down_revision: str | None = "0022"
+down_revision: str | None = "0023"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
