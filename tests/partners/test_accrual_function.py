@@ -85,7 +85,7 @@ def expected(response: httpx.Response, body: dict[str, Any], miles: int,
     # UTC written with "Z", whole seconds; an offset with microseconds.
     lambda: (now() - timedelta(hours=1)).replace(microsecond=0),
     lambda: (now() - timedelta(hours=2)).astimezone(timezone(timedelta(hours=5, minutes=30))),
-])
+], ids=["utc", "offset"])
 async def test_the_answer_is_the_bytes_the_response_struct_encodes_and_a_replay_repeats_them(
         client: httpx.AsyncClient, shop: dict[str, Any], member: M,
         occurred: Any) -> None:
@@ -264,3 +264,17 @@ async def test_a_rate_ended_before_the_purchase_does_not_apply(
     assert_problem(await accrue(client, key, at_end), 422, "no_earn_rate")
     inside = accrual_body(member.card, occurredAt=(t - timedelta(days=15)).isoformat())
     assert (await accrue(client, key, inside)).json()["miles"] == 100
+
+
+async def test_one_key_sent_many_times_at_once_credits_once_and_every_answer_is_the_first(
+        client: httpx.AsyncClient, shop: dict[str, Any], member: M, db: Database) -> None:
+    body, key = accrual_body(member.card), str(uuid.uuid4())
+    responses = await asyncio.gather(*(accrue(client, shop["key"], body, key)
+                                       for _ in range(8)))
+    # The claim waits for the first request's commit, which stored its answer with it: no
+    # duplicate is left to answer idempotency_request_unfinished.
+    assert [r.status_code for r in responses] == [201] * 8, [r.text for r in responses]
+    assert len({r.content for r in responses}) == 1
+    assert sorted(r.headers.get("Idempotency-Replayed", "") for r in responses) == [
+        ""] + ["true"] * 7
+    assert await written(db, shop["partner"]["id"]) == (1, 1, -150)
