@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.db import Database
-from lms.ledger.service import Ledger, SystemAccounts
+from lms.ledger.service import Ledger, SystemAccounts, add_months
 from lms.partners.errors import PartnerNotFound, PartnerSuspended
 from lms.partners.schemas import AccrualOut, AccrualRequest
 from lms.partners.service import AccrualService
@@ -278,3 +278,31 @@ async def test_one_key_sent_many_times_at_once_credits_once_and_every_answer_is_
     assert sorted(r.headers.get("Idempotency-Replayed", "") for r in responses) == [
         ""] + ["true"] * 7
     assert await written(db, shop["partner"]["id"]) == (1, 1, -150)
+
+
+async def test_the_entry_and_its_lot_are_what_the_ledger_wrote_for_an_accrual(
+        client: httpx.AsyncClient, shop: dict[str, Any], member: M, db: Database,
+        settings: Settings) -> None:
+    # Late in the evening at an offset west of UTC: the lot runs from the purchase's own date.
+    moment = (now() - timedelta(days=10)).astimezone(timezone(timedelta(hours=-4))).replace(
+        hour=22, minute=30, second=0, microsecond=0)
+    body = accrual_body(member.card, amount=12345, occurredAt=moment.isoformat())
+    response = await accrue(client, shop["key"], body)
+    assert response.status_code == 201, response.text
+    partner = shop["partner"]
+
+    async def read(session: AsyncSession) -> Any:
+        return (await session.execute(text(
+            "SELECT j.kind, j.actor_type, j.actor_id, j.description, j.source, "
+            "j.external_ref, j.effective_at, j.details, l.expires_at, l.account_id, "
+            "(SELECT id FROM partner_earn_rates WHERE partner_id = :partner) "
+            "FROM journal_entries j JOIN lots l ON l.entry_id = j.id WHERE j.id = :id"),
+            {"id": response.json()["id"], "partner": partner["id"]})).one()
+
+    *row, rate_id = await db.transaction(read)
+    assert tuple(row) == (
+        "accrual", "partner", str(partner["id"]), f"{partner['name']}: retail",
+        f"partner:{partner['id']}", body["partnerTxnId"], moment,
+        {"partnerTxnId": body["partnerTxnId"], "amount": 12345, "currency": "EUR",
+         "category": "retail", "rateId": rate_id, "memberId": member.id},
+        add_months(moment, settings.lot_validity_months), member.account_id)
