@@ -122,6 +122,13 @@ class Promotion:
         return self.member_cap is not None or self.budget is not None
 
 
+# Coupons' earnings without promotions kept per rule book (see RuleBook.base_earning): a feed
+# holds some tens of thousands of distinct (route, class, period) at most, each with its
+# tiers; past this the memo starts again rather than grow without bound (fares in the key
+# would make it unbounded).
+BASE_EARNINGS_KEPT = 200_000
+
+
 @dataclass(slots=True)
 class RuleBook:
     """Every version of every rule, keyed by (kind, key), sorted by effective date."""
@@ -131,11 +138,21 @@ class RuleBook:
     # (kind, key, day) -> the version in force: an import asks the same few thousand.
     _memo: dict[tuple[RuleKind, str, date], Any] = field(default_factory=dict, repr=False,
                                                          compare=False)
+    # Every effective date of every version, sorted: between two of them no rule changes,
+    # so a day's period (its index here) stands for the day in ``_base``'s keys.
+    _changes: list[date] = field(default_factory=list, repr=False, compare=False)
+    _periods: dict[date, int] = field(default_factory=dict, repr=False, compare=False)
+    _base: dict[tuple[Any, ...], dict[str, Earning | Rejection]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     def add(self, kind: RuleKind, key: str, effective_from: date, body: Any) -> None:
         entries = self.versions.setdefault((kind, key), [])
         bisect.insort(entries, (effective_from, body), key=lambda e: e[0])
+        if effective_from not in self._changes:
+            bisect.insort(self._changes, effective_from)
         self._memo.clear()
+        self._periods.clear()
+        self._base.clear()
 
     def in_force(self, kind: RuleKind, key: str, on: date) -> Any | None:
         memo_key = (kind, key, on)
@@ -149,6 +166,27 @@ class RuleBook:
             i = bisect.bisect_right(entries, on, key=lambda e: e[0])
             found = entries[i - 1][1] if i else None
         self._memo[memo_key] = found
+        return found
+
+    def base_earning(self, coupon: Coupon, tier: str) -> Earning | Rejection:
+        """What ``coupon`` earns a member of ``tier`` before promotions (``earn_base``),
+        worked out once per route, class, tier, fare and period of unchanged rules: what
+        each coupon of a feed would otherwise work out again (distance, three rule
+        look-ups, the arithmetic), a fifth of the import's own CPU."""
+        on = coupon.flight_date
+        period = self._periods.get(on)
+        if period is None:
+            period = self._periods[on] = bisect.bisect_right(self._changes, on)
+        key = (coupon.marketing_carrier, coupon.booking_class, coupon.origin,
+               coupon.destination, period, coupon.fare_amount, coupon.fare_currency)
+        by_tier = self._base.get(key)
+        if by_tier is None:
+            if len(self._base) >= BASE_EARNINGS_KEPT:
+                self._base.clear()
+            by_tier = self._base[key] = {}
+        found = by_tier.get(tier)
+        if found is None:
+            found = by_tier[tier] = earn_base(self, coupon, tier)
         return found
 
 
@@ -174,6 +212,21 @@ class Coupon:
     @property
     def external_ref(self) -> str:
         return f"{self.ticket_number}/{self.coupon_number}"
+
+
+# Each field's slot, in order (see ``coupon_of``).
+_COUPON_SLOTS = tuple(getattr(Coupon, name).__set__ for name in Coupon.__dataclass_fields__)
+_new_object = object.__new__
+
+
+def coupon_of(values: Sequence[Any]) -> Coupon:
+    """``Coupon(*values)`` for a bulk reader: the frozen dataclass's ``__init__`` sets each
+    of its fourteen fields through ``object.__setattr__``, half of what parsing a row of a
+    feed costs; this fills the slots directly (nothing else happens in ``__init__``)."""
+    coupon: Coupon = _new_object(Coupon)
+    for fill, value in zip(_COUPON_SLOTS, values, strict=True):
+        fill(coupon, value)
+    return coupon
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +331,28 @@ def promotion_applies(p: Promotion, coupon: Coupon, member: MemberFacts) -> bool
 
 def earn(rules: RuleBook, coupon: Coupon, member: MemberFacts) -> Earning | Rejection:
     """What ``coupon`` earns ``member`` under the rules in force on the flight date."""
+    base = rules.base_earning(coupon, member.tier)
+    if isinstance(base, Rejection):
+        return base
+    hits: tuple[PromotionHit, ...] = ()
+    if rules.promotions:
+        hits = tuple(hit for hit in (
+            PromotionHit(p, pct_of(base.base_miles, p.bonus_percent) + p.fixed_miles)
+            for p in rules.promotions if promotion_applies(p, coupon, member))
+            if hit.miles > 0)
+    if hits:
+        return Earning(distance=base.distance, cabin=base.cabin, base_miles=base.base_miles,
+                       tier_bonus=base.tier_bonus, status_miles=base.status_miles,
+                       segments=base.segments, promotions=hits)
+    if base.base_miles + base.tier_bonus + base.status_miles + base.segments <= 0:
+        return Rejection(Reason.NOTHING_TO_CREDIT)
+    return base  # frozen: one object for every coupon of the same terms
+
+
+def earn_base(rules: RuleBook, coupon: Coupon, tier: str) -> Earning | Rejection:
+    """What ``coupon`` earns a member of ``tier`` before promotions: a function of the
+    route, the booking class, the tier, the fare and the rules in force on the flight date
+    only (``RuleBook.base_earning`` keeps it by those)."""
     on = coupon.flight_date
     distance = great_circle_miles(coupon.origin, coupon.destination)
     if distance is None:
@@ -299,8 +374,7 @@ def earn(rules: RuleBook, coupon: Coupon, member: MemberFacts) -> Earning | Reje
             return Rejection(Reason.FARE_CURRENCY_NOT_ACCEPTED,
                              f"fares of {coupon.marketing_carrier} are in "
                              f"{carrier.revenue_currency}")
-        rate = carrier.revenue_miles_per_unit_by_tier.get(member.tier,
-                                                          carrier.revenue_miles_per_unit)
+        rate = carrier.revenue_miles_per_unit_by_tier.get(tier, carrier.revenue_miles_per_unit)
         base = fare_units(coupon.fare_amount, coupon.fare_currency) * rate
     else:
         base = pct_of(distance, cls.miles_percent)
@@ -310,18 +384,10 @@ def earn(rules: RuleBook, coupon: Coupon, member: MemberFacts) -> Earning | Reje
     if status > 0 or cls.status_miles_percent > 0:
         status = max(status, carrier.min_status_miles_per_segment)
 
-    bonus_rule: TierBonusRule | None = rules.in_force(RuleKind.TIER_BONUS, member.tier, on)
+    bonus_rule: TierBonusRule | None = rules.in_force(RuleKind.TIER_BONUS, tier, on)
     tier_bonus = pct_of(base, bonus_rule.bonus_percent) if bonus_rule else 0
-    hits: tuple[PromotionHit, ...] = ()
-    if rules.promotions:
-        hits = tuple(hit for hit in (
-            PromotionHit(p, pct_of(base, p.bonus_percent) + p.fixed_miles)
-            for p in rules.promotions if promotion_applies(p, coupon, member))
-            if hit.miles > 0)
-    if base + tier_bonus + status + cls.segments + sum(h.miles for h in hits) <= 0:
-        return Rejection(Reason.NOTHING_TO_CREDIT)
     return Earning(distance=distance, cabin=cls.cabin, base_miles=base, tier_bonus=tier_bonus,
-                   status_miles=status, segments=cls.segments, promotions=hits)
+                   status_miles=status, segments=cls.segments)
 
 
 def apply_limits(requested: int, *, member_left: int | None, budget_left: int | None) -> int:

@@ -18,7 +18,6 @@ import json
 import os
 import sys
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import IO
 
-from lms.accrual.earning import Coupon, Reason
+from lms.accrual.earning import Coupon, Reason, coupon_of
 from lms.accrual.errors import ImportFileInvalid
 from lms.accrual.service import Outcome, credit_coupons
 from lms.db import Database
@@ -117,13 +116,13 @@ def row_parser(index: dict[str, int]) -> Callable[[list[str]], Coupon | Invalid]
         (ticket, number, card, flown, marketing, operating, flight, origin, destination,
          booking_class, cabin, booked, fare, currency) = pick(row)
         try:
-            return Coupon(
+            return coupon_of((
                 ticket.strip(), int(number), card.strip(), _date(flown.strip()),
                 marketing.strip().upper(), operating.strip().upper(), flight.strip(),
                 origin.strip().upper(), destination.strip().upper(),
                 booking_class.strip().upper(), cabin.strip() or None,
                 _date(booked.strip()) if booked.strip() else None,
-                int(fare) if fare.strip() else None, currency.strip().upper() or None)
+                int(fare) if fare.strip() else None, currency.strip().upper() or None))
         except ValueError as exc:
             placeholder = Coupon(ticket.strip() or "?", 0, card.strip(), date.min, "", "", "",
                                  "", "", "")
@@ -202,11 +201,12 @@ def batches(reader: Iterator[list[str]], index: dict[str, int], size: int, skip:
 
 def split_by_member(chunk: list[Coupon | Invalid], lanes: int
                     ) -> dict[int, list[Coupon | Invalid]]:
-    """The chunk's rows by lane (crc32 of the card number), in file order within each."""
+    """The chunk's rows by lane (the card number's hash: the same lane for a card all
+    through one run, which is all that matters), in file order within each."""
     parts: dict[int, list[Coupon | Invalid]] = {}
     for row in chunk:
         card = row.card_number if isinstance(row, Coupon) else ""
-        parts.setdefault(zlib.crc32(card.encode()) % lanes, []).append(row)
+        parts.setdefault(hash(card) % lanes, []).append(row)
     return parts
 
 

@@ -97,16 +97,26 @@ class BatchMember:
 
 
 @lru_cache(maxsize=4096)
-def credit_times(flight_date: date, lot_validity_months: int) -> tuple[datetime, datetime]:
-    """When a flight's credit takes effect (the flight date, UTC) and when its lot expires."""
+def credit_times(flight_date: date, lot_validity_months: int
+                 ) -> tuple[datetime, str, str, str]:
+    """When a flight's credit takes effect (the flight date, UTC) and when its lot expires,
+    the two as the statement's text too, and the date as the description shows it: a feed
+    holds few distinct flight dates, each formatted once."""
     effective = datetime.combine(flight_date, time(), UTC)
-    return effective, add_months(effective, lot_validity_months)
+    return (effective, effective.isoformat(),
+            add_months(effective, lot_validity_months).isoformat(), flight_date.isoformat())
 
 
 DETAILS = msgspec.json.Encoder()  # a coupon's entry details: a quarter of json.dumps' time
 # Rule books by their rows (see FlightCredits.rules); a handful of distinct ones at most.
 _RULEBOOKS: dict[Any, RuleBook] = {}
 RULEBOOKS_KEPT = 16
+
+
+@lru_cache(maxsize=256)
+def json_string(text: str) -> str:
+    """A string as a JSON value (a cabin's name: a handful of distinct ones)."""
+    return DETAILS.encode(text).decode()
 
 
 def json_text(raw: Any) -> str:
@@ -415,22 +425,26 @@ class FlightCredits:
             c = coupons[i]
             promo = granted.get(i, {})
             miles = e.miles_before_promotions + sum(promo.values())
-            effective, expires = credit_times(c.flight_date, self.lot_validity_months)
-            details = {"ticket": c.ticket_number, "coupon": c.coupon_number,
-                       "flight": f"{c.marketing_carrier}{c.flight_number}",
-                       "operatedBy": c.operating_carrier, "route": f"{c.origin}-{c.destination}",
-                       "class": c.booking_class, "cabin": e.cabin, "distance": e.distance,
-                       "baseMiles": e.base_miles, "tierBonus": e.tier_bonus}
+            effective, effective_text, expires, day = credit_times(c.flight_date,
+                                                                   self.lot_validity_months)
+            # The entry's details as JSON text, written out: every coupon field in it is
+            # letters and digits (coupon_problem), nothing to escape; the cabin, from the
+            # rules, and the promotions go through the encoder.
+            details = (f'{{"ticket":"{c.ticket_number}","coupon":{c.coupon_number},'
+                       f'"flight":"{c.marketing_carrier}{c.flight_number}",'
+                       f'"operatedBy":"{c.operating_carrier}",'
+                       f'"route":"{c.origin}-{c.destination}","class":"{c.booking_class}",'
+                       f'"cabin":{json_string(e.cabin)},"distance":{e.distance},'
+                       f'"baseMiles":{e.base_miles},"tierBonus":{e.tier_bonus}')
             if promo:
-                details["promotions"] = promo
+                details += f',"promotions":{DETAILS.encode(promo).decode()}'
             route = routes.get(member.id)
             if route is not None:
-                details["familyPoolId"] = route.pool_id
+                details += f',"familyPoolId":{route.pool_id}'
                 contributions[route.membership_id] += miles
             rows.append((c.external_ref, member.account_id, miles, e.status_miles, e.segments,
-                         effective, f"Flight {c.marketing_carrier}{c.flight_number} "
-                         f"{c.origin}-{c.destination} {c.flight_date.isoformat()}",
-                         DETAILS.encode(details).decode(), expires,
+                         effective_text, f"Flight {c.marketing_carrier}{c.flight_number} "
+                         f"{c.origin}-{c.destination} {day}", details + "}", expires,
                          route.account_id if route is not None else None))
             outcomes[i] = Outcome(c, "credited", miles=miles, status_miles=e.status_miles,
                                   segments=e.segments, promotions=promo, member_id=member.id,

@@ -55,80 +55,83 @@ ORDER BY b.account_id, b.unit
 FOR UPDATE OF b
 """
 
+# The same rows, locked the same way, answered as four arrays in one row: a batch locks
+# thousands, and a record each cost the client more than the lock cost the server.
+LOCK_BATCH_BALANCES_ARRAYS = f"""
+WITH locked AS ({LOCK_BATCH_BALANCES})
+SELECT array_agg(account_id) AS accounts, array_agg(unit) AS units,
+       array_agg(posted) AS posted, array_agg(status) AS statuses
+FROM locked
+"""
+
 # The ledger's write path (ledger_post(), migration 0002) done for a whole batch of credits in
 # one statement: one journal entry per coupon with its postings (zero legs left out, each
-# entry balanced per unit), balance_after along the batch's order, each balance row updated
-# once with the batch's total, and a lot per MILES credit as ledger_post() writes them. The
-# miles.credited events are the relay's to read from the journal (lms/outbox/feed.py), as for
-# every entry. Calling ledger_post() once per coupon costs about
-# a millisecond each; this is the difference between 1,000 and 10,000+ coupons a second.
-# Only credits from system accounts, whose rows the caller has locked (LOCK_BATCH_BALANCES),
-# so there is no shortfall to check and no lot to consume. The balances come in as they were
-# locked, with the batch's total per row: joining the balances table instead made the planner
-# hash the whole table for every batch. Every column comes as one text of the values joined by
-# ASCII unit separators (``packed``), thousands of them: asyncpg's array parameters cost the
-# client about half a microsecond per element, string_to_array() the server a tenth of that.
+# entry balanced per unit), each balance row updated once with the batch's total, and a lot
+# per MILES credit as ledger_post() writes them. The miles.credited events are the relay's to
+# read from the journal (lms/outbox/feed.py), as for every entry. Calling ledger_post() once
+# per coupon costs about a millisecond each; this is the difference between 1,000 and 10,000+
+# coupons a second. Only credits from system accounts, whose rows the caller has locked
+# (LOCK_BATCH_BALANCES), so there is no shortfall to check and no lot to consume.
+# What the caller already knows comes in rather than being worked out again per row: each
+# leg's balance_after along the batch's order and each lot's amount (Ledger.post_credits
+# runs them from the balances as locked), and the entries' ids, drawn from their sequence
+# here in the batch's order, so the postings need no join back to the inserted entries (that
+# join, a window over every leg and the sorts they took were a third of the statement).
+# Every column comes as one text of the values joined by ASCII unit separators (``packed``),
+# thousands of them: asyncpg's array parameters cost the client about half a microsecond per
+# element, string_to_array() the server a tenth of that.
 POST_CREDITS = """
 WITH c AS (
-  SELECT * FROM unnest(string_to_array($1, E'\\x1f'), string_to_array($2, E'\\x1f')::bigint[],
-                       string_to_array($3, E'\\x1f')::bigint[],
-                       string_to_array($4, E'\\x1f')::bigint[],
-                       string_to_array($5, E'\\x1f')::bigint[],
-                       string_to_array($6, E'\\x1f')::timestamptz[], string_to_array($7, E'\\x1f'),
-                       string_to_array($8, E'\\x1f')::jsonb[],
-                       string_to_array($9, E'\\x1f')::timestamptz[],
-                       string_to_array($21, E'\\x1f', '')::bigint[])
-         WITH ORDINALITY AS c(ref, account_id, miles, status_miles, segments, effective_at,
-                              description, details, lot_expires_at, miles_account_id, ord)
+  SELECT c.*, nextval('journal_entries_id_seq') AS entry_id
+  FROM unnest(string_to_array($1, E'\\x1f'), string_to_array($2, E'\\x1f')::bigint[],
+              string_to_array($3, E'\\x1f')::bigint[], string_to_array($4, E'\\x1f')::bigint[],
+              string_to_array($5, E'\\x1f')::bigint[],
+              string_to_array($6, E'\\x1f')::timestamptz[], string_to_array($7, E'\\x1f'),
+              string_to_array($8, E'\\x1f')::jsonb[],
+              string_to_array($9, E'\\x1f')::timestamptz[],
+              string_to_array($10, E'\\x1f', '')::bigint[],
+              string_to_array($11, E'\\x1f')::bigint[], string_to_array($12, E'\\x1f')::bigint[],
+              string_to_array($13, E'\\x1f')::bigint[], string_to_array($14, E'\\x1f')::bigint[],
+              string_to_array($15, E'\\x1f')::bigint[], string_to_array($16, E'\\x1f')::bigint[],
+              string_to_array($17, E'\\x1f')::bigint[])
+       WITH ORDINALITY AS c(ref, account_id, miles, status_miles, segments, effective_at,
+                            description, details, lot_expires_at, miles_account_id,
+                            issuance_after, miles_after, qualification_status_after,
+                            status_after, qualification_segments_after, segments_after,
+                            lot_amount, ord)
 ),
 entry AS (
-  INSERT INTO journal_entries (kind, actor_type, actor_id, description, source, external_ref,
-                               effective_at, details)
-  SELECT 'accrual', $12, $13, c.description, $14, c.ref, c.effective_at, c.details
-  FROM c ORDER BY c.ord
-  RETURNING id, external_ref, created_at
-),
-e AS (
-  SELECT c.*, entry.id AS entry_id, entry.created_at FROM c JOIN entry ON entry.external_ref = c.ref
-),
-leg AS (
-  SELECT e.entry_id, e.created_at, e.ord, l.n, l.account_id, l.unit, l.amount, l.member
-  FROM e CROSS JOIN LATERAL (VALUES
-    (1, $10::bigint, 'MILES', -e.miles, false),
-    (2, COALESCE(e.miles_account_id, e.account_id), 'MILES', e.miles, true),
-    (3, $11::bigint, 'STATUS_MILES', -e.status_miles, false),
-    (4, e.account_id, 'STATUS_MILES', e.status_miles, true),
-    (5, $11::bigint, 'SEGMENTS', -e.segments, false),
-    (6, e.account_id, 'SEGMENTS', e.segments, true)) AS l(n, account_id, unit, amount, member)
-  WHERE l.amount <> 0
-),
-running AS (  -- from the balances as locked ($15-$17): no read of the table at all
-  SELECT leg.*, b.posted + sum(leg.amount) OVER (
-           PARTITION BY leg.account_id, leg.unit ORDER BY leg.ord, leg.n) AS balance_after
-  FROM leg JOIN unnest(string_to_array($15, E'\\x1f')::bigint[], string_to_array($16, E'\\x1f'),
-                       string_to_array($17, E'\\x1f')::bigint[]) AS b(account_id, unit, posted)
-    ON b.account_id = leg.account_id AND b.unit = leg.unit
+  INSERT INTO journal_entries (id, kind, actor_type, actor_id, description, source,
+                               external_ref, effective_at, details)
+  SELECT c.entry_id, 'accrual', $20, $21, c.description, $22, c.ref, c.effective_at, c.details
+  FROM c
 ),
 posting AS (
   INSERT INTO postings (entry_id, account_id, unit, amount, balance_after, created_at)
-  SELECT entry_id, account_id, unit, amount, balance_after, created_at
-  FROM running ORDER BY ord, n
+  SELECT c.entry_id, l.account_id, l.unit, l.amount, l.balance_after, now()
+  FROM c CROSS JOIN LATERAL (VALUES
+    (1, $18::bigint, 'MILES', -c.miles, c.issuance_after),
+    (2, COALESCE(c.miles_account_id, c.account_id), 'MILES', c.miles, c.miles_after),
+    (3, $19::bigint, 'STATUS_MILES', -c.status_miles, c.qualification_status_after),
+    (4, c.account_id, 'STATUS_MILES', c.status_miles, c.status_after),
+    (5, $19::bigint, 'SEGMENTS', -c.segments, c.qualification_segments_after),
+    (6, c.account_id, 'SEGMENTS', c.segments, c.segments_after)
+  ) AS l(n, account_id, unit, amount, balance_after)
+  WHERE l.amount <> 0
 ),
-balance AS (  -- each row once, by the batch's totals ($18-$20)
+balance AS (  -- each row once, by the batch's totals ($23-$25)
   UPDATE balances b SET posted = b.posted + d.amount
-  FROM unnest(string_to_array($18, E'\\x1f')::bigint[], string_to_array($19, E'\\x1f'),
-              string_to_array($20, E'\\x1f')::bigint[]) AS d(account_id, unit, amount)
+  FROM unnest(string_to_array($23, E'\\x1f')::bigint[], string_to_array($24, E'\\x1f'),
+              string_to_array($25, E'\\x1f')::bigint[]) AS d(account_id, unit, amount)
   WHERE b.account_id = d.account_id AND b.unit = d.unit
 ),
 lot AS (  -- a credit first repays any debt; only the rest opens a lot (as in ledger_post())
   INSERT INTO lots (account_id, entry_id, amount, remaining, expires_at, created_at)
-  SELECT r.account_id, r.entry_id, o.amount, o.amount, e.lot_expires_at, r.created_at
-  FROM running r JOIN e ON e.entry_id = r.entry_id,
-       LATERAL (SELECT GREATEST(r.balance_after, 0) - GREATEST(r.balance_after - r.amount, 0)
-               ) AS o(amount)
-  WHERE r.member AND r.unit = 'MILES' AND o.amount > 0 ORDER BY r.ord
+  SELECT COALESCE(c.miles_account_id, c.account_id), c.entry_id, c.lot_amount, c.lot_amount,
+         c.lot_expires_at, now()
+  FROM c WHERE c.lot_amount > 0
 )
-SELECT e.ord, e.entry_id FROM e ORDER BY e.ord
+SELECT array_agg(c.entry_id ORDER BY c.ord) FROM c
 """
 
 # Debits may only take miles that are not held: the WHERE re-checks on the newest row version
@@ -356,34 +359,38 @@ class LedgerRepository:
         return account_id
 
     async def lock_balances_for_credits(self, account_ids: Sequence[int]
-                                        ) -> list[asyncpg.Record]:
-        """Lock the batch's balance rows: (account_id, unit, posted, status) each."""
-        rows: list[asyncpg.Record] = await self.conn.fetch(
-            LOCK_BATCH_BALANCES, packed(sorted(set(account_ids))))
-        return rows
+                                        ) -> tuple[list[int], list[str], list[int], list[str]]:
+        """Lock the batch's balance rows: their (account_ids, units, posted, statuses)."""
+        row = await self.conn.fetchrow(
+            LOCK_BATCH_BALANCES_ARRAYS, packed(sorted(set(account_ids))))
+        if row is None or row["accounts"] is None:
+            return [], [], [], []
+        return row["accounts"], row["units"], row["posted"], row["statuses"]
 
-    async def post_credits(self, rows: Sequence[tuple[Any, ...]], *, issuance: int,
+    async def post_credits(self, rows: Sequence[tuple[Any, ...]],
+                           afters: Sequence[tuple[int, ...]], *, issuance: int,
                            qualification: int, actor_type: str, actor_id: str | None,
-                           source: str, balances: dict[tuple[int, str], int],
-                           totals: dict[tuple[int, str], int]) -> list[int]:
+                           source: str, totals: dict[tuple[int, str], int]) -> list[int]:
         """One entry per row (ref, account_id, miles, status_miles, segments, effective_at,
         description, details JSON, lot_expires_at[, miles_account_id]), in order; returns
         the entry ids. A row's optional tenth value credits its MILES to another account
-        (a family pool) while status miles and segments stay on ``account_id``.
-        ``balances``: posted per (account, unit) as locked; ``totals``: the batch's sum."""
+        (a family pool) while status miles and segments stay on ``account_id``. ``afters``:
+        per row, the balance after each of its six legs in POST_CREDITS' order and the
+        amount of its lot (0: none); ``totals``: the batch's sum per (account, unit)."""
         columns = [packed(c) for c in zip(*rows, strict=True)]
         if len(columns) == 9:
             columns.append(packed([None] * len(rows)))
+        columns += [packed(c) for c in zip(*afters, strict=True)]
         # Thousands of balance rows by primary key: the planner, seeing that many, would
         # rather hash the whole table (millions of rows at scale) than use the index.
         await self.conn.execute("SET LOCAL enable_seqscan = off")
         try:
-            result = await self.conn.fetch(
-                POST_CREDITS, *columns[:9], issuance, qualification, actor_type, actor_id,
-                source, *key_columns(balances), *key_columns(totals), columns[9])
+            ids: list[int] = await self.conn.fetchval(
+                POST_CREDITS, *columns, issuance, qualification, actor_type, actor_id,
+                source, *key_columns(totals))
         finally:
             await self.conn.execute("RESET enable_seqscan")
-        return [r["entry_id"] for r in result]
+        return ids
 
 
 def key_columns(values: dict[tuple[int, str], int]) -> tuple[str, str, str]:
@@ -407,6 +414,8 @@ def packed(values: Iterable[Any]) -> str:
         texts = column
     elif kinds <= {int}:
         texts = map(str, column)
+    elif kinds == {type(None)}:  # a column of NULLs (no family pool in a batch of credits)
+        texts = [""] * len(column)
     else:
         iso: dict[datetime, str] = {}  # a batch's datetimes are a few hundred distinct days
         texts = []

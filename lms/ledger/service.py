@@ -240,41 +240,60 @@ class Ledger:
     async def lock_for_credits(self, account_ids: Sequence[int]) -> dict[int, str]:
         """Lock these accounts' balance rows in ledger order; each account's status. The
         balances stay known to this ledger for ``post_credits`` until the commit."""
-        statuses = {}
-        for r in await (await self.repo()).lock_balances_for_credits(account_ids):
-            self._locked[(r["account_id"], r["unit"])] = r["posted"]
-            statuses[r["account_id"]] = r["status"]
-        return statuses
+        accounts, units, posted, statuses = await (
+            await self.repo()).lock_balances_for_credits(account_ids)
+        self._locked.update(zip(zip(accounts, units, strict=True), posted, strict=True))
+        return dict(zip(accounts, statuses, strict=True))
 
     async def post_credits(self, rows: Sequence[tuple[Any, ...]], *, issuance: int,
                            qualification: int, actor: Actor, source: str) -> list[int]:
         """One credit entry per row from the given system shards, in one statement: see
         POST_CREDITS. Every account must have been locked by ``lock_for_credits``. Rows:
         (external_ref, account_id, miles, status_miles, segments, effective_at, description,
-        details JSON, lot_expires_at[, miles_account_id]); returns the entry ids. The
-        optional tenth value credits the row's MILES to that account (a family pool)."""
-        totals: dict[tuple[int, str], int] = defaultdict(int)
-        for row in rows:
-            miles_account = row[9] if len(row) > 9 and row[9] is not None else row[1]
-            for unit, amount, system, account in (
-                    (Unit.MILES, row[2], issuance, miles_account),
-                    (Unit.STATUS_MILES, row[3], qualification, row[1]),
-                    (Unit.SEGMENTS, row[4], qualification, row[1])):
-                if amount:
-                    totals[(account, str(unit))] += amount
-                    totals[(system, str(unit))] -= amount
+        details JSON, lot_expires_at[, miles_account_id]), times as datetimes or ISO text;
+        returns the entry ids. The optional tenth value credits the row's MILES to that
+        account (a family pool)."""
+        # Each leg's balance_after, along the batch's order, from the balances as locked:
+        # what the statement would otherwise work out again with a window over every leg.
+        running: dict[tuple[int, str], int] = {}
+        afters: list[tuple[int, ...]] = []
+        locked = self._locked
+        miles, status, segments = str(Unit.MILES), str(Unit.STATUS_MILES), str(Unit.SEGMENTS)
+        issued, qualified = (issuance, miles), (qualification, status)
+        counted = (qualification, segments)
         try:
-            balances = {key: self._locked[key] for key in totals}
+            # The hot loop of a bulk import: six legs a coupon, written out.
+            for row in rows:
+                account, credited, status_miles, segment_count = row[1], row[2], row[3], row[4]
+                miles_account = row[9] if len(row) > 9 and row[9] is not None else account
+                a1 = a2 = a3 = a4 = a5 = a6 = lot = 0  # a zero leg is left out: stays 0
+                if credited:
+                    a1 = running[issued] = running.get(issued, locked[issued]) - credited
+                    key = (miles_account, miles)
+                    a2 = running[key] = running.get(key, locked[key]) + credited
+                    if credited > 0:  # a credit first repays any debt; the rest opens a lot
+                        lot = max(a2, 0) - max(a2 - credited, 0)
+                if status_miles:
+                    a3 = running[qualified] = (running.get(qualified, locked[qualified])
+                                               - status_miles)
+                    key = (account, status)
+                    a4 = running[key] = running.get(key, locked[key]) + status_miles
+                if segment_count:
+                    a5 = running[counted] = (running.get(counted, locked[counted])
+                                             - segment_count)
+                    key = (account, segments)
+                    a6 = running[key] = running.get(key, locked[key]) + segment_count
+                afters.append((a1, a2, a3, a4, a5, a6, lot))
         except KeyError as exc:
             raise RuntimeError(f"post_credits before lock_for_credits of {exc}") from exc
+        totals = {key: balance - locked[key] for key, balance in running.items()}
         try:
             ids = await (await self.repo()).post_credits(
-                rows, issuance=issuance, qualification=qualification, actor_type=actor.type,
-                actor_id=actor.id, source=source, balances=balances, totals=dict(totals))
+                rows, afters, issuance=issuance, qualification=qualification,
+                actor_type=actor.type, actor_id=actor.id, source=source, totals=totals)
         except asyncpg.PostgresError as exc:
             raise ledger_error(exc, source, None) from exc
-        for key, amount in totals.items():
-            self._locked[key] += amount
+        self._locked.update(running)
         return ids
 
     # -- common shapes of entries ------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+from dataclasses import replace
 from datetime import date
 
 from lms.accrual.earning import (
@@ -18,6 +20,7 @@ from lms.accrual.earning import (
     RuleKind,
     TierBonusRule,
     apply_limits,
+    coupon_of,
     earn,
     great_circle_miles,
     pct_of,
@@ -144,3 +147,56 @@ def test_limits_give_a_capped_partial_award() -> None:
     assert apply_limits(1000, member_left=300, budget_left=120) == 120
     assert apply_limits(1000, member_left=None, budget_left=0) == 0
     assert apply_limits(1000, member_left=-5, budget_left=10) == 0
+
+
+def test_remembered_earnings_follow_the_date_the_tier_the_fare_and_new_versions() -> None:
+    rules = book()
+    basic, gold = MemberFacts("BASIC"), MemberFacts("GOLD")
+
+    def miles(c: Coupon, member: MemberFacts) -> int:
+        result = earn(rules, c, member)
+        assert isinstance(result, Earning)
+        return result.base_miles + result.tier_bonus
+
+    before, after = flight(booking_class="Q", flight_date=date(2026, 6, 30)), flight(
+        booking_class="Q", flight_date=date(2026, 7, 1))
+    for _ in range(2):  # the second time from what the book remembers
+        assert miles(before, basic) == pct_of(LHR_JFK, 25)
+        assert miles(after, basic) == max(pct_of(LHR_JFK, 10), 500)
+        assert miles(before, gold) == pct_of(LHR_JFK, 25) + pct_of(pct_of(LHR_JFK, 25), 50)
+    revenue = flight(marketing_carrier="RV", booking_class="Y", fare_amount=1,
+                     fare_currency="USD")
+    assert miles(replace(revenue, fare_amount=10_000), basic) == 500
+    assert miles(replace(revenue, fare_amount=20_000), basic) == 1000
+    # A new version is seen at once, by the coupons of its period only.
+    rules.add(RuleKind.BOOKING_CLASS, "LM/Q", date(2026, 6, 15),
+              BookingClassRule(cabin="economy", miles_percent=50, status_miles_percent=25))
+    assert miles(before, basic) == pct_of(LHR_JFK, 50)
+    assert miles(flight(booking_class="Q", flight_date=date(2026, 6, 14)), basic) == pct_of(
+        LHR_JFK, 25)
+    assert miles(after, basic) == max(pct_of(LHR_JFK, 10), 500)
+
+
+def test_remembered_earnings_are_what_a_fresh_book_gives() -> None:
+    rng = random.Random(5)
+    remembered = book()
+    airports_ = ["LHR", "JFK", "CDG", "SIN", "XXX"]
+    for _ in range(2000):
+        origin, destination = rng.sample(airports_, 2)
+        carrier = rng.choice(["LM", "RV", "ZZ"])
+        fare = rng.choice([None, 10_000, 12_345])
+        c = flight(flight_date=date(2026, rng.randint(5, 8), rng.randint(1, 28)),
+                   marketing_carrier=carrier, booking_class=rng.choice("JQGY"),
+                   origin=origin, destination=destination, fare_amount=fare,
+                   fare_currency=None if fare is None else rng.choice(["USD", "EUR"]))
+        member = MemberFacts(rng.choice(["BASIC", "GOLD"]))
+        assert earn(remembered, c, member) == earn(book(), c, member)
+
+
+def test_a_coupon_filled_slot_by_slot_is_the_coupon_its_constructor_makes() -> None:
+    values = ("1251234567890", 2, "7000000001", date(2026, 6, 1), "LM", "PA", "12", "LHR",
+              "JFK", "J", "business", date(2026, 5, 1), 123_45, "USD")
+    filled = coupon_of(values)
+    assert filled == Coupon(*values)
+    assert filled.external_ref == "1251234567890/2"
+    assert hash(filled) == hash(Coupon(*values))

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from sqlalchemy import text
 
 from lms.accrual.earning import Reason
-from lms.accrual.schemas import EarnRuleIn
+from lms.accrual.schemas import EarnRuleIn, PromotionIn
 from lms.accrual.service import SOURCE, credit_coupons
 from lms.claims.schemas import ClaimRequest
 from lms.claims.service import ClaimService
@@ -17,6 +17,7 @@ from lms.db import Database
 from lms.ledger.service import SystemAccounts
 from lms.ledger.types import Unit
 from tests.accrual.support import (
+    add_promotion,
     add_rules,
     balances,
     coupon,
@@ -216,3 +217,29 @@ async def test_a_refused_coupon_leaves_no_claim_and_a_credited_one_stays_a_dupli
     for card in ("7999999999", closed.card_number):
         [again] = await credit_coupons(db, system, [replace(credited, card_number=card)])
         assert (again.status, again.detail) == ("duplicate", "credited before")
+
+
+async def test_an_entrys_details_are_the_coupons_terms_as_json(
+        db: Database, system: SystemAccounts) -> None:
+    # A cabin name from the rules with what JSON must escape; a promotion of the carrier's.
+    carrier = await distance_carrier(db, classes={"J": (200, 200, 1, True)})
+    await add_rules(db, EarnRuleIn("booking_class", f"{carrier}/J", date(2021, 1, 1), {
+        "cabin": 'Club "World"\\ \u00e9', "milesPercent": 200, "statusMilesPercent": 200}))
+    code = f"D{carrier}"
+    await add_promotion(db, PromotionIn(code=code, name="Details", fixed_miles=100,
+                                        carriers=[carrier]))
+    member = await make_member(db, system)
+    flown = coupon(member, carrier, booking_class="J", flight_number="7A", coupon_number=3)
+
+    [outcome] = await credit_coupons(db, system, [flown])
+
+    async with db.engine.connect() as conn:
+        details, description = (await conn.execute(text(
+            "SELECT details, description FROM journal_entries WHERE id = :id"),
+            {"id": outcome.entry_id})).one()
+    assert details == {
+        "ticket": flown.ticket_number, "coupon": 3, "flight": f"{carrier}7A",
+        "operatedBy": carrier, "route": "LHR-JFK", "class": "J",
+        "cabin": 'Club "World"\\ \u00e9', "distance": LHR_JFK, "baseMiles": 2 * LHR_JFK,
+        "tierBonus": 0, "promotions": {code: 100}}
+    assert description == f"Flight {carrier}7A LHR-JFK 2026-06-01"

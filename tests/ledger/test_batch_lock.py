@@ -4,7 +4,7 @@ its cost follows the batch, not the number of accounts in the programme."""
 from __future__ import annotations
 
 from lms.db import Database, RawConnection
-from lms.ledger.repository import LOCK_BATCH_BALANCES, LedgerRepository, packed
+from lms.ledger.repository import LOCK_BATCH_BALANCES_ARRAYS, LedgerRepository, packed
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import AccountKind
 
@@ -28,7 +28,7 @@ async def test_the_batch_lock_reads_accounts_and_balances_by_key_only(db: Databa
                     INSERT INTO balances (account_id, unit, allow_negative)
                     SELECT a.id, u, false FROM a,
                            unnest(ARRAY['MILES', 'STATUS_MILES', 'SEGMENTS']) AS u""")
-                rows = await conn.fetch("EXPLAIN (COSTS OFF) " + LOCK_BATCH_BALANCES,
+                rows = await conn.fetch("EXPLAIN (COSTS OFF) " + LOCK_BATCH_BALANCES_ARRAYS,
                                         packed(range(1, 1001)))
                 plan.extend(r[0] for r in rows)
                 raise RolledBack
@@ -47,9 +47,9 @@ async def test_the_batch_lock_answers_every_balance_row_in_ledger_order(
         ledger = Ledger(conn, system)
         ids = [await ledger.open_account(AccountKind.MEMBER) for _ in range(3)]
         await ledger.set_account_status(ids[1], "closed")
-        rows = await LedgerRepository(conn).lock_balances_for_credits(
+        columns = await LedgerRepository(conn).lock_balances_for_credits(
             [ids[2], ids[0], ids[1], ids[2]])
-        return ids, [(r["account_id"], r["unit"], r["posted"], r["status"]) for r in rows]
+        return ids, list(zip(*columns, strict=True))
 
     ids, rows = await db.raw_transaction(work)
     units = ["MILES", "SEGMENTS", "STATUS_MILES"]
