@@ -53,11 +53,6 @@ NAMES = {value: key for module in REPOSITORIES for key, value in vars(module).it
 def name(query: str) -> str:
     if query in NAMES:
         return NAMES[query]
-    # A unit of work's first query with the idempotency key's claim (claiming()).
-    head, _, rest = query.partition("LEFT JOIN (")
-    facts = rest.rpartition(") AS facts ON true")[0]
-    if "INSERT INTO idempotency_keys" in head and facts in NAMES:
-        return "CLAIM+" + NAMES[facts]
     words = " ".join(query.split())
     return words if len(words) <= 60 else words[:60] + "..."
 
