@@ -45,7 +45,6 @@ from lms.idempotency.errors import (
     IdempotencyRequestUnfinished,
 )
 from lms.idempotency.service import (
-    Facts,
     IdempotencyService,
     StoredAnswer,
     request_hash,
@@ -131,38 +130,6 @@ async def idempotent(
     return await _idempotent(request, principal, db.transaction, work, key=key,
                              status_code=status_code, required=required,
                              secret_fields=secret_fields)
-
-
-async def idempotent_facts(
-    request: Request[Any, Any, Any],
-    principal: Principal | None,
-    db: Database,
-    facts: Facts,
-    work: Callable[[RawConnection, asyncpg.Record], Awaitable[Any]],
-    *,
-    key: str | None,
-    status_code: int = 201,
-) -> Response[Any]:
-    """``idempotent`` with the key required, on a bare asyncpg connection
-    (``Database.raw_transaction``: the money path, where a SQLAlchemy session costs more CPU
-    than the ledger's work), for work whose first query is ``facts``:
-    the key is claimed by the same statement (one round trip less on the money path's
-    hottest writes) and ``work`` gets the facts' row. A replay does not run ``work``."""
-    if key is None:
-        raise IdempotencyKeyRequired()
-    scope, key, request_fingerprint = await _scoped(request, principal, key, ())
-
-    async def unit(conn: RawConnection) -> tuple[StoredAnswer, bool]:
-        keys = IdempotencyService(conn)
-        earlier, row = await keys.claim_with(scope, key, request_fingerprint, facts)
-        if earlier is not None:
-            return earlier, True
-        answer = StoredAnswer(status_code, encode_json(await work(conn, row)))
-        await keys.complete(scope, key, answer)
-        return answer, False
-
-    answer, replayed = await db.raw_transaction(unit)
-    return _answer(answer, replayed=replayed)
 
 
 async def idempotent_call(

@@ -29,17 +29,6 @@ ORDER BY fm.member_id
 FOR NO KEY UPDATE OF fm
 """
 
-# CURRENT_ROUTES for the one member ``m`` of an enclosing query, for a credit path that reads
-# its member and the route in one statement (lms.family.routing.route_of reads the columns,
-# NULL when the member is in no pool). The membership is locked as CURRENT_ROUTES locks it.
-MEMBER_ROUTE_LATERAL = """
-LEFT JOIN LATERAL (
-     SELECT fm.id AS route_id, fm.pool_id AS route_pool_id, p.account_id AS route_account_id
-       FROM family_members fm JOIN family_pools p ON p.id = fm.pool_id
-      WHERE fm.member_id = m.id AND fm.left_at IS NULL
-        FOR NO KEY UPDATE OF fm) route ON true
-"""
-
 ADD_CONTRIBUTIONS = """
 UPDATE family_members fm SET contributed = fm.contributed + d.miles
 FROM unnest($1::bigint[], $2::bigint[]) AS d(id, miles)

@@ -9,7 +9,8 @@ purchased miles are not routed: they stay personal (docs/family-pools.md says wh
 id order) until the caller commits, so a member cannot leave, be removed or see the pool
 dissolved between the routing and the posting: a credit lands either in the pool while the
 membership lasts, or on the member's account after it ended, never in a pool they left.
-Callers take these locks before the ledger's balance rows.
+Callers take these locks before the ledger's balance rows. A partner accrual applies the
+same rule and lock in SQL (partner_accrue(), migration 0023).
 """
 
 from __future__ import annotations
@@ -36,14 +37,6 @@ async def redeemable_accounts_for(conn: Any, member_ids: Sequence[int]
         return {}
     rows = await FamilyRepository(conn).lock_current_routes(member_ids)
     return {r["member_id"]: PoolRoute(r["id"], r["pool_id"], r["account_id"]) for r in rows}
-
-
-def route_of(row: Any) -> PoolRoute | None:
-    """The route read by ``MEMBER_ROUTE_LATERAL`` (lms.family.repository) as part of the
-    caller's own statement, with the same lock as ``redeemable_accounts_for``."""
-    if row["route_id"] is None:
-        return None
-    return PoolRoute(row["route_id"], row["route_pool_id"], row["route_account_id"])
 
 
 async def redeemable_account_for(conn: Any, member_id: int, own_account_id: int

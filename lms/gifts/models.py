@@ -72,3 +72,14 @@ class Gift(Base):
         Index("ix_gifts_sender_created", "sender_id", "created_at"),
         Index("ix_gifts_recipient_created", "recipient_id", "created_at"),
     )
+
+
+class GiftNameKeyChar(Base):
+    """A character that lms.gifts.service.name_key changes, and what it makes of it: the
+    table behind the SQL function gift_name_key() (migration 0024 fills it from Python's
+    unicodedata)."""
+
+    __tablename__ = "gift_name_key_chars"
+
+    ch: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
+    key: Mapped[str] = mapped_column(Text)

@@ -13,7 +13,7 @@ from lms.api.idempotency import (
     IDEMPOTENCY_REQUIRED_PROBLEMS,
     REPLAYED_HEADER,
     IdempotencyKeyHeader,
-    idempotent_facts,
+    idempotent_call,
 )
 from lms.api.openapi import problems
 from lms.auth.guards import current_principal, member_only
@@ -29,7 +29,7 @@ from lms.gifts.errors import (
     RecipientNotFound,
 )
 from lms.gifts.schemas import GiftCreate, GiftOut, GiftPage, GiftTermsOut
-from lms.gifts.service import GiftService
+from lms.gifts.service import GiftService, gift_refusal
 from lms.ledger.errors import InsufficientMiles
 
 
@@ -57,13 +57,13 @@ class GiftController(Controller):
         principal = current_principal(request)
         now = utcnow()
 
-        async def work(conn: RawConnection, facts: asyncpg.Record) -> GiftOut:
-            return await GiftService(conn, state.system_accounts).send(principal.id, data,
-                                                                       facts, now)
+        async def call(conn: RawConnection, scope: str, key: str, fingerprint: str
+                       ) -> asyncpg.Record:
+            return await GiftService(conn, state.system_accounts).send(
+                scope, key, fingerprint, principal.id, data, now)
 
-        return await idempotent_facts(request, principal, state.db,
-                                      GiftService.facts_query(principal.id, data, now), work,
-                                      key=idempotency_key)
+        return await idempotent_call(request, principal, state.db, call, key=idempotency_key,
+                                     refusal=gift_refusal)
 
     @get("", operation_id="listMyGifts",
          summary="Gifts the caller sent or received, newest first, with who and the message",

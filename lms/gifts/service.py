@@ -5,6 +5,10 @@ Terms are versions with effective dates in ``gift_rules`` (programme file sectio
 ``gift_rules``); without one in force, DEFAULT_TERMS apply. Limits count the miles given,
 not the fee, per calendar day and year in the member's own time zone.
 
+A gift is one call of the SQL function ``gift_send()`` (migration 0024), which checks and
+does the whole unit of work; this module prepares its arguments and turns its refusals into
+the errors of lms.gifts.errors.
+
 Exactness under concurrency: a gift takes transaction-scoped advisory locks on the sender
 and the recipient, in member id order, before it counts what they sent and received today
 and this year, and keeps them until commit; the next gift of either member counts after it.
@@ -15,14 +19,14 @@ here would deadlock with a concurrent flight credit.
 
 from __future__ import annotations
 
+import json
 import unicodedata
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.clock import utcnow
@@ -35,11 +39,10 @@ from lms.gifts.errors import (
     RecipientNotActive,
     RecipientNotFound,
 )
-from lms.gifts.repository import ADVISORY_NAMESPACE, SEND_FACTS, GiftRepository
+from lms.gifts.repository import GiftRepository
 from lms.gifts.schemas import GiftCreate, GiftOut, GiftParty, GiftTermsOut
-from lms.idempotency.service import Facts
-from lms.ledger.service import Ledger, SystemAccounts
-from lms.ledger.types import Actor, EntryKind, Leg, SystemAccount, Unit
+from lms.ledger.service import Ledger, SystemAccounts, add_months, ledger_error
+from lms.ledger.types import SystemAccount
 
 BP = 10_000
 
@@ -83,7 +86,7 @@ def local_starts(now: datetime, timezone: str) -> tuple[datetime, datetime]:
 
 
 def terms_of(row: asyncpg.Record, rule_id: int | None = None) -> GiftTerms:
-    """The terms of a ``gift_rules`` row (SEND_FACTS names its id ``rule_id``), the
+    """The terms of a ``gift_rules`` row (its id as ``rule_id`` unless given), the
     defaults when there is none."""
     rule_id = row["rule_id"] if rule_id is None else rule_id
     if rule_id is None:
@@ -95,25 +98,44 @@ def terms_of(row: asyncpg.Record, rule_id: int | None = None) -> GiftTerms:
                      yearly_received_limit=row["yearly_received_limit"])
 
 
-def side(facts: asyncpg.Record, prefix: str) -> dict[str, Any] | None:
-    """One member of SEND_FACTS (``s_`` sender, ``r_`` recipient) under the names of
-    GiftRepository.member's rows; None when missing."""
-    if facts[f"{prefix}_id"] is None:
-        return None
-    return {"id": facts[f"{prefix}_id"], "account_id": facts[f"{prefix}_account"],
-            "card_number": facts[f"{prefix}_card"], "first_name": facts[f"{prefix}_first"],
-            "last_name": facts[f"{prefix}_last"], "status": facts[f"{prefix}_status"],
-            "timezone": facts[f"{prefix}_timezone"]}
-
-
 def party(r: asyncpg.Record, prefix: str) -> GiftParty:
     return GiftParty(member_id=r[f"{prefix}_id"], card_number=r[f"{prefix}_card"],
                      first_name=r[f"{prefix}_first"], last_name=r[f"{prefix}_last"])
 
 
-def member_party(r: Mapping[str, Any]) -> GiftParty:
-    return GiftParty(member_id=r["id"], card_number=r["card_number"],
-                     first_name=r["first_name"], last_name=r["last_name"])
+def gift_refusal(exc: asyncpg.PostgresError) -> Exception | None:
+    """The error for a refusal of gift_send() (its SQLSTATEs GF001-GF007, then
+    ledger_post()'s), or None for any other error."""
+    state = getattr(exc, "sqlstate", None)
+    detail = getattr(exc, "detail", None) or ""
+    if state == "GF001":
+        return MemberLocked()
+    if state == "GF002":
+        return RecipientNotFound()
+    if state == "GF003":
+        return GiftToSelf(field="recipientCardNumber")
+    if state == "GF004":
+        return RecipientNotActive()
+    if state == "GF005":
+        least = int(detail)
+        return GiftTooSmall(f"At least {least} miles", field="miles", minMiles=least)
+    if state == "GF006":
+        info = json.loads(detail)
+        return GiftLimitExceeded(
+            f"The {info['period']} limit is {info['limit']} miles; {info['remaining']} left",
+            limit=info["limit"], period=info["period"], remaining=info["remaining"])
+    if state == "GF007":
+        # Not how much is left: that would tell the sender about others' gifts.
+        return GiftLimitExceeded(f"The recipient's {detail} limit would be exceeded",
+                                 period=detail)
+    problem = ledger_error(exc, None, None)
+    return None if problem is exc else problem
+
+
+def storable(text: str) -> str | None:
+    """``text``, or None when it holds the NUL character, which no PostgreSQL text can:
+    gift_send() answers for it where the old unit of work failed on it."""
+    return None if "\x00" in text else text
 
 
 class GiftService:
@@ -139,89 +161,24 @@ class GiftService:
             return DEFAULT_TERMS
         return terms_of(row, rule_id=row["id"])
 
-    @staticmethod
-    def facts_query(sender_id: int, data: GiftCreate, now: datetime) -> Facts:
-        """The gift's first query (SEND_FACTS), for a caller that runs it with the
-        idempotency key's claim (``lms.api.idempotency.idempotent_facts``)."""
-        return Facts(SEND_FACTS, (sender_id, data.recipient_card_number, now.date(),
-                                  ADVISORY_NAMESPACE))
-
-    async def send(self, sender_id: int, data: GiftCreate,
-                   facts: asyncpg.Record | None = None, now: datetime | None = None
-                   ) -> GiftOut:
-        """``facts``: the row of ``facts_query`` for ``now`` if the caller ran it already."""
-        repo = await self.repo()
-        now = now or utcnow()
-        # One statement reads both members and the terms and takes both members' gift
-        # locks; a refusal below rolls the locks back with everything else.
-        if facts is None:
-            facts = await repo.send_facts(sender_id, data.recipient_card_number, now.date())
-        sender, recipient = side(facts, "s"), side(facts, "r")
-        if sender is None or sender["status"] != "active":
-            raise MemberLocked()
-        if recipient is None or name_key(recipient["last_name"]) != name_key(
-                data.recipient_last_name):
-            raise RecipientNotFound()
-        if recipient["id"] == sender_id:
-            raise GiftToSelf(field="recipientCardNumber")
-        if recipient["status"] != "active":
-            raise RecipientNotActive()
-        terms = terms_of(facts)
-        if data.miles < terms.min_miles:
-            raise GiftTooSmall(f"At least {terms.min_miles} miles", field="miles",
-                               minMiles=terms.min_miles)
-        fee = terms.fee(data.miles)
-        await self._check_limits(sender, recipient, data.miles, terms, now)
-        sender_view, recipient_view = member_party(sender), member_party(recipient)
-        legs = [Leg(sender["account_id"], Unit.MILES, -(data.miles + fee)),
-                Leg(recipient["account_id"], Unit.MILES, data.miles)]
-        if fee:
+    async def send(self, scope: str, key: str, fingerprint: str, sender_id: int,
+                   data: GiftCreate, now: datetime) -> asyncpg.Record:
+        """The whole gift, under the Idempotency-Key ``key`` of ``scope`` claimed with the
+        request's ``fingerprint``, in one call of gift_send() (in autocommit mode it is the
+        unit of work): its row of ``status_code``, ``response_body`` (GiftOut's JSON, or
+        the stored answer of an earlier request) and ``replayed``. A refusal is raised as
+        asyncpg's error; ``gift_refusal`` names it."""
+        if not self.ledger.system.loaded():
             await self.ledger.repo()  # loads the system accounts' ids on first use
-            legs.append(Leg(self.ledger.system.pick(SystemAccount.FEES), Unit.MILES, fee))
-        summary = {"miles": data.miles, "fee": fee, "message": data.message,
-                   "sender": {"memberId": sender_id, "cardNumber": sender["card_number"],
-                              "name": f"{sender['first_name']} {sender['last_name']}"},
-                   "recipient": {"memberId": recipient["id"],
-                                 "cardNumber": recipient["card_number"],
-                                 "name": f"{recipient['first_name']} "
-                                         f"{recipient['last_name']}"}}
-        entry = await self.ledger.post(
-            kind=EntryKind.GIFT, actor=Actor("member", str(sender_id)), legs=legs,
-            description=f"Gift from {sender['first_name']} {sender['last_name']} "
-                        f"to {recipient['first_name']} {recipient['last_name']}",
-            details=summary,
-            events=[("gift.sent", summary | {"memberId": sender_id}),
-                    ("gift.received", summary | {"memberId": recipient["id"]})])
-        gift_id = await repo.insert_gift(
-            sender_id=sender_id, recipient_id=recipient["id"], miles=data.miles, fee=fee,
-            message=data.message, rule_id=terms.rule_id, entry_id=entry.id, created_at=now)
-        return GiftOut(id=gift_id, direction="sent", sender=sender_view,
-                       recipient=recipient_view, miles=data.miles, fee=fee,
-                       message=data.message, entry_id=entry.id, created_at=now)
-
-    async def _check_limits(self, sender: Mapping[str, Any], recipient: Mapping[str, Any],
-                            miles: int, terms: GiftTerms, now: datetime) -> None:
-        """Under the members' gift locks: what they already sent or received counts."""
-        capped = (terms.daily_received_limit is not None
-                  or terms.yearly_received_limit is not None)
-        counts = await (await self.repo()).counts(
-            sender["id"], local_starts(now, sender["timezone"]), recipient["id"],
-            local_starts(now, recipient["timezone"]))
-        for used, limit, period in ((counts["sent_day"], terms.daily_limit, "daily"),
-                                    (counts["sent_year"], terms.yearly_limit, "yearly")):
-            if used + miles > limit:
-                raise GiftLimitExceeded(
-                    f"The {period} limit is {limit} miles; {max(0, limit - used)} left",
-                    limit=limit, period=period, remaining=max(0, limit - used))
-        if not capped:
-            return
-        for used, cap, period in ((counts["received_day"], terms.daily_received_limit, "daily"),
-                                  (counts["received_year"], terms.yearly_received_limit,
-                                   "yearly")):
-            if cap is not None and used + miles > cap:
-                # Not how much is left: that would tell the sender about others' gifts.
-                raise GiftLimitExceeded(f"The recipient's {period} limit would be exceeded",
-                                        period=period)
+        return await (await self.repo()).send(
+            scope, key, fingerprint, sender_id, data.recipient_card_number,
+            storable(name_key(data.recipient_last_name)), data.miles, storable(data.message),
+            now, msgspec.json.encode(now).decode()[1:-1],
+            [DEFAULT_TERMS.fee_bp, DEFAULT_TERMS.fee_minimum, DEFAULT_TERMS.min_miles,
+             DEFAULT_TERMS.daily_limit, DEFAULT_TERMS.yearly_limit,
+             DEFAULT_TERMS.daily_received_limit, DEFAULT_TERMS.yearly_received_limit],
+            self.ledger.system.pick(SystemAccount.FEES),
+            add_months(now, self.ledger.config.lot_validity_months))
 
     async def list(self, member_id: int, *, sent: bool, before: int | None = None,
                    limit: int = 50) -> list[GiftOut]:

@@ -8,10 +8,6 @@ costs more CPU than the whole ledger entry's ``ledger_post()``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from functools import lru_cache
-from typing import Any
-
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,23 +25,6 @@ STORED = """
 ANSWER = """
     UPDATE idempotency_keys SET status_code = $3, response_body = $4
      WHERE principal = $1 AND key = $2"""
-
-
-@lru_cache(maxsize=64)
-def claiming(facts_sql: str, params: int) -> str:
-    """CLAIM and a unit of work's first query in one statement: ``facts_sql`` is a SELECT of
-    at most one row with parameters $1 to ``params``; the key's principal, key and request
-    hash follow. The row has ``claimed`` (false: the key was taken before) and the facts'
-    columns, all NULL when the facts have no row. As CLAIM alone, the statement waits for a
-    concurrent transaction that holds the same key to end."""
-    return f"""
-    WITH claim AS (
-        INSERT INTO idempotency_keys (principal, key, request_hash)
-        VALUES (${params + 1}, ${params + 2}, ${params + 3})
-        ON CONFLICT (principal, key) DO NOTHING
-        RETURNING key)
-    SELECT EXISTS (SELECT FROM claim) AS claimed, facts.*
-      FROM (SELECT) AS one LEFT JOIN ({facts_sql}) AS facts ON true"""
 
 
 class IdempotencyRepository:
@@ -66,15 +45,6 @@ class IdempotencyRepository:
         """
         conn = await self._conn()
         return await conn.fetchval(CLAIM, principal, key, request_hash) is not None
-
-    async def insert_with(self, principal: str, key: str, request_hash: str, facts_sql: str,
-                          facts_args: Sequence[Any]) -> asyncpg.Record:
-        """``insert`` and the facts in one statement (``claiming``)."""
-        conn = await self._conn()
-        row: asyncpg.Record | None = await conn.fetchrow(
-            claiming(facts_sql, len(facts_args)), *facts_args, principal, key, request_hash)
-        assert row is not None  # one row, whatever the facts found
-        return row
 
     async def get(self, principal: str, key: str) -> asyncpg.Record | None:
         """The stored row (``request_hash``, ``status_code``, ``response_body``), if any."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -57,15 +56,6 @@ def request_hash(*parts: bytes) -> str:
     return digest.hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Facts:
-    """A unit of work's first query: a SELECT of at most one row (``lms.idempotency.
-    repository.claiming`` adds the key's claim to it) and its arguments."""
-
-    sql: str
-    args: tuple[Any, ...]
-
-
 def sql_refusal(exc: asyncpg.PostgresError) -> Exception | None:
     """The problem for a refusal of idempotency_claim() (migration 0022), which a write done
     by one SQL function raises from its first step; None for any other error."""
@@ -86,16 +76,6 @@ class IdempotencyService:
         if await self.repo.insert(principal, key, fingerprint):
             return None
         return await self._earlier(principal, key, fingerprint)
-
-    async def claim_with(self, principal: str, key: str, fingerprint: str, facts: Facts
-                         ) -> tuple[StoredAnswer | None, asyncpg.Record]:
-        """``claim``, and the unit of work's first query in the same statement (one round
-        trip less): the earlier answer or None, and the facts' row (its columns NULL when
-        the query found no row)."""
-        row = await self.repo.insert_with(principal, key, fingerprint, facts.sql, facts.args)
-        if row["claimed"]:
-            return None, row
-        return await self._earlier(principal, key, fingerprint), row
 
     async def _earlier(self, principal: str, key: str, fingerprint: str) -> StoredAnswer:
         row = await self.repo.get(principal, key)

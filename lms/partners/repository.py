@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.audit.models import AuditRecord
 from lms.db import RawConnection, raw_connection
-from lms.family.repository import MEMBER_ROUTE_LATERAL
 from lms.partners.models import (
     ApiKey,
     Partner,
@@ -70,58 +69,31 @@ CLEARING_SHARDS = """
     SELECT id FROM accounts WHERE kind = 'system' AND code = 'partner:' || $1::bigint
      ORDER BY shard"""
 
-# Everything an accrual needs to know before it posts, in one statement: the partner with its
-# clearing shards, the member by card with the family pool route of its miles (the
-# membership locked until commit, lms.family.routing), and the earn rate in force at the
-# purchase (each NULL when missing; no row when the partner is unknown).
-ACCRUAL_FACTS = f"""
-    SELECT p.name, p.status, p.currency,
-           ARRAY(SELECT a.id FROM accounts a
-                  WHERE a.kind = 'system' AND a.code = 'partner:' || p.id
-                  ORDER BY a.shard) AS clearing,
-           m.id AS member_id, m.account_id, m.card_number,
-           route.route_id, route.route_pool_id, route.route_account_id,
-           r.id AS rate_id, r.miles_per_unit_bp
-      FROM partners p
-      LEFT JOIN members m ON m.card_number = $2
-      {MEMBER_ROUTE_LATERAL}
-      LEFT JOIN LATERAL (
-           SELECT id, miles_per_unit_bp FROM partner_earn_rates
-            WHERE partner_id = p.id AND category = $3 AND effective_from <= $4
-              AND (effective_to IS NULL OR effective_to > $4)
-            ORDER BY effective_from DESC LIMIT 1) r ON true
-     WHERE p.id = $1"""
-
-# The accrual's row with its entry; no row when the partner sent this transaction id before
-# (a concurrent duplicate waits for the first one's commit, then gets none).
-ADD_ACCRUAL = """
-    INSERT INTO partner_accruals (partner_id, partner_txn_id, member_id, amount_minor,
-                                  currency, category, rate_id, miles, occurred_at, entry_id)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-    ON CONFLICT ON CONSTRAINT uq_partner_accruals_partner_txn DO NOTHING
-    RETURNING id"""
+# A partner accrual's whole unit of work in one statement (migration 0023), run in
+# autocommit: the key's claim, the facts, the entry, the accrual's row and the stored answer.
+ACCRUE = """
+    SELECT status_code, response_body, replayed
+      FROM partner_accrue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"""
 
 
 class AccrualRepository:
-    """The SQL of a partner accrual, on the unit of work's asyncpg connection
-    (``Database.raw_transaction``): two statements besides the ledger's."""
+    """The SQL of a partner accrual, on a bare connection (``Database.autocommit``)."""
 
     def __init__(self, conn: RawConnection) -> None:
         self.conn = conn
 
-    async def facts(self, partner_id: int, card_number: str, category: str,
-                    at: datetime) -> asyncpg.Record | None:
+    async def accrue(self, principal: str, key: str, fingerprint: str, *, partner_id: int,
+                     card_number: str, partner_txn_id: str, amount_minor: int, currency: str,
+                     category: str, occurred_at: datetime | None, occurred_text: str,
+                     minor_per_unit: int, not_before: datetime, not_after: datetime,
+                     lot_expires_at: datetime | None) -> asyncpg.Record:
+        """partner_accrue()'s one row: ``status_code``, ``response_body``, ``replayed``."""
         row: asyncpg.Record | None = await self.conn.fetchrow(
-            ACCRUAL_FACTS, partner_id, card_number, category, at)
+            ACCRUE, principal, key, fingerprint, partner_id, card_number, partner_txn_id,
+            amount_minor, currency, category, occurred_at, occurred_text, minor_per_unit,
+            not_before, not_after, lot_expires_at)
+        assert row is not None  # a function with OUT parameters returns one row
         return row
-
-    async def add(self, *, partner_id: int, partner_txn_id: str, member_id: int,
-                  amount_minor: int, currency: str, category: str, rate_id: int, miles: int,
-                  occurred_at: datetime, entry_id: int | None) -> int | None:
-        accrual_id: int | None = await self.conn.fetchval(
-            ADD_ACCRUAL, partner_id, partner_txn_id, member_id, amount_minor, currency,
-            category, rate_id, miles, occurred_at, entry_id)
-        return accrual_id
 
 
 class KeyRepository:

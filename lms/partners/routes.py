@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-import asyncpg
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import Body, JSONBody, Parameter
@@ -19,11 +18,10 @@ from lms.api.idempotency import (
     REPLAYED_HEADER,
     IdempotencyKeyHeader,
     idempotent,
-    idempotent_facts,
+    idempotent_call,
 )
 from lms.api.openapi import problems
 from lms.auth.guards import InsufficientScope, admin_only, current_principal, requires_scope
-from lms.db import RawConnection
 from lms.errors import Forbidden, Unauthorized, ValidationFailed
 from lms.ledger.errors import AccountClosed
 from lms.partners.errors import (
@@ -245,14 +243,9 @@ class PartnerAccrualController(Controller):
                      state: State, idempotency_key: IdempotencyKeyHeader = None
                      ) -> Response[AccrualOut]:
         principal = current_principal(request)
-
-        async def work(conn: RawConnection, facts: asyncpg.Record) -> AccrualOut:
-            return await AccrualService(conn, state.system_accounts).accrue(
-                principal.id, data, facts)
-
-        return await idempotent_facts(request, principal, state.db,
-                                      AccrualService.facts_query(principal.id, data), work,
-                                      key=idempotency_key)
+        accrual = AccrualService(principal.id, data)
+        return await idempotent_call(request, principal, state.db, accrual.accrue,
+                                     key=idempotency_key, refusal=accrual.refusal)
 
     @get("/{partner_txn_id:str}", operation_id="getPartnerAccrual",
          summary="One of the partner's accruals, with what has been reversed of it",

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 import asyncpg
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accounts.errors import MemberNotFound
@@ -22,10 +23,14 @@ from lms.auth.principal import Principal, Role
 from lms.clock import utcnow
 from lms.db import RawConnection
 from lms.errors import LmsError
-from lms.family.routing import record_contributions, route_of
-from lms.idempotency.service import Facts
 from lms.ledger.errors import DuplicateExternalReference
-from lms.ledger.service import Ledger, SystemAccounts
+from lms.ledger.service import (
+    Ledger,
+    SystemAccounts,
+    add_months,
+    default_config,
+    ledger_error,
+)
 from lms.ledger.types import Actor, EntryKind, Leg, Unit
 from lms.partners import keys
 from lms.partners.clearing import clearing_shard, ensure_clearing
@@ -48,7 +53,6 @@ from lms.partners.errors import (
 )
 from lms.partners.models import ApiKey, Partner, PartnerAccrual, PartnerEarnRate
 from lms.partners.repository import (
-    ACCRUAL_FACTS,
     AccrualRepository,
     KeyRepository,
     PartnerRepository,
@@ -65,7 +69,6 @@ from lms.partners.schemas import (
 
 SCOPES = frozenset({"accrue", "redeem", "statements", "flights"})
 RATE_WINDOW = timedelta(minutes=1)
-BP = 10_000
 # How far back a purchase may be credited: a lot's validity runs from the purchase, so a much
 # older purchase would credit miles that are already (nearly) expired.
 MAX_ACCRUAL_AGE = timedelta(days=365)
@@ -78,13 +81,10 @@ MINOR_UNIT_EXPONENT = {"BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 
 
 
 def minor_per_unit(currency: str) -> int:
+    """Minor units per whole currency unit. A purchase earns amount x rate // (this x
+    10,000) miles, rounded down so that a partner is never billed for a fraction of a mile
+    the member did not get: partner_accrue() (migration 0023) computes them."""
     return int(10 ** MINOR_UNIT_EXPONENT.get(currency, 2))
-
-
-def miles_for(amount_minor: int, currency: str, rate_bp: int) -> int:
-    """Miles for a purchase at a rate, rounded down (a partner is never billed for a fraction
-    of a mile the member did not get)."""
-    return amount_minor * rate_bp // (minor_per_unit(currency) * BP)
 
 
 def check_networks(networks: list[str] | None) -> list[str] | None:
@@ -336,97 +336,66 @@ class ApiKeyService:
 
 
 class AccrualService:
-    """Miles for a partner purchase, on the unit of work's asyncpg connection
-    (``Database.raw_transaction``): the partner API's hottest write.
+    """Miles for a partner purchase, the partner API's hottest write: its whole unit of work
+    is partner_accrue() (migration 0023), one statement in autocommit, which holds the rules
+    that need the database. Here: the arguments only Python knows cheaply, and the problems
+    for the function's refusals.
 
-    Three statements besides the idempotency key's: what the accrual needs to know with the
-    family pool route, which locks the membership (one query), the ledger's entry, then the
-    accrual's row. The row goes last, once the entry's id is known, rather than first and
-    updated after: a duplicate transaction id is refused by the journal's external reference
-    (the entry) or, for an accrual of no miles, by the row's own unique constraint, and
-    either refusal rolls the whole unit of work back.
+    A purchase is credited once, ever: its transaction id is unique per partner, in the
+    journal (as external reference) and in partner_accruals (for an accrual of no miles,
+    which has no entry). A duplicate caught by either is ``duplicate_partner_transaction``.
     """
 
-    def __init__(self, conn: RawConnection, system: SystemAccounts) -> None:
-        self.conn = conn
-        self.repo = AccrualRepository(conn)
-        self.ledger = Ledger(conn, system)
+    def __init__(self, partner_id: int, data: AccrualRequest) -> None:
+        self.partner_id = partner_id
+        self.data = data
 
-    @staticmethod
-    def facts_query(partner_id: int, data: AccrualRequest) -> Facts:
-        """The accrual's first query, for a caller that runs it with the idempotency key's
-        claim (``lms.api.idempotency.idempotent_facts``)."""
-        return Facts(ACCRUAL_FACTS, (partner_id, data.card_number, data.category,
-                                     data.occurred_at))
-
-    async def accrue(self, partner_id: int, data: AccrualRequest,
-                     facts: asyncpg.Record | None = None) -> AccrualOut:
-        """Credit a purchase once, ever: the transaction id is unique per partner (in
-        partner_accruals and, as external reference, in the journal). ``facts``: the row
-        of ``facts_query`` if the caller ran it already."""
+    async def accrue(self, conn: RawConnection, principal: str, key: str, fingerprint: str
+                     ) -> asyncpg.Record:
+        """The function's row (``status_code``, ``response_body``, ``replayed``) for the
+        request under its Idempotency-Key (``lms.api.idempotency.idempotent_call``)."""
+        data = self.data
         occurred = data.occurred_at
-        if occurred.tzinfo is None:
-            raise InvalidOccurredAt(field="occurredAt")
-        if facts is None:
-            facts = await self.repo.facts(partner_id, data.card_number, data.category,
-                                          occurred)
-        if facts is None or not facts["clearing"]:
-            raise PartnerNotFound()
-        if facts["status"] != "active":
-            raise PartnerSuspended()
-        if data.currency != facts["currency"]:
-            raise CurrencyMismatch(f"The contract's currency is {facts['currency']}",
-                                   field="currency")
+        # Without an offset the time is refused, after the key's claim (as every refusal).
+        aware = occurred.tzinfo is not None
         now = utcnow()
-        if occurred > now + CLOCK_SKEW or occurred < now - MAX_ACCRUAL_AGE:
-            raise InvalidOccurredAt(field="occurredAt")
-        member_id, account_id = facts["member_id"], facts["account_id"]
-        if member_id is None:
-            raise MemberNotFound()
-        if facts["rate_id"] is None:
-            raise NoEarnRate(f"No rate for {data.category!r} at {occurred.isoformat()}",
-                             field="category")
-        miles = miles_for(data.amount, data.currency, facts["miles_per_unit_bp"])
-        entry_id, balance_after = None, None
-        if miles > 0:
-            # In a family pool, the miles go to the pool (lms.family.routing; the facts
-            # locked the membership until commit) and count as the member's contribution.
-            route = route_of(facts)
-            credit_account = route.account_id if route is not None else account_id
-            # No event of our own: consumers get the credit's miles.credited from the
-            # journal (lms/outbox/feed.py), with the entry's details.
-            try:
-                entry = await self.ledger.post(
-                    kind=EntryKind.ACCRUAL, actor=Actor("partner", str(partner_id)),
-                    description=f"{facts['name']}: {data.category}",
-                    source=f"partner:{partner_id}", external_ref=data.partner_txn_id,
-                    effective_at=occurred,
-                    legs=[Leg(clearing_shard(facts["clearing"], member_id), Unit.MILES,
-                              -miles),
-                          Leg(credit_account, Unit.MILES, miles)],
-                    details={"partnerTxnId": data.partner_txn_id, "amount": data.amount,
-                             "currency": data.currency, "category": data.category,
-                             "rateId": facts["rate_id"], "memberId": member_id}
-                    | ({"familyPoolId": route.pool_id} if route else {}))
-            except DuplicateExternalReference as exc:
-                raise DuplicatePartnerTransaction() from exc
-            if route is not None:
-                await record_contributions(self.conn, {route.membership_id: miles})
-            entry_id = entry.id
-            # A pool's balance is not the partner's business.
-            balance_after = (None if route is not None
-                             else entry.balances.get((account_id, Unit.MILES)))
-        accrual_id = await self.repo.add(
-            partner_id=partner_id, partner_txn_id=data.partner_txn_id, member_id=member_id,
+        return await AccrualRepository(conn).accrue(
+            principal, key, fingerprint, partner_id=self.partner_id,
+            card_number=data.card_number, partner_txn_id=data.partner_txn_id,
             amount_minor=data.amount, currency=data.currency, category=data.category,
-            rate_id=facts["rate_id"], miles=miles, occurred_at=occurred, entry_id=entry_id)
-        if accrual_id is None:
-            raise DuplicatePartnerTransaction()
-        return AccrualOut(id=entry_id, card_number=facts["card_number"],
-                          partner_txn_id=data.partner_txn_id, miles=miles, amount=data.amount,
-                          currency=data.currency, category=data.category,
-                          occurred_at=occurred, reversed_amount=0, reversed_miles=0,
-                          balance_after=balance_after)
+            occurred_at=occurred if aware else None,
+            # The answer's occurredAt as the API's encoder writes a datetime.
+            occurred_text=msgspec.json.encode(occurred).decode()[1:-1],
+            minor_per_unit=minor_per_unit(data.currency),
+            not_before=now - MAX_ACCRUAL_AGE, not_after=now + CLOCK_SKEW,
+            lot_expires_at=(add_months(occurred, default_config().lot_validity_months)
+                            if aware else None))
+
+    def refusal(self, exc: asyncpg.PostgresError) -> Exception | None:
+        """The problem for partner_accrue()'s refusals and ledger_post()'s errors; None for
+        anything else."""
+        state = getattr(exc, "sqlstate", None)
+        if state == "PA001":
+            return PartnerNotFound()
+        if state == "PA002":
+            return PartnerSuspended()
+        if state == "PA003":
+            return CurrencyMismatch(f"The contract's currency is {exc.detail}",
+                                    field="currency")
+        if state == "PA004":
+            return InvalidOccurredAt(field="occurredAt")
+        if state == "PA005":
+            return MemberNotFound()
+        if state == "PA006":
+            data = self.data
+            return NoEarnRate(f"No rate for {data.category!r} at "
+                              f"{data.occurred_at.isoformat()}", field="category")
+        if state == "PA007":
+            return DuplicatePartnerTransaction()
+        error = ledger_error(exc, f"partner:{self.partner_id}", self.data.partner_txn_id)
+        if isinstance(error, DuplicateExternalReference):
+            return DuplicatePartnerTransaction()
+        return error if isinstance(error, LmsError) else None
 
 
 class PartnerAccrualService:

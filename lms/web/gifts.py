@@ -2,8 +2,9 @@
 member sent and received.
 
 A gift form carries a random ``formKey`` made when the page was rendered; the POST runs the
-gift under that key in lms.idempotency (scope: the member), so a double click or a resent
-form gives one gift, not two, and answers as the first did.
+gift (one call of gift_send(), as the API does) under that key in lms.idempotency (scope:
+the member), so a double click or a resent form gives one gift, not two, and answers as the
+first did.
 """
 
 from __future__ import annotations
@@ -12,16 +13,19 @@ import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accounts.service import MemberService
+from lms.clock import utcnow
+from lms.db import RawConnection
 from lms.errors import LmsError
 from lms.gifts.schemas import GiftCreate, GiftOut, GiftTermsOut
-from lms.gifts.service import GiftService, GiftTerms
-from lms.idempotency.service import IdempotencyService, StoredAnswer, request_hash
+from lms.gifts.service import GiftService, GiftTerms, gift_refusal
+from lms.idempotency.service import request_hash, sql_refusal
 from lms.ledger.types import Unit
 from lms.web.context import MEMBER, page, redirect, signed_in
 from lms.web.forms import Form, convert, message, read
@@ -43,14 +47,16 @@ class GiftDesk:
 
 
 class GiftReceipt(msgspec.Struct):
-    """What a gift's idempotency key stores: enough to show the confirmation again."""
+    """What the confirmation shows of a gift, read from the answer its idempotency key
+    stores (the API's GiftOut; before migration 0024, this alone)."""
 
     id: int
     miles: int
     fee: int
 
 
-def gifts(session: AsyncSession, request: Request[Any, Any, Any]) -> GiftService:
+def gifts(session: AsyncSession | RawConnection, request: Request[Any, Any, Any]
+          ) -> GiftService:
     return GiftService(session, request.app.state.system_accounts)
 
 
@@ -161,19 +167,19 @@ class PortalGiftsController(Controller):
         scope = ctx.principal.key
         fingerprint = request_hash(b"portal-gift", msgspec.json.encode(data))
 
-        async def work(session: AsyncSession) -> GiftReceipt:
-            keys = IdempotencyService(session)
-            earlier = await keys.claim(scope, f"portal-gift:{key}", fingerprint)
-            if earlier is not None:
-                return msgspec.json.decode(earlier.body, type=GiftReceipt)
-            gift = await gifts(session, request).send(member_id, data)
-            receipt = GiftReceipt(gift.id, gift.miles, gift.fee)
-            await keys.complete(scope, f"portal-gift:{key}",
-                                StoredAnswer(201, msgspec.json.encode(receipt)))
-            return receipt
+        async def work(conn: RawConnection) -> GiftReceipt:
+            try:
+                row = await gifts(conn, request).send(scope, f"portal-gift:{key}",
+                                                      fingerprint, member_id, data, utcnow())
+            except asyncpg.PostgresError as exc:
+                problem = sql_refusal(exc) or gift_refusal(exc)
+                if problem is None:
+                    raise
+                raise problem from exc
+            return msgspec.json.decode(bytes(row["response_body"]), type=GiftReceipt)
 
         try:
-            receipt = await request.app.state.db.transaction(work)
+            receipt = await request.app.state.db.autocommit(work)
         except LmsError as exc:
             refusal(form, exc)
             return await self.render(request, form,

@@ -266,7 +266,7 @@ LANGUAGE sql STABLE AS $fn$
          || '+00\:00'
 $fn$"""
 
-# A member code a partner presents, checked (lms.redemption.service before revision 0026): a
+# A member code a partner presents, checked (lms.redemption.service before revision 0025): a
 # wrong one is counted, so a refusal is this row's answer, not an error (an error would roll
 # the count back). Called by a quote on its own, and by partner_hold_open(), which then runs
 # on with the code's facts in the same statement.

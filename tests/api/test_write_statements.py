@@ -53,11 +53,6 @@ NAMES = {value: key for module in REPOSITORIES for key, value in vars(module).it
 def name(query: str) -> str:
     if query in NAMES:
         return NAMES[query]
-    # A unit of work's first query with the idempotency key's claim (claiming()).
-    head, _, rest = query.partition("LEFT JOIN (")
-    facts = rest.rpartition(") AS facts ON true")[0]
-    if "INSERT INTO idempotency_keys" in head and facts in NAMES:
-        return "CLAIM+" + NAMES[facts]
     words = " ".join(query.split())
     return words if len(words) <= 60 else words[:60] + "..."
 
@@ -118,15 +113,15 @@ async def test_a_partner_accrual(client: httpx.AsyncClient, db: Database, settin
     response, statements = await sent.during(
         lambda: accrue(client, key, accrual_body(member.card)))
     assert response.status_code == 201, response.text
-    assert statements == ["CHECK_KEY", "BEGIN;", "CLAIM+ACCRUAL_FACTS", "POST_ENTRY",
-                          "ADD_ACCRUAL", "ANSWER", "COMMIT;"]
+    # The whole unit of work is one function call (partner_accrue(), migration 0023).
+    assert statements == ["CHECK_KEY", "ACCRUE"]
 
     replay_key = "replay-" + response.json()["partnerTxnId"]
     body = accrual_body(member.card)
     assert (await accrue(client, key, body, replay_key)).status_code == 201
     replay, statements = await sent.during(lambda: accrue(client, key, body, replay_key))
     assert replay.headers["Idempotency-Replayed"] == "true"
-    assert statements == ["CHECK_KEY", "BEGIN;", "CLAIM+ACCRUAL_FACTS", "STORED", "COMMIT;"]
+    assert statements == ["CHECK_KEY", "ACCRUE"]
 
 
 async def test_a_gift(client: httpx.AsyncClient, db: Database, system: SystemAccounts,
@@ -143,9 +138,18 @@ async def test_a_gift(client: httpx.AsyncClient, db: Database, system: SystemAcc
     assert (await give()).status_code == 201
     response, statements = await sent.during(give)
     assert response.status_code == 201, response.text
-    # First the member's bearer token (lms.auth), one statement.
-    assert statements[1:] == ["BEGIN;", "CLAIM+SEND_FACTS", "GIFT_COUNTS", "POST_ENTRY",
-                              "INSERT_GIFT", "ANSWER", "COMMIT;"]
+    # First the member's bearer token (lms.auth), one statement; then the whole gift in
+    # one call of gift_send() (migration 0024), in autocommit mode.
+    assert len(statements) == 2
+    assert statements[1:] == ["SEND_GIFT"]
+
+    replay_headers = sender.key()
+    assert (await client.post("/v1/me/gifts", json=body, headers=replay_headers)
+            ).status_code == 201
+    replay, statements = await sent.during(
+        lambda: client.post("/v1/me/gifts", json=body, headers=replay_headers))
+    assert replay.headers["Idempotency-Replayed"] == "true"
+    assert statements[1:] == ["SEND_GIFT"]
 
 
 async def test_the_redemption_flow(client: httpx.AsyncClient, db: Database,
