@@ -50,7 +50,7 @@ from lms.accrual.schemas import EarnRuleIn, EarnRuleOut, PromotionIn, PromotionO
 from lms.claims.service import ClaimService
 from lms.db import Database, RawConnection, raw_connection
 from lms.family.routing import PoolRoute, record_contributions, redeemable_accounts_for
-from lms.ledger.errors import AccountClosed, DuplicateExternalReference
+from lms.ledger.errors import DuplicateExternalReference
 from lms.ledger.repository import LedgerRepository
 from lms.ledger.service import Ledger, SystemAccounts, add_months
 from lms.ledger.types import Actor, SystemAccount
@@ -287,8 +287,14 @@ class FlightCredits:
         # Members in a family pool: their MILES go to the pool (lms.family.routing), whose
         # memberships are locked here, before any balance row, as every pool operation does.
         routes = await redeemable_accounts_for(self.conn, [m.id for _, m, _ in earned])
-        shards = await self._lock_balances(earned, routes)
-        granted = await self._grant_promotions(earned)
+        shards = self._shards()
+        granted = await self._grant_promotions(earned, [
+            *shards, *(m.account_id for _, m, _ in earned),
+            *(r.account_id for r in routes.values())])
+        # The balance rows are written (and so locked, in ledger order) only now, by
+        # Ledger.post_credits; a member whose account was closed after the lookup above
+        # (rare: closing locks the same rows) makes it raise AccountClosed, and the whole
+        # batch rolls back and can be resent.
         await self._post(coupons, earned, granted, outcomes, shards, routes)
 
     async def _member_facts(self, rules: RuleBook, members: list[BatchMember]
@@ -304,8 +310,8 @@ class FlightCredits:
         return {m.id: MemberFacts(m.tier, flew is not None and m.id not in flew,
                                   frozenset(registrations[m.id])) for m in members}
 
-    async def _grant_promotions(self, earned: list[tuple[int, BatchMember, Earning]]
-                                ) -> dict[int, dict[str, int]]:
+    async def _grant_promotions(self, earned: list[tuple[int, BatchMember, Earning]],
+                                accounts: list[int]) -> dict[int, dict[str, int]]:
         """Promotion miles per coupon after member caps and budgets.
 
         Per-member award rows are locked for the rest of the transaction and read under the
@@ -318,20 +324,30 @@ class FlightCredits:
         whole bonus and the batch's spending is settled under the lock at the end
         (``_settle_budgets``), which reruns the batch locked if the budget no longer holds
         it. Either way a coupon gets exactly what the locked way would give it.
+
+        Balance rows come before promotions and award rows in every batch's lock order (an
+        optimistic batch settles after its posting): before locking either here, the batch
+        locks its balance rows (``accounts``), which its posting would otherwise lock only
+        later.
         """
         limited_codes = sorted({h.promotion.code for _, _, e in earned for h in e.promotions
                                 if h.promotion.limited})
         if not limited_codes:
             return self._grants(earned, {}, {})[0]
         optimistic = self.optimistic_budgets
+        keys = sorted({(h.promotion.code, m.id) for _, m, e in earned for h in e.promotions
+                       if h.promotion.member_cap is not None})
+        locked = not optimistic or bool(keys)
+        if locked:
+            await self.ledger.lock_for_credits(accounts)
         state = {r["code"]: r for r in await (
             self.repo.promotion_limits(limited_codes) if optimistic
             else self.repo.lock_promotions(limited_codes))}
-        keys = sorted({(h.promotion.code, m.id) for _, m, e in earned for h in e.promotions
-                       if h.promotion.member_cap is not None})
         awards = await self.repo.lock_awards(keys) if keys else {}
         granted, usage, award_add, budget_bound = self._grants(earned, state, awards)
         if optimistic and budget_bound:  # a budget nearly spent: decided under its lock
+            if not locked:
+                await self.ledger.lock_for_credits(accounts)
             state = {r["code"]: r for r in await self.repo.lock_promotions(limited_codes)}
             granted, usage, award_add, _ = self._grants(earned, state, awards)
             optimistic = False
@@ -392,21 +408,10 @@ class FlightCredits:
                 raise BudgetsContended(code)
         await self.repo.add_usage(spend)
 
-    async def _lock_balances(self, earned: list[tuple[int, BatchMember, Earning]],
-                             routes: dict[int, PoolRoute]) -> tuple[int, int]:
-        """Lock the batch's balance rows; returns the (issuance, qualification) shards."""
-        # One shard of each system account for the whole batch (see POST_CREDITS).
-        issuance, qualification = (self.pick(self.system.all(SystemAccount.ISSUANCE)),
-                                   self.pick(self.system.all(SystemAccount.QUALIFICATION)))
-        status = await self.ledger.lock_for_credits(
-            [issuance, qualification, *(m.account_id for _, m, _ in earned),
-             *(r.account_id for r in routes.values())])
-        closed = {a for a, s in status.items() if s != "open"}
-        if closed:
-            # Only a member whose account was closed after the member lookup gets here (rare:
-            # closing locks the same rows); the whole batch rolls back and can be resent.
-            raise AccountClosed(f"accounts {sorted(closed)} are not open")
-        return issuance, qualification
+    def _shards(self) -> tuple[int, int]:
+        """The batch's one (issuance, qualification) shard pair (see POST_CREDITS)."""
+        return (self.pick(self.system.all(SystemAccount.ISSUANCE)),
+                self.pick(self.system.all(SystemAccount.QUALIFICATION)))
 
     def pick(self, shards: list[int]) -> int:
         if self.lane is None:

@@ -40,11 +40,12 @@ INSERT INTO outbox_events (topic, payload)
 SELECT t, p::jsonb FROM unnest($1::text[], $2::text[]) AS e(t, p)
 """
 
-# Account by account, each found by key: joined on the balance rows alone, the planner read
-# every account (a hash or merge join over the whole table: 20 ms of CPU a batch at 100,000
-# members, 68-83 ms a batch in the 1M-coupon bench) to find the batch's thousand. The keys
-# reach the planner through a sub-select so that it never sees how many there are: shown a
-# thousand, it would rather hash whole tables in the first plans of every connection.
+# Locks every balance row of these accounts in (account, unit) order, for a batch of credits
+# that must lock something ordered after balances (a promotion's budget) before it posts
+# (Ledger.lock_for_credits). Account by account, each found by key: joined on the balance rows
+# alone, the planner read every account (a hash or merge join over the whole table: 20 ms of
+# CPU a batch at 100,000 members) to find the batch's thousand. The keys reach the planner through a sub-select so that it never sees
+# how many there are.
 LOCK_BATCH_BALANCES = """
 WITH k AS MATERIALIZED (
   SELECT DISTINCT unnest(string_to_array((SELECT $1::text), E'\\x1f')::bigint[]) AS id
@@ -55,8 +56,7 @@ ORDER BY b.account_id, b.unit
 FOR UPDATE OF b
 """
 
-# The same rows, locked the same way, answered as four arrays in one row: a batch locks
-# thousands, and a record each cost the client more than the lock cost the server.
+# The same rows, locked the same way, answered as four arrays in one row.
 LOCK_BATCH_BALANCES_ARRAYS = f"""
 WITH locked AS ({LOCK_BATCH_BALANCES})
 SELECT array_agg(account_id) AS accounts, array_agg(unit) AS units,
@@ -64,19 +64,56 @@ SELECT array_agg(account_id) AS accounts, array_agg(unit) AS units,
 FROM locked
 """
 
+# A batch of credits adds its totals per (account, unit) to the balance rows in one UPDATE and
+# answers each row's balance after it and its account's status; each leg's balance_after is
+# then the caller's to work out (Ledger.post_credits). The totals do not depend on the
+# balances, so the rows need no lock beforehand: a SELECT ... FOR UPDATE first wrote a lock
+# into every tuple (with its WAL) that the UPDATE then wrote again, and the UPDATE, joined on
+# thousands of keys, merge-joined the whole primary key (every balance row up to the batch's
+# highest account, each batch). Here each row is found by key, in (account, unit) order: the
+# keys are sorted before the join and the caller forbids hash and merge joins, so the rows are
+# updated (and locked) one by one in the order every ledger_post() takes, and concurrent
+# entries queue instead of deadlocking. The keys reach the planner through a sub-select so
+# that it never sees how many there are: shown a thousand, it would rather scan whole tables.
+CREDIT_BATCH_BALANCES = """
+WITH d AS MATERIALIZED (
+  SELECT * FROM unnest(string_to_array((SELECT $1::text), E'\\x1f')::bigint[],
+                       string_to_array((SELECT $2::text), E'\\x1f'),
+                       string_to_array((SELECT $3::text), E'\\x1f')::bigint[])
+                AS d(account_id, unit, amount)
+  ORDER BY 1, 2
+),
+credited AS (
+  UPDATE balances b SET posted = b.posted + d.amount
+  FROM d JOIN accounts a ON a.id = d.account_id
+  WHERE b.account_id = d.account_id AND b.unit = d.unit
+  RETURNING b.account_id, b.unit, b.posted, a.status
+)
+SELECT array_agg(account_id) AS accounts, array_agg(unit) AS units,
+       array_agg(posted) AS posted, array_agg(status) AS statuses
+FROM credited
+"""
+
+# What CREDIT_BATCH_BALANCES needs of the planner, and back to the session's own settings
+# after the batch; each one round trip.
+BATCH_PLAN_SETTINGS = ("SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; "
+                       "SET LOCAL enable_mergejoin = off")
+BATCH_PLAN_RESET = "RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin"
+
 # The ledger's write path (ledger_post(), migration 0002) done for a whole batch of credits in
 # one statement: one journal entry per coupon with its postings (zero legs left out, each
-# entry balanced per unit), each balance row updated once with the batch's total, and a lot
-# per MILES credit as ledger_post() writes them. The miles.credited events are the relay's to
-# read from the journal (lms/outbox/feed.py), as for every entry. Calling ledger_post() once
-# per coupon costs about a millisecond each; this is the difference between 1,000 and 10,000+
-# coupons a second. Only credits from system accounts, whose rows the caller has locked
-# (LOCK_BATCH_BALANCES), so there is no shortfall to check and no lot to consume.
+# entry balanced per unit) and a lot per MILES credit as ledger_post() writes them; the
+# balance rows took the batch's totals just before, in the same transaction
+# (CREDIT_BATCH_BALANCES). The miles.credited events are the relay's to read from the journal
+# (lms/outbox/feed.py), as for every entry. Calling ledger_post() once per coupon costs about
+# a millisecond each; this is the difference between 1,000 and 10,000+ coupons a second. Only
+# credits from system accounts, so there is no shortfall to check and no lot to consume.
 # What the caller already knows comes in rather than being worked out again per row: each
 # leg's balance_after along the batch's order and each lot's amount (Ledger.post_credits
-# runs them from the balances as locked), and the entries' ids, drawn from their sequence
-# here in the batch's order, so the postings need no join back to the inserted entries (that
-# join, a window over every leg and the sorts they took were a third of the statement).
+# runs them from the balances CREDIT_BATCH_BALANCES answered), and the entries' ids, drawn
+# from their sequence here in the batch's order, so the postings need no join back to the
+# inserted entries (that join, a window over every leg and the sorts they took were a third
+# of the statement).
 # Every column comes as one text of the values joined by ASCII unit separators (``packed``),
 # thousands of them: asyncpg's array parameters cost the client about half a microsecond per
 # element, string_to_array() the server a tenth of that.
@@ -118,12 +155,6 @@ posting AS (
     (6, c.account_id, 'SEGMENTS', c.segments, c.segments_after)
   ) AS l(n, account_id, unit, amount, balance_after)
   WHERE l.amount <> 0
-),
-balance AS (  -- each row once, by the batch's totals ($23-$25)
-  UPDATE balances b SET posted = b.posted + d.amount
-  FROM unnest(string_to_array($23, E'\\x1f')::bigint[], string_to_array($24, E'\\x1f'),
-              string_to_array($25, E'\\x1f')::bigint[]) AS d(account_id, unit, amount)
-  WHERE b.account_id = d.account_id AND b.unit = d.unit
 ),
 lot AS (  -- a credit first repays any debt; only the rest opens a lot (as in ledger_post())
   INSERT INTO lots (account_id, entry_id, amount, remaining, expires_at, created_at)
@@ -358,6 +389,12 @@ class LedgerRepository:
         account_id: int | None = await self.conn.fetchval(SYSTEM_ACCOUNT_ID, code, shard)
         return account_id
 
+    async def batch_plan(self) -> None:
+        await self.conn.execute(BATCH_PLAN_SETTINGS)
+
+    async def end_batch_plan(self) -> None:
+        await self.conn.execute(BATCH_PLAN_RESET)
+
     async def lock_balances_for_credits(self, account_ids: Sequence[int]
                                         ) -> tuple[list[int], list[str], list[int], list[str]]:
         """Lock the batch's balance rows: their (account_ids, units, posted, statuses)."""
@@ -367,29 +404,33 @@ class LedgerRepository:
             return [], [], [], []
         return row["accounts"], row["units"], row["posted"], row["statuses"]
 
+    async def credit_batch_balances(self, totals: dict[tuple[int, str], int]
+                                    ) -> tuple[list[int], list[str], list[int], list[str]]:
+        """Add a batch's totals per (account, unit) to its balance rows, in ledger order:
+        the rows found, as (account_ids, units, posted after, account statuses). Only
+        between ``batch_plan`` and ``end_batch_plan``: see CREDIT_BATCH_BALANCES."""
+        row = await self.conn.fetchrow(CREDIT_BATCH_BALANCES, *key_columns(totals))
+        if row is None or row["accounts"] is None:
+            return [], [], [], []
+        return row["accounts"], row["units"], row["posted"], row["statuses"]
+
     async def post_credits(self, rows: Sequence[tuple[Any, ...]],
                            afters: Sequence[tuple[int, ...]], *, issuance: int,
                            qualification: int, actor_type: str, actor_id: str | None,
-                           source: str, totals: dict[tuple[int, str], int]) -> list[int]:
+                           source: str) -> list[int]:
         """One entry per row (ref, account_id, miles, status_miles, segments, effective_at,
         description, details JSON, lot_expires_at[, miles_account_id]), in order; returns
         the entry ids. A row's optional tenth value credits its MILES to another account
         (a family pool) while status miles and segments stay on ``account_id``. ``afters``:
         per row, the balance after each of its six legs in POST_CREDITS' order and the
-        amount of its lot (0: none); ``totals``: the batch's sum per (account, unit)."""
+        amount of its lot (0: none). The balance rows are not written here: see
+        ``credit_batch_balances``."""
         columns = [packed(c) for c in zip(*rows, strict=True)]
         if len(columns) == 9:
             columns.append(packed([None] * len(rows)))
         columns += [packed(c) for c in zip(*afters, strict=True)]
-        # Thousands of balance rows by primary key: the planner, seeing that many, would
-        # rather hash the whole table (millions of rows at scale) than use the index.
-        await self.conn.execute("SET LOCAL enable_seqscan = off")
-        try:
-            ids: list[int] = await self.conn.fetchval(
-                POST_CREDITS, *columns, issuance, qualification, actor_type, actor_id,
-                source, *key_columns(totals))
-        finally:
-            await self.conn.execute("RESET enable_seqscan")
+        ids: list[int] = await self.conn.fetchval(
+            POST_CREDITS, *columns, issuance, qualification, actor_type, actor_id, source)
         return ids
 
 

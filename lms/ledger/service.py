@@ -149,8 +149,6 @@ class Ledger:
         self.system = system
         self.config = config or default_config()
         self._repo: LedgerRepository | None = None
-        # Posted per (account, unit) of the rows lock_for_credits() holds in this unit of work.
-        self._locked: dict[tuple[int, str], int] = {}
 
     async def repo(self) -> LedgerRepository:
         if self._repo is None:
@@ -237,63 +235,45 @@ class Ledger:
 
     # -- batches of credits (flown coupons) ------------------------------------------------
 
-    async def lock_for_credits(self, account_ids: Sequence[int]) -> dict[int, str]:
-        """Lock these accounts' balance rows in ledger order; each account's status. The
-        balances stay known to this ledger for ``post_credits`` until the commit."""
-        accounts, units, posted, statuses = await (
-            await self.repo()).lock_balances_for_credits(account_ids)
-        self._locked.update(zip(zip(accounts, units, strict=True), posted, strict=True))
-        return dict(zip(accounts, statuses, strict=True))
+    async def lock_for_credits(self, account_ids: Sequence[int]) -> None:
+        """Lock these accounts' balance rows in ledger order, ahead of ``post_credits`` (which
+        locks the rows it writes anyway): for a batch that must lock something ordered after
+        balance rows (a promotion's budget) before it posts."""
+        await (await self.repo()).lock_balances_for_credits(account_ids)
 
     async def post_credits(self, rows: Sequence[tuple[Any, ...]], *, issuance: int,
                            qualification: int, actor: Actor, source: str) -> list[int]:
-        """One credit entry per row from the given system shards, in one statement: see
-        POST_CREDITS. Every account must have been locked by ``lock_for_credits``. Rows:
-        (external_ref, account_id, miles, status_miles, segments, effective_at, description,
-        details JSON, lot_expires_at[, miles_account_id]), times as datetimes or ISO text;
-        returns the entry ids. The optional tenth value credits the row's MILES to that
-        account (a family pool)."""
-        # Each leg's balance_after, along the batch's order, from the balances as locked:
-        # what the statement would otherwise work out again with a window over every leg.
-        running: dict[tuple[int, str], int] = {}
-        afters: list[tuple[int, ...]] = []
-        locked = self._locked
-        miles, status, segments = str(Unit.MILES), str(Unit.STATUS_MILES), str(Unit.SEGMENTS)
-        issued, qualified = (issuance, miles), (qualification, status)
-        counted = (qualification, segments)
+        """One credit entry per row from the given system shards: the balance rows take the
+        batch's totals (CREDIT_BATCH_BALANCES), then the entries are written in one
+        statement (POST_CREDITS). Rows: (external_ref, account_id, miles, status_miles,
+        segments, effective_at, description, details JSON, lot_expires_at[,
+        miles_account_id]), times as datetimes or ISO text; returns the entry ids. The
+        optional tenth value credits the row's MILES to that account (a family pool).
+        ``AccountClosed`` if an account is not open, ``AccountNotFound`` if one has no
+        balance row for a unit it is credited in: either way the caller's transaction has
+        written the batch's balances and must roll back."""
+        repo = await self.repo()
+        totals = credit_totals(rows, issuance, qualification)
         try:
-            # The hot loop of a bulk import: six legs a coupon, written out.
-            for row in rows:
-                account, credited, status_miles, segment_count = row[1], row[2], row[3], row[4]
-                miles_account = row[9] if len(row) > 9 and row[9] is not None else account
-                a1 = a2 = a3 = a4 = a5 = a6 = lot = 0  # a zero leg is left out: stays 0
-                if credited:
-                    a1 = running[issued] = running.get(issued, locked[issued]) - credited
-                    key = (miles_account, miles)
-                    a2 = running[key] = running.get(key, locked[key]) + credited
-                    if credited > 0:  # a credit first repays any debt; the rest opens a lot
-                        lot = max(a2, 0) - max(a2 - credited, 0)
-                if status_miles:
-                    a3 = running[qualified] = (running.get(qualified, locked[qualified])
-                                               - status_miles)
-                    key = (account, status)
-                    a4 = running[key] = running.get(key, locked[key]) + status_miles
-                if segment_count:
-                    a5 = running[counted] = (running.get(counted, locked[counted])
-                                             - segment_count)
-                    key = (account, segments)
-                    a6 = running[key] = running.get(key, locked[key]) + segment_count
-                afters.append((a1, a2, a3, a4, a5, a6, lot))
-        except KeyError as exc:
-            raise RuntimeError(f"post_credits before lock_for_credits of {exc}") from exc
-        totals = {key: balance - locked[key] for key, balance in running.items()}
-        try:
-            ids = await (await self.repo()).post_credits(
-                rows, afters, issuance=issuance, qualification=qualification,
-                actor_type=actor.type, actor_id=actor.id, source=source, totals=totals)
+            await repo.batch_plan()
+            accounts, units, posted, statuses = await repo.credit_batch_balances(totals)
+            closed = sorted({a for a, s in zip(accounts, statuses, strict=True) if s != "open"})
+            if closed:
+                raise AccountClosed(f"accounts {closed} are not open")
+            before = {(a, u): p - totals[(a, u)]
+                      for a, u, p in zip(accounts, units, posted, strict=True)}
+            if len(before) != len(totals):
+                missing = sorted(k for k in totals if k not in before)
+                raise AccountNotFound(f"no balance rows {missing}")
+            ids = await repo.post_credits(
+                rows, balances_after(rows, before, issuance, qualification),
+                issuance=issuance, qualification=qualification, actor_type=actor.type,
+                actor_id=actor.id, source=source)
+            # Only on success: after an error the transaction (or its savepoint) rolls back,
+            # and the SET LOCALs with it; a RESET there would only hide the error.
+            await repo.end_batch_plan()
         except asyncpg.PostgresError as exc:
             raise ledger_error(exc, source, None) from exc
-        self._locked.update(running)
         return ids
 
     # -- common shapes of entries ------------------------------------------------------------
@@ -493,6 +473,73 @@ class Ledger:
     async def accounts_with_due_lots(self, *, now: datetime | None = None,
                                      limit: int = 1000) -> list[int]:
         return await (await self.repo()).accounts_with_due_lots(now or utcnow(), limit)
+
+
+def credit_totals(rows: Sequence[tuple[Any, ...]], issuance: int, qualification: int
+                  ) -> dict[tuple[int, str], int]:
+    """A batch of credits' sum per (account, unit) (rows as ``Ledger.post_credits`` takes
+    them): what the balance rows take, known before any of them is read."""
+    miles, status, segments = str(Unit.MILES), str(Unit.STATUS_MILES), str(Unit.SEGMENTS)
+    totals: dict[tuple[int, str], int] = {}
+    get = totals.get
+    issued = qualified = counted = 0
+    legs = [False, False, False]  # whether any row has a leg in miles, status miles, segments
+    for row in rows:
+        account, credited, status_miles, segment_count = row[1], row[2], row[3], row[4]
+        if credited:
+            key = (row[9] if len(row) > 9 and row[9] is not None else account, miles)
+            totals[key] = get(key, 0) + credited
+            issued += credited
+            legs[0] = True
+        if status_miles:
+            key = (account, status)
+            totals[key] = get(key, 0) + status_miles
+            qualified += status_miles
+            legs[1] = True
+        if segment_count:
+            key = (account, segments)
+            totals[key] = get(key, 0) + segment_count
+            counted += segment_count
+            legs[2] = True
+    # The system side of every leg, even where the batch's sum comes to zero.
+    for used, key, amount in ((legs[0], (issuance, miles), issued),
+                              (legs[1], (qualification, status), qualified),
+                              (legs[2], (qualification, segments), counted)):
+        if used:
+            totals[key] = get(key, 0) - amount
+    return totals
+
+
+def balances_after(rows: Sequence[tuple[Any, ...]], before: dict[tuple[int, str], int],
+                   issuance: int, qualification: int) -> list[tuple[int, ...]]:
+    """Per row of a batch of credits, the balance after each of its six legs in
+    POST_CREDITS' order and the amount of its lot (0: none), along the batch's order from
+    the balances ``before`` it."""
+    running = dict(before)
+    afters: list[tuple[int, ...]] = []
+    miles, status, segments = str(Unit.MILES), str(Unit.STATUS_MILES), str(Unit.SEGMENTS)
+    issued, qualified = (issuance, miles), (qualification, status)
+    counted = (qualification, segments)
+    # The hot loop of a bulk import: six legs a coupon, written out.
+    for row in rows:
+        account, credited, status_miles, segment_count = row[1], row[2], row[3], row[4]
+        a1 = a2 = a3 = a4 = a5 = a6 = lot = 0  # a zero leg is left out: stays 0
+        if credited:
+            a1 = running[issued] = running[issued] - credited
+            key = (row[9] if len(row) > 9 and row[9] is not None else account, miles)
+            a2 = running[key] = running[key] + credited
+            if credited > 0:  # a credit first repays any debt; the rest opens a lot
+                lot = max(a2, 0) - max(a2 - credited, 0)
+        if status_miles:
+            a3 = running[qualified] = running[qualified] - status_miles
+            key = (account, status)
+            a4 = running[key] = running[key] + status_miles
+        if segment_count:
+            a5 = running[counted] = running[counted] - segment_count
+            key = (account, segments)
+            a6 = running[key] = running[key] + segment_count
+        afters.append((a1, a2, a3, a4, a5, a6, lot))
+    return afters
 
 
 def ledger_error(exc: asyncpg.PostgresError, source: str | None,

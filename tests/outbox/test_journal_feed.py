@@ -108,7 +108,6 @@ async def test_flown_coupons_give_one_event_each_with_their_status(
     qualification = system.pick(SystemAccount.QUALIFICATION)
 
     async def credit(ledger: Ledger) -> list[int]:
-        await ledger.lock_for_credits([member, pool, issuance, qualification])
         ref = uuid.uuid4().hex
         rows = [(f"{ref}-1", member, 1000, 800, 1, now, "coupon 1", json.dumps({}), later),
                 (f"{ref}-2", member, 500, 400, 1, now, "coupon 2", json.dumps({}), later),
