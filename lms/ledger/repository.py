@@ -44,8 +44,8 @@ SELECT t, p::jsonb FROM unnest($1::text[], $2::text[]) AS e(t, p)
 # that must lock something ordered after balances (a promotion's budget) before it posts
 # (Ledger.lock_for_credits). Account by account, each found by key: joined on the balance rows
 # alone, the planner read every account (a hash or merge join over the whole table: 20 ms of
-# CPU a batch at 100,000 members) to find the batch's thousand. The keys reach the planner through a sub-select so that it never sees
-# how many there are.
+# CPU a batch at 100,000 members) to find the batch's thousand. The keys reach the planner
+# through a sub-select so that it never sees how many there are.
 LOCK_BATCH_BALANCES = """
 WITH k AS MATERIALIZED (
   SELECT DISTINCT unnest(string_to_array((SELECT $1::text), E'\\x1f')::bigint[]) AS id
@@ -65,16 +65,15 @@ FROM locked
 """
 
 # A batch of credits adds its totals per (account, unit) to the balance rows in one UPDATE and
-# answers each row's balance after it and its account's status; each leg's balance_after is
-# then the caller's to work out (Ledger.post_credits). The totals do not depend on the
-# balances, so the rows need no lock beforehand: a SELECT ... FOR UPDATE first wrote a lock
-# into every tuple (with its WAL) that the UPDATE then wrote again, and the UPDATE, joined on
-# thousands of keys, merge-joined the whole primary key (every balance row up to the batch's
-# highest account, each batch). Here each row is found by key, in (account, unit) order: the
-# keys are sorted before the join and the caller forbids hash and merge joins, so the rows are
-# updated (and locked) one by one in the order every ledger_post() takes, and concurrent
-# entries queue instead of deadlocking. The keys reach the planner through a sub-select so
-# that it never sees how many there are: shown a thousand, it would rather scan whole tables.
+# answers each row's balance after it and the accounts that are not open; each leg's
+# balance_after is then the caller's to work out (Ledger.post_credits). The totals do not
+# depend on the balances, so the rows need no lock beforehand: a SELECT ... FOR UPDATE first
+# wrote a lock into every tuple (with its WAL) that the UPDATE then wrote again. Here each row
+# is found by key, in (account, unit) order: the keys are sorted before the join and the
+# caller forbids hash and merge joins, so the rows are updated (and locked) one by one in the
+# order every ledger_post() takes, and concurrent entries queue instead of deadlocking. The
+# keys reach the planner through a sub-select so that it never sees how many there are: shown
+# a thousand, it would rather scan whole tables.
 CREDIT_BATCH_BALANCES = """
 WITH d AS MATERIALIZED (
   SELECT * FROM unnest(string_to_array((SELECT $1::text), E'\\x1f')::bigint[],
@@ -85,20 +84,25 @@ WITH d AS MATERIALIZED (
 ),
 credited AS (
   UPDATE balances b SET posted = b.posted + d.amount
-  FROM d JOIN accounts a ON a.id = d.account_id
+  FROM d
   WHERE b.account_id = d.account_id AND b.unit = d.unit
-  RETURNING b.account_id, b.unit, b.posted, a.status
+  RETURNING b.account_id, b.unit, b.posted
+),
+shut AS (  -- each account once (not once per unit): the few that are not open
+  SELECT a.id FROM (SELECT DISTINCT account_id FROM d) k JOIN accounts a ON a.id = k.account_id
+  WHERE a.status <> 'open'
 )
 SELECT array_agg(account_id) AS accounts, array_agg(unit) AS units,
-       array_agg(posted) AS posted, array_agg(status) AS statuses
+       array_agg(posted) AS posted, (SELECT array_agg(id) FROM shut) AS closed
 FROM credited
 """
 
-# What CREDIT_BATCH_BALANCES needs of the planner, and back to the session's own settings
-# after the batch; each one round trip.
-BATCH_PLAN_SETTINGS = ("SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; "
-                       "SET LOCAL enable_mergejoin = off")
-BATCH_PLAN_RESET = "RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin"
+# What CREDIT_BATCH_BALANCES needs of the planner (a lookup by key per row, not a bitmap of
+# one), and back to the session's own settings after the batch; each one round trip.
+BATCH_PLAN_SETTINGS = ("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; "
+                       "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+BATCH_PLAN_RESET = ("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_hashjoin; "
+                    "RESET enable_mergejoin")
 
 # The ledger's write path (ledger_post(), migration 0002) done for a whole batch of credits in
 # one statement: one journal entry per coupon with its postings (zero legs left out, each
@@ -405,14 +409,16 @@ class LedgerRepository:
         return row["accounts"], row["units"], row["posted"], row["statuses"]
 
     async def credit_batch_balances(self, totals: dict[tuple[int, str], int]
-                                    ) -> tuple[list[int], list[str], list[int], list[str]]:
+                                    ) -> tuple[list[int], list[str], list[int], list[int]]:
         """Add a batch's totals per (account, unit) to its balance rows, in ledger order:
-        the rows found, as (account_ids, units, posted after, account statuses). Only
-        between ``batch_plan`` and ``end_batch_plan``: see CREDIT_BATCH_BALANCES."""
+        the rows found, as (account_ids, units, posted after), and the batch's accounts that
+        are not open. Only between ``batch_plan`` and ``end_batch_plan``: see
+        CREDIT_BATCH_BALANCES."""
         row = await self.conn.fetchrow(CREDIT_BATCH_BALANCES, *key_columns(totals))
-        if row is None or row["accounts"] is None:
+        if row is None:
             return [], [], [], []
-        return row["accounts"], row["units"], row["posted"], row["statuses"]
+        return (row["accounts"] or [], row["units"] or [], row["posted"] or [],
+                row["closed"] or [])
 
     async def post_credits(self, rows: Sequence[tuple[Any, ...]],
                            afters: Sequence[tuple[int, ...]], *, issuance: int,

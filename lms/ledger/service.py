@@ -256,10 +256,9 @@ class Ledger:
         totals = credit_totals(rows, issuance, qualification)
         try:
             await repo.batch_plan()
-            accounts, units, posted, statuses = await repo.credit_batch_balances(totals)
-            closed = sorted({a for a, s in zip(accounts, statuses, strict=True) if s != "open"})
+            accounts, units, posted, closed = await repo.credit_batch_balances(totals)
             if closed:
-                raise AccountClosed(f"accounts {closed} are not open")
+                raise AccountClosed(f"accounts {sorted(closed)} are not open")
             before = {(a, u): p - totals[(a, u)]
                       for a, u, p in zip(accounts, units, posted, strict=True)}
             if len(before) != len(totals):
