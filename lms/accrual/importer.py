@@ -1,12 +1,13 @@
 """``lms import flights FILE.csv``: stream a file of flown coupons through ``credit_coupons``.
 
-The file is read row by row (never whole) in chunks of ``batch_size`` x ``concurrency`` rows;
-each chunk is split by member over ``concurrency`` lanes, one transaction each, so that
-concurrent batches never share a member's balance rows and really do run side by side.
-Resuming is safe by construction: a coupon's external reference makes a second credit
-impossible, so a rerun answers already-credited coupons as duplicates. To avoid even
-re-reading those, a side file ``FILE.csv.lms-import`` keeps the number of rows known committed
-(every chunk up to it has committed); a rerun skips them.
+The file is read row by row (never whole) in windows of ``batch_size`` x ``concurrency`` x
+``window_batches`` rows; each window is split by member over ``concurrency`` lanes, one
+transaction at a time each, so that concurrent batches never share a member's balance rows and
+really do run side by side, and each lane's rows are credited in card-number order, in batches
+of ``batch_size``. Resuming is safe by construction: a coupon's external reference makes a
+second credit impossible, so a rerun answers already-credited coupons as duplicates. To avoid
+even re-reading those, a side file ``FILE.csv.lms-import`` keeps the number of rows known
+committed (every window up to it has committed); a rerun skips them.
 """
 
 from __future__ import annotations
@@ -199,15 +200,42 @@ def batches(reader: Iterator[list[str]], index: dict[str, int], size: int, skip:
         yield n, batch
 
 
+def card_of(row: Coupon | Invalid) -> str:
+    return row.card_number if isinstance(row, Coupon) else row.coupon.card_number
+
+
 def split_by_member(chunk: list[Coupon | Invalid], lanes: int
                     ) -> dict[int, list[Coupon | Invalid]]:
     """The chunk's rows by lane (the card number's hash: the same lane for a card all
     through one run, which is all that matters), in file order within each."""
     parts: dict[int, list[Coupon | Invalid]] = {}
     for row in chunk:
-        card = row.card_number if isinstance(row, Coupon) else ""
-        parts.setdefault(hash(card) % lanes, []).append(row)
+        parts.setdefault(hash(card_of(row)) % lanes, []).append(row)
     return parts
+
+
+def lane_batches(window: list[Coupon | Invalid], lanes: int, size: int
+                 ) -> list[tuple[int, list[Coupon | Invalid]]]:
+    """A window's rows as (lane, batch of up to ``size``): by member over the lanes, each
+    lane's in card-number order (a member's own in file order), the lanes' batches taken
+    in turn so that every lane has work.
+
+    Why card order: a feed comes in flight or ticket order, so a batch of a thousand coupons
+    is a thousand members scattered over the whole programme, and every one of them touches
+    its own page of the members, accounts and balances tables and of the postings, lots and
+    flown-coupon indexes by account or member; at a million coupons those outgrow the
+    server's buffers and most touches were reads and writes of evicted pages. Cards are
+    issued in sequence with the member and account rows, so a window sorted by card gives
+    each batch a narrow run of members whose rows share pages, and the next batch the run
+    beside it (2026-11-24, 400,000 coupons over 100,000 members: server CPU per coupon 76 to
+    61 µs, client 33 to 29 µs)."""
+    per_lane = {lane: sorted(rows, key=card_of)
+                for lane, rows in split_by_member(window, lanes).items()}
+    cut = {lane: [rows[i:i + size] for i in range(0, len(rows), size)]
+           for lane, rows in sorted(per_lane.items())}
+    turns = max((len(b) for b in cut.values()), default=0)
+    return [(lane, batches[turn]) for turn in range(turns)
+            for lane, batches in cut.items() if turn < len(batches)]
 
 
 class Progress:
@@ -231,6 +259,10 @@ class Progress:
         self.stream.flush()
 
 
+# Batches per lane in a window of the file (see lane_batches): 32,000 rows at the defaults.
+# A rerun after an interruption reads again at most the windows that had not all committed.
+WINDOW_BATCHES = 8
+
 # Objects a run allocates before the collector's first generation is examined: the default
 # (700) runs a collection every few coupons, a tenth of the client's CPU in all.
 BULK_GC_THRESHOLD = 50_000
@@ -253,13 +285,14 @@ def fewer_collections() -> Iterator[None]:
 
 async def import_flights(db: Database, system: SystemAccounts, path: Path, *,
                          batch_size: int = 1000, concurrency: int = 4,
+                         window_batches: int = WINDOW_BATCHES,
                          lot_validity_months: int = 36, resume: bool = True,
                          progress: IO[str] | None = sys.stderr,
                          after_batch: Callable[[int], None] | None = None,
                          reevaluate_tiers: bool = True) -> ImportReport:
-    """Import a CSV of flown coupons; ``after_batch(n)`` is called after each committed batch
-    (tests use it to interrupt a run). Tiers are brought up to date by one set-based pass
-    over all members at the end (``reevaluate_tiers``), not coupon by coupon."""
+    """Import a CSV of flown coupons; ``after_batch(n)`` is called after each committed
+    window (tests use it to interrupt a run). Tiers are brought up to date by one set-based
+    pass over all members at the end (``reevaluate_tiers``), not coupon by coupon."""
     report = ImportReport()
     skip = read_checkpoint(path) if resume else 0
     report.skipped = skip
@@ -280,17 +313,17 @@ async def import_flights(db: Database, system: SystemAccounts, path: Path, *,
         size = os.fstat(handle.fileno()).st_size
         bar = Progress(progress, size)
         # One lane per concurrent transaction; a member's coupons always go to the same lane,
-        # so concurrent batches never wait on each other's balance rows. A chunk of the file
-        # is split over the lanes and counts as committed once every lane has committed its
-        # part: the checkpoint stays "every row before it".
+        # so concurrent batches never wait on each other's balance rows. A window of the file
+        # is split over the lanes and counts as committed once every lane has committed all
+        # its batches of it: the checkpoint stays "every row before it".
         lanes: list[asyncio.Queue[tuple[int, int, int, list[Coupon | Invalid]] | None]] = [
             asyncio.Queue(maxsize=2) for _ in range(concurrency)]
-        parts_left: dict[int, int] = {}  # chunk number -> lanes still crediting it
-        done: dict[int, int] = {}  # chunk number -> rows read after it, until contiguous
-        watermark = [0, skip]  # next chunk number expected, rows known committed
+        parts_left: dict[int, int] = {}  # window number -> its batches not yet committed
+        done: dict[int, int] = {}  # window number -> rows read after it, until contiguous
+        watermark = [0, skip]  # next window number expected, rows known committed
         committed = 0
         failures: list[BaseException] = []
-        shown = [0]  # file position of the furthest chunk credited, for the progress bar
+        shown = [0]  # file position of the furthest window credited, for the progress bar
 
         async def worker(lane: int) -> None:
             while (item := await lanes[lane].get()) is not None:
@@ -332,13 +365,13 @@ async def import_flights(db: Database, system: SystemAccounts, path: Path, *,
 
         workers = [asyncio.create_task(worker(lane)) for lane in range(concurrency)]
         try:
-            for number, (rows_after, chunk) in enumerate(
-                    batches(reader, index, batch_size * concurrency, skip)):
+            for number, (rows_after, window) in enumerate(
+                    batches(reader, index, batch_size * concurrency * window_batches, skip)):
                 if failures:
                     break
-                parts = split_by_member(chunk, concurrency)
+                parts = lane_batches(window, concurrency, batch_size)
                 parts_left[number] = len(parts)
-                for lane, part in parts.items():
+                for lane, part in parts:
                     await lanes[lane].put((number, rows_after, consumed[0], part))
             for queue in lanes:
                 await queue.put(None)

@@ -17,10 +17,12 @@ from lms.accrual.importer import (
     BULK_GC_THRESHOLD,
     COLUMNS,
     Invalid,
+    card_of,
     checkpoint_path,
     fewer_collections,
     header_index,
     import_flights,
+    lane_batches,
     row_parser,
 )
 from lms.db import Database
@@ -46,25 +48,30 @@ def write_feed(path: Path, members: list[Flyer], carrier: str, n: int) -> None:
         writer.writerow(["bad", "x", "1", "not-a-date", "", "", "", "", "", ""])
 
 
+@pytest.mark.parametrize(("window_batches", "stop_after"), [(1, 3), (2, 1)])
 async def test_import_resumes_after_an_interruption_without_double_credit(
-        db: Database, system: SystemAccounts, tmp_path: Path) -> None:
+        db: Database, system: SystemAccounts, tmp_path: Path, window_batches: int,
+        stop_after: int) -> None:
     carrier = await distance_carrier(db)
     members = [await make_member(db, system) for _ in range(3)]
     feed = tmp_path / "flown.csv"
     write_feed(feed, members, carrier, 60)
 
-    def stop_after_three(batches: int) -> None:
-        if batches == 3:
+    def stop(windows: int) -> None:
+        if windows == stop_after:
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        await import_flights(db, system, feed, batch_size=7, concurrency=2, progress=None,
-                             after_batch=stop_after_three, reevaluate_tiers=False)
+        await import_flights(db, system, feed, batch_size=7, concurrency=2,
+                             window_batches=window_batches, progress=None, after_batch=stop,
+                             reevaluate_tiers=False)
     committed = int(checkpoint_path(feed).read_text().split('"rows": ')[1].split(",")[0])
-    assert committed >= 14  # at least the first two batches, in order
+    assert committed >= 14  # at least the first two windows of one batch a lane, in order
+    assert committed % (7 * 2 * window_batches) == 0  # only whole windows count
 
     resumed = await import_flights(db, system, feed, batch_size=7, concurrency=2,
-                                   progress=None, reevaluate_tiers=False)
+                                   window_batches=window_batches, progress=None,
+                                   reevaluate_tiers=False)
     assert resumed.skipped == committed
     assert resumed.rows == 61 - committed
     assert resumed.rejected == {"invalid_coupon": 1}
@@ -120,3 +127,27 @@ def test_a_run_leaves_the_garbage_collector_as_it_found_it() -> None:
         assert gc.get_threshold()[0] == BULK_GC_THRESHOLD and gc.get_freeze_count() > 0
         raise Interrupted
     assert gc.get_threshold() == threshold and gc.get_freeze_count() == 0
+
+
+def test_a_window_goes_to_its_lanes_in_card_order_a_members_coupons_in_file_order() -> None:
+    """lane_batches: every row once; a card always in the same lane; each lane's batches,
+    one after the other, are its rows sorted by card with a member's in file order; the
+    lanes take turns."""
+    cards = ["7009", "7001", "7005", "7001", "7003", "7009", "7002", "7001", "7008", "7004"]
+    rows: list[Coupon | Invalid] = [
+        Coupon(f"12500000000{i:02d}", 1, card, date(2026, 3, 1), "LM", "LM", "1", "LHR",
+               "JFK", "J") for i, card in enumerate(cards)]
+    rows.append(Invalid(Coupon("?", 0, "", date.min, "", "", "", "", "", ""), "bad row"))
+    parts = lane_batches(rows, 2, 2)
+    assert sorted(id(r) for _, part in parts for r in part) == sorted(id(r) for r in rows)
+    assert all(len(part) <= 2 for _, part in parts)
+    lane_of: dict[str, int] = {}
+    for lane, part in parts:
+        for r in part:
+            assert lane_of.setdefault(card_of(r), lane) == lane
+    for lane in {lane for lane, _ in parts}:
+        credited = [r for n, part in parts if n == lane for r in part]
+        assert credited == sorted((r for r in rows if lane_of[card_of(r)] == lane),
+                                  key=card_of)  # stable: a member's rows in file order
+    turns = [lane for lane, _ in parts]
+    assert turns[:2] in ([0, 1], [1, 0])  # both lanes get work at once
