@@ -320,8 +320,11 @@ async def import_flights(db: Database, system: SystemAccounts, path: Path, *,
         # so concurrent batches never wait on each other's balance rows. A window of the file
         # is split over the lanes and counts as committed once every lane has committed all
         # its batches of it: the checkpoint stays "every row before it".
+        # A lane holds up to a window's batches and then some: the reader hands a window over
+        # in one go and parses the next while the lanes credit this one (with room for two
+        # batches only, the lanes ran dry while it parsed). About two windows in memory.
         lanes: list[asyncio.Queue[tuple[int, int, int, list[Coupon | Invalid]] | None]] = [
-            asyncio.Queue(maxsize=2) for _ in range(concurrency)]
+            asyncio.Queue(maxsize=window_batches + 2) for _ in range(concurrency)]
         parts_left: dict[int, int] = {}  # window number -> its batches not yet committed
         done: dict[int, int] = {}  # window number -> rows read after it, until contiguous
         watermark = [0, skip]  # next window number expected, rows known committed
@@ -369,14 +372,28 @@ async def import_flights(db: Database, system: SystemAccounts, path: Path, *,
 
         workers = [asyncio.create_task(worker(lane)) for lane in range(concurrency)]
         try:
-            for number, (rows_after, window) in enumerate(
-                    batches(reader, index, batch_size * concurrency * window_batches, skip)):
-                if failures:
+            number = 0
+            window: list[Coupon | Invalid] = []
+            rows_after = skip
+            chunks = batches(reader, index, batch_size * concurrency, skip)
+            while not failures:
+                chunk = next(chunks, None)
+                if chunk is not None:
+                    rows_after, rows = chunk
+                    window += rows
+                    if len(window) < batch_size * concurrency * window_batches:
+                        # Parsing a whole window at once would hold the event loop for
+                        # seconds, and the lanes' transactions (the server) would wait.
+                        await asyncio.sleep(0)
+                        continue
+                if not window:
                     break
                 parts = lane_batches(window, concurrency, batch_size)
                 parts_left[number] = len(parts)
                 for lane, part in parts:
                     await lanes[lane].put((number, rows_after, consumed[0], part))
+                number += 1
+                window = []
             for queue in lanes:
                 await queue.put(None)
             await asyncio.gather(*workers)
