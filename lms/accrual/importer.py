@@ -260,12 +260,13 @@ class Progress:
         self.stream.flush()
 
 
-# Batches per lane in a window of the file (see lane_batches): 96,000 rows at the defaults,
-# about 250 MB of the client's memory. At 400,000 coupons over 100,000 members, server and
-# client CPU per coupon: 8 batches 58 and 29 µs, 24 batches 54 and 27-30 µs, 48 batches 52
-# and 28 µs (365 MB). A rerun after an interruption reads again at most the windows that
-# had not all committed.
-WINDOW_BATCHES = 24
+# Batches per lane in a window of the file (see lane_batches): 192,000 rows at the defaults.
+# The 1,000,000-coupon bench (100,000 members), client and server CPU per coupon, rate, the
+# client's peak memory: 24 batches 28 + 54 µs, 20,371/s, 248 MB; 48 batches 25 + 50 µs,
+# 21,850/s, 371 MB (one run each, 2026-11-24). Memory grows with the window (about two are
+# held: the one being credited and the next); a rerun after an interruption reads again at
+# most the windows that had not all committed.
+WINDOW_BATCHES = 48
 
 # Objects a run allocates before the collector's first generation is examined: the default
 # (700) runs a collection every few coupons, a tenth of the client's CPU in all.
