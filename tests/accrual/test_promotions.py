@@ -9,8 +9,8 @@ from datetime import date
 from sqlalchemy import text
 
 from lms.accrual.schemas import PromotionIn
-from lms.accrual.service import ProgrammeRules, credit_coupons
-from lms.db import Database
+from lms.accrual.service import FlightCredits, Outcome, ProgrammeRules, credit_coupons
+from lms.db import Database, RawConnection
 from lms.ledger.service import SystemAccounts
 from lms.ledger.types import Unit
 from tests.accrual.support import (
@@ -164,4 +164,37 @@ async def test_a_spent_budget_is_not_locked_again(db: Database, system: SystemAc
             credit_coupons(db, system, [coupon(member, carrier)]), timeout=10)
         await holder.rollback()
     assert later.status == "credited" and later.promotions == {}
+    assert await used(db, code) == 1000
+
+
+async def test_a_batch_that_locks_a_budget_locks_its_balance_rows_first(
+        db: Database, system: SystemAccounts) -> None:
+    """Balance rows come before promotions in every batch's lock order: a batch deciding a
+    budget under its lock (the locked way, a rerun's) takes its balance rows first, which
+    its posting would otherwise lock only after the promotion. Waiting for a member's
+    balance row, it holds no promotion row, so an optimistic batch that settles the same
+    budget after its posting cannot be waiting for it in a cycle."""
+    carrier = await distance_carrier(db)
+    code = promo_code(carrier, "ORDER")
+    await add_promotion(db, PromotionIn(code=code, name="Ordered", fixed_miles=1000,
+                                        carriers=[carrier], budget=5000))
+    member = await make_member(db, system)
+
+    async def locked_batch(conn: RawConnection) -> list[Outcome]:
+        return await FlightCredits(conn, system, optimistic_budgets=False).credit(
+            [coupon(member, carrier)])
+
+    async with db.engine.connect() as holder:
+        await holder.execute(text("SELECT 1 FROM balances WHERE account_id = :a FOR UPDATE"),
+                             {"a": member.account_id})
+        batch = asyncio.create_task(db.raw_transaction(locked_batch))
+        await waiting_on_locks(db, 1)
+        async with db.engine.connect() as other:
+            # Would fail (lock not available) if the batch held the promotion's row.
+            await other.execute(text(
+                "SELECT 1 FROM promotions WHERE code = :c FOR UPDATE NOWAIT"), {"c": code})
+            await other.rollback()
+        await holder.rollback()
+    [outcome] = await asyncio.wait_for(batch, timeout=10)
+    assert outcome.status == "credited" and outcome.promotions == {code: 1000}
     assert await used(db, code) == 1000
