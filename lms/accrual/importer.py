@@ -262,10 +262,11 @@ class Progress:
 
 # Batches per lane in a window of the file (see lane_batches): 192,000 rows at the defaults.
 # The 1,000,000-coupon bench (100,000 members), client and server CPU per coupon, rate, the
-# client's peak memory: 24 batches 28 + 54 µs, 20,371/s, 248 MB; 48 batches 25 + 50 µs,
-# 21,850/s, 371 MB (one run each, 2026-11-24). Memory grows with the window (about two are
-# held: the one being credited and the next); a rerun after an interruption reads again at
-# most the windows that had not all committed.
+# client's peak memory: 24 batches 28 + 54 µs, 20,371/s, 248 MB (one run); 48 batches
+# 25-32 + 50-53 µs, 19,482-21,850/s, 371 MB (three runs; before the windows, 35 + 78 µs and
+# 14,907/s the same hour; all on a shared machine, 2026-11-24). Memory grows with the
+# window (about two are held: the one being credited and the next); a rerun after an
+# interruption reads again at most the windows that had not all committed.
 WINDOW_BATCHES = 48
 
 # Objects a run allocates before the collector's first generation is examined: the default
