@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
@@ -25,6 +25,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from lms.connection_pool import ConnectionPool
 from lms.errors import ServiceUnavailable
+from lms.group_commit import GroupCommit
 from lms.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,7 @@ class Database:
         self.retry_attempts = retry_attempts
         self.pool_size = pool_size + max_overflow
         self._raw_pool: ConnectionPool | None = None
+        self._groups: dict[str, GroupCommit] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -215,6 +217,24 @@ class Database:
 
         pool = self._raw_pool or await self.raw_pool()
         return await self._with_retry(partial(pool.run, work))
+
+    async def call_grouped(self, function: str, args: Sequence[Any], *,
+                           shared: Sequence[int] = ()) -> asyncpg.Record:
+        """One call of the SQL function ``function`` (its row of ``status_code``,
+        ``response_body``, ``replayed``), sent with the calls of it that arrive meanwhile in
+        one transaction (lms.group_commit); ``shared``: the positions of the arguments that
+        are the same for every call. An error of this call alone is raised as asyncpg's; one
+        that a rerun may clear (a deadlock, a serialization failure) is rerun first, as
+        ``autocommit`` reruns its work."""
+        group = self._groups.get(function)
+        if group is None:
+            group = self._groups[function] = GroupCommit(self.autocommit, function, len(args),
+                                                         shared=shared)
+        return await self._with_retry(partial(group.call, args))
+
+    def group(self, function: str) -> GroupCommit | None:
+        """The batches of ``function`` sent so far, if any (for tests and diagnostics)."""
+        return self._groups.get(function)
 
     async def raw_pool(self) -> ConnectionPool:
         if self._raw_pool is None:
