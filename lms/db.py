@@ -146,7 +146,7 @@ class Database:
     """Owns the engine; ``transaction`` is the single commit point of every unit of work."""
 
     def __init__(self, url: str, *, pool_size: int = 20, max_overflow: int = 20,
-                 retry_attempts: int = 5) -> None:
+                 raw_pool_size: int = 4, retry_attempts: int = 5) -> None:
         self.url = to_async_url(url)
         self.engine: AsyncEngine = create_async_engine(
             self.url,
@@ -158,7 +158,7 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False,
                                            autoflush=False)
         self.retry_attempts = retry_attempts
-        self.pool_size = pool_size + max_overflow
+        self.raw_pool_size = raw_pool_size
         self._raw_pool: ConnectionPool | None = None
         self._groups: dict[str, GroupCommit] = {}
 
@@ -166,6 +166,7 @@ class Database:
     def from_settings(cls, settings: Settings) -> Database:
         return cls(database_url(settings), pool_size=settings.db_pool_size,
                    max_overflow=settings.db_max_overflow,
+                   raw_pool_size=settings.db_raw_pool_size,
                    retry_attempts=settings.db_retry_attempts)
 
     async def transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -242,7 +243,7 @@ class Database:
             # what would otherwise notice a connection the server has ended: after a
             # connection-level failure (is_unavailable) the pool closes the connection, so
             # that the next request opens a fresh one instead of failing on this one.
-            self._raw_pool = ConnectionPool(asyncpg_dsn(self.url), max_size=self.pool_size,
+            self._raw_pool = ConnectionPool(asyncpg_dsn(self.url), max_size=self.raw_pool_size,
                                             server_settings={"application_name": "lms"},
                                             broken=is_unavailable)
         return self._raw_pool
