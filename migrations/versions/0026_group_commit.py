@@ -62,10 +62,11 @@ GIFT_SEND_ARGS = (
     ("p_created_at", "text"), ("p_default_terms", "bigint[]"), ("p_fee_account", "bigint"),
     ("p_lot_expires_at", "timestamptz"))
 
-# The balance rows of the batch's accounts, locked in ledger order (lms.ledger LOCK_BALANCES).
+# The MILES balance rows of the batch's accounts (both functions post MILES alone), locked in
+# ledger order (lms.ledger LOCK_BALANCES: by account, then unit).
 LOCK_ACCOUNTS = """
   PERFORM 1 FROM balances b
-   WHERE b.account_id IN ({accounts})
+   WHERE b.account_id IN ({accounts}) AND b.unit = 'MILES'
    ORDER BY b.account_id, b.unit
      FOR UPDATE OF b;"""
 
