@@ -253,7 +253,8 @@ def cmd_import_flights(args: argparse.Namespace) -> int:
         this = asyncio.current_task()
         if this is not None:
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this.cancel)
-        db = Database(resolved_url(), pool_size=args.concurrency + 2, max_overflow=0)
+        db = Database(resolved_url(), pool_size=args.concurrency + 2, max_overflow=0,
+                      raw_pool_size=args.concurrency + 2)
         try:
             report = await import_flights(
                 db, SystemAccounts(settings.system_account_shards), path,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
@@ -25,6 +25,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from lms.connection_pool import ConnectionPool
 from lms.errors import ServiceUnavailable
+from lms.group_commit import GroupCommit
 from lms.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ class Database:
     """Owns the engine; ``transaction`` is the single commit point of every unit of work."""
 
     def __init__(self, url: str, *, pool_size: int = 20, max_overflow: int = 20,
-                 retry_attempts: int = 5) -> None:
+                 raw_pool_size: int = 4, retry_attempts: int = 5) -> None:
         self.url = to_async_url(url)
         self.engine: AsyncEngine = create_async_engine(
             self.url,
@@ -157,13 +158,15 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False,
                                            autoflush=False)
         self.retry_attempts = retry_attempts
-        self.pool_size = pool_size + max_overflow
+        self.raw_pool_size = raw_pool_size
         self._raw_pool: ConnectionPool | None = None
+        self._groups: dict[str, GroupCommit] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
         return cls(database_url(settings), pool_size=settings.db_pool_size,
                    max_overflow=settings.db_max_overflow,
+                   raw_pool_size=settings.db_raw_pool_size,
                    retry_attempts=settings.db_retry_attempts)
 
     async def transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -216,13 +219,31 @@ class Database:
         pool = self._raw_pool or await self.raw_pool()
         return await self._with_retry(partial(pool.run, work))
 
+    async def call_grouped(self, function: str, args: Sequence[Any], *,
+                           shared: Sequence[int] = ()) -> asyncpg.Record:
+        """One call of the SQL function ``function`` (its row of ``status_code``,
+        ``response_body``, ``replayed``), sent with the calls of it that arrive meanwhile in
+        one transaction (lms.group_commit); ``shared``: the positions of the arguments that
+        are the same for every call. An error of this call alone is raised as asyncpg's; one
+        that a rerun may clear (a deadlock, a serialization failure) is rerun first, as
+        ``autocommit`` reruns its work."""
+        group = self._groups.get(function)
+        if group is None:
+            group = self._groups[function] = GroupCommit(self.autocommit, function, len(args),
+                                                         shared=shared)
+        return await self._with_retry(partial(group.call, args))
+
+    def group(self, function: str) -> GroupCommit | None:
+        """The batches of ``function`` sent so far, if any (for tests and diagnostics)."""
+        return self._groups.get(function)
+
     async def raw_pool(self) -> ConnectionPool:
         if self._raw_pool is None:
             # The pool sends no reset statement on release (lms.connection_pool), which is
             # what would otherwise notice a connection the server has ended: after a
             # connection-level failure (is_unavailable) the pool closes the connection, so
             # that the next request opens a fresh one instead of failing on this one.
-            self._raw_pool = ConnectionPool(asyncpg_dsn(self.url), max_size=self.pool_size,
+            self._raw_pool = ConnectionPool(asyncpg_dsn(self.url), max_size=self.raw_pool_size,
                                             server_settings={"application_name": "lms"},
                                             broken=is_unavailable)
         return self._raw_pool

@@ -27,6 +27,12 @@ class Settings(BaseSettings):
 
     db_pool_size: int = 20
     db_max_overflow: int = 20
+    # Connections per process for the money path (lms.connection_pool: the hot writes, their
+    # key checks, balance reads, group commit). Few: PostgreSQL does more work a second with
+    # a few busy backends than with dozens contending for its cores, WAL and hot rows
+    # (docs/performance.md, HTTP load). Requests beyond it wait in the process, not the
+    # server. A server with more cores than the API's processes times this can take more.
+    db_raw_pool_size: int = 4
     # Bounded retry of a whole unit of work on serialization failure or deadlock.
     db_retry_attempts: int = 5
 

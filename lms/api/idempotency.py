@@ -25,7 +25,7 @@ answer, which is why an answer stored here must not carry a secret either.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Annotated, Any, TypeVar
 
 import asyncpg
@@ -77,6 +77,11 @@ IDEMPOTENCY_REQUIRED_PROBLEMS = (*IDEMPOTENCY_PROBLEMS, IdempotencyKeyRequired)
 # A write done whole by one SQL function (``idempotent_call``): called with the connection, the
 # key's owner, the key and the request's fingerprint, it returns the function's one row.
 SqlCall = Callable[[RawConnection, str, str, str], Awaitable[asyncpg.Record]]
+
+# The arguments of a write done whole by one SQL function that is sent with others
+# (``idempotent_grouped``): given the key's owner, the key and the request's fingerprint, its
+# whole argument list, those three first.
+SqlArguments = Callable[[str, str, str], Awaitable[Sequence[Any]]]
 
 # What a unit of work runs on: a SQLAlchemy session or a bare asyncpg connection.
 C = TypeVar("C", AsyncSession, RawConnection)
@@ -157,15 +162,43 @@ async def idempotent_call(
     scope, key, request_fingerprint = await _scoped(request, principal, key, ())
 
     async def once(conn: RawConnection) -> asyncpg.Record:
-        try:
-            return await call(conn, scope, key, request_fingerprint)
-        except asyncpg.PostgresError as exc:
-            problem = sql_refusal(exc) or refusal(exc)
-            if problem is None:
-                raise
-            raise problem from exc
+        return await call(conn, scope, key, request_fingerprint)
 
-    row = await db.autocommit(once)
+    return await _answered(db.autocommit(once), refusal)
+
+
+async def idempotent_grouped(
+    request: Request[Any, Any, Any],
+    principal: Principal | None,
+    db: Database,
+    function: str,
+    arguments: SqlArguments,
+    *,
+    key: str | None,
+    refusal: Callable[[asyncpg.PostgresError], Exception | None],
+    shared: Sequence[int] = (),
+) -> Response[Any]:
+    """As ``idempotent_call``, for a function with a ``_batch`` wrapper (migration 0026):
+    the call goes with the others of ``function`` that arrive meanwhile, in one transaction
+    (``Database.call_grouped``, lms.group_commit), its own refusals and answer unchanged."""
+    if key is None:
+        raise IdempotencyKeyRequired()
+    scope, key, request_fingerprint = await _scoped(request, principal, key, ())
+    args = await arguments(scope, key, request_fingerprint)
+    return await _answered(db.call_grouped(function, args, shared=shared), refusal)
+
+
+async def _answered(call: Awaitable[asyncpg.Record],
+                    refusal: Callable[[asyncpg.PostgresError], Exception | None]
+                    ) -> Response[Any]:
+    """The response of a write function's row, or the problem of its refusal."""
+    try:
+        row = await call
+    except asyncpg.PostgresError as exc:
+        problem = sql_refusal(exc) or refusal(exc)
+        if problem is None:
+            raise
+        raise problem from exc
     return _answer(StoredAnswer(row["status_code"], bytes(row["response_body"])),
                    replayed=row["replayed"])
 

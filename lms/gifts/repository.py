@@ -31,13 +31,6 @@ SELECT COALESCE(sum(miles) FILTER (WHERE created_at >= $2), 0)::bigint AS day,
 FROM gifts WHERE sender_id = $1 AND created_at >= $3
 """
 
-# A gift's whole unit of work (migration 0024): claims the key, checks, posts, stores the
-# gift and its answer. Sent alone, in autocommit mode.
-SEND_GIFT = """
-SELECT status_code, response_body, replayed
-FROM gift_send($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-"""
-
 LIST = """
 SELECT g.id, g.miles, g.fee, g.message, g.entry_id, g.created_at,
        s.id AS s_id, s.card_number AS s_card, s.first_name AS s_first, s.last_name AS s_last,
@@ -74,16 +67,6 @@ class GiftRepository:
                          year_start: datetime) -> tuple[int, int]:
         row = await self.conn.fetchrow(SENT_SINCE, member_id, day_start, year_start)
         return row["day"], row["year"]
-
-    async def send(self, scope: str, key: str, fingerprint: str, sender_id: int,
-                   card_number: str, name_key: str | None, miles: int, message: str | None,
-                   now: datetime, created_at: str, default_terms: list[int | None],
-                   fee_account: int, lot_expires_at: datetime) -> asyncpg.Record:
-        """SEND_GIFT: ``status_code``, ``response_body`` and ``replayed``."""
-        row: asyncpg.Record = await self.conn.fetchrow(
-            SEND_GIFT, scope, key, fingerprint, sender_id, card_number, name_key, miles, message,
-            now, created_at, default_terms, fee_account, lot_expires_at)
-        return row
 
     async def list(self, member_id: int, *, sent: bool, before: int | None,
                    limit: int) -> list[asyncpg.Record]:

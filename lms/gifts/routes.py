@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import asyncpg
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody, QueryParameter
@@ -13,12 +12,11 @@ from lms.api.idempotency import (
     IDEMPOTENCY_REQUIRED_PROBLEMS,
     REPLAYED_HEADER,
     IdempotencyKeyHeader,
-    idempotent_call,
+    idempotent_grouped,
 )
 from lms.api.openapi import problems
 from lms.auth.guards import current_principal, member_only
 from lms.clock import utcnow
-from lms.db import RawConnection
 from lms.errors import Forbidden, Unauthorized, ValidationFailed
 from lms.family.errors import MemberLocked
 from lms.gifts.errors import (
@@ -29,7 +27,13 @@ from lms.gifts.errors import (
     RecipientNotFound,
 )
 from lms.gifts.schemas import GiftCreate, GiftOut, GiftPage, GiftTermsOut
-from lms.gifts.service import GiftService, gift_refusal
+from lms.gifts.service import (
+    GIFT_FUNCTION,
+    GIFT_SHARED_ARGUMENTS,
+    GiftService,
+    gift_arguments,
+    gift_refusal,
+)
 from lms.ledger.errors import InsufficientMiles
 
 
@@ -57,13 +61,13 @@ class GiftController(Controller):
         principal = current_principal(request)
         now = utcnow()
 
-        async def call(conn: RawConnection, scope: str, key: str, fingerprint: str
-                       ) -> asyncpg.Record:
-            return await GiftService(conn, state.system_accounts).send(
-                scope, key, fingerprint, principal.id, data, now)
+        async def arguments(scope: str, key: str, fingerprint: str) -> tuple[Any, ...]:
+            return await gift_arguments(state.db, state.system_accounts, scope, key,
+                                        fingerprint, principal.id, data, now)
 
-        return await idempotent_call(request, principal, state.db, call, key=idempotency_key,
-                                     refusal=gift_refusal)
+        return await idempotent_grouped(request, principal, state.db, GIFT_FUNCTION, arguments,
+                                        key=idempotency_key, refusal=gift_refusal,
+                                        shared=GIFT_SHARED_ARGUMENTS)
 
     @get("", operation_id="listMyGifts",
          summary="Gifts the caller sent or received, newest first, with who and the message",

@@ -20,9 +20,11 @@ here would deadlock with a concurrent flight credit.
 from __future__ import annotations
 
 import json
+import os
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -30,7 +32,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.clock import utcnow
-from lms.db import RawConnection, raw_connection
+from lms.db import Database, RawConnection, raw_connection
 from lms.family.errors import MemberLocked
 from lms.gifts.errors import (
     GiftLimitExceeded,
@@ -41,7 +43,14 @@ from lms.gifts.errors import (
 )
 from lms.gifts.repository import GiftRepository
 from lms.gifts.schemas import GiftCreate, GiftOut, GiftParty, GiftTermsOut
-from lms.ledger.service import Ledger, SystemAccounts, add_months, ledger_error
+from lms.ledger.repository import LedgerRepository
+from lms.ledger.service import (
+    Ledger,
+    SystemAccounts,
+    add_months,
+    default_config,
+    ledger_error,
+)
 from lms.ledger.types import SystemAccount
 
 BP = 10_000
@@ -138,6 +147,45 @@ def storable(text: str) -> str | None:
     return None if "\x00" in text else text
 
 
+# A gift's whole unit of work (migration 0024): claims the key, checks, posts, stores the gift
+# and its answer; sent with the gifts that arrive meanwhile as one call of gift_send_batch()
+# (0026, lms.group_commit). Its default terms (the eleventh argument) are the same for every
+# gift: given once per batch.
+GIFT_FUNCTION = "gift_send"
+GIFT_SHARED_ARGUMENTS = (10,)
+
+
+async def gift_arguments(db: Database, system: SystemAccounts, scope: str, key: str,
+                         fingerprint: str, sender_id: int, data: GiftCreate, now: datetime
+                         ) -> tuple[Any, ...]:
+    """gift_send()'s arguments for ``sender_id``'s gift under the Idempotency-Key ``key`` of
+    ``scope`` claimed with the request's ``fingerprint``."""
+    if not system.loaded():
+        await db.autocommit(lambda conn: system.load(LedgerRepository(conn)))
+    return (scope, key, fingerprint, sender_id, data.recipient_card_number,
+            storable(name_key(data.recipient_last_name)), data.miles, storable(data.message),
+            now, msgspec.json.encode(now).decode()[1:-1],
+            [DEFAULT_TERMS.fee_bp, DEFAULT_TERMS.fee_minimum, DEFAULT_TERMS.min_miles,
+             DEFAULT_TERMS.daily_limit, DEFAULT_TERMS.yearly_limit,
+             DEFAULT_TERMS.daily_received_limit, DEFAULT_TERMS.yearly_received_limit],
+            # One fee shard per process: a batch's gifts then lock one, and two processes'
+            # batches rarely the same (migration 0026).
+            system.pick(SystemAccount.FEES, lane=os.getpid()),
+            add_months(now, default_config().lot_validity_months))
+
+
+async def send_gift(db: Database, system: SystemAccounts, scope: str, key: str,
+                    fingerprint: str, sender_id: int, data: GiftCreate, now: datetime
+                    ) -> asyncpg.Record:
+    """The whole gift: gift_send()'s row of ``status_code``, ``response_body`` (GiftOut's
+    JSON, or the stored answer of an earlier request) and ``replayed``. A refusal is raised
+    as asyncpg's error; ``gift_refusal`` names it."""
+    return await db.call_grouped(
+        GIFT_FUNCTION, await gift_arguments(db, system, scope, key, fingerprint, sender_id,
+                                            data, now),
+        shared=GIFT_SHARED_ARGUMENTS)
+
+
 class GiftService:
     """Gifts on a session's unit of work, or on a bare asyncpg connection inside a
     transaction (``Database.raw_transaction``: the API's send, where a session's own cost
@@ -160,25 +208,6 @@ class GiftService:
         if row is None:
             return DEFAULT_TERMS
         return terms_of(row, rule_id=row["id"])
-
-    async def send(self, scope: str, key: str, fingerprint: str, sender_id: int,
-                   data: GiftCreate, now: datetime) -> asyncpg.Record:
-        """The whole gift, under the Idempotency-Key ``key`` of ``scope`` claimed with the
-        request's ``fingerprint``, in one call of gift_send() (in autocommit mode it is the
-        unit of work): its row of ``status_code``, ``response_body`` (GiftOut's JSON, or
-        the stored answer of an earlier request) and ``replayed``. A refusal is raised as
-        asyncpg's error; ``gift_refusal`` names it."""
-        if not self.ledger.system.loaded():
-            await self.ledger.repo()  # loads the system accounts' ids on first use
-        return await (await self.repo()).send(
-            scope, key, fingerprint, sender_id, data.recipient_card_number,
-            storable(name_key(data.recipient_last_name)), data.miles, storable(data.message),
-            now, msgspec.json.encode(now).decode()[1:-1],
-            [DEFAULT_TERMS.fee_bp, DEFAULT_TERMS.fee_minimum, DEFAULT_TERMS.min_miles,
-             DEFAULT_TERMS.daily_limit, DEFAULT_TERMS.yearly_limit,
-             DEFAULT_TERMS.daily_received_limit, DEFAULT_TERMS.yearly_received_limit],
-            self.ledger.system.pick(SystemAccount.FEES),
-            add_months(now, self.ledger.config.lot_validity_months))
 
     async def list(self, member_id: int, *, sent: bool, before: int | None = None,
                    limit: int = 50) -> list[GiftOut]:

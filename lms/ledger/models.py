@@ -52,6 +52,8 @@ class Account(Base):
         CheckConstraint("kind IN ('member', 'pool', 'system')", name="kind"),
         CheckConstraint("(kind = 'system') = (code IS NOT NULL)", name="system_has_code"),
         CheckConstraint("allow_negative = (kind = 'system')", name="only_system_negative"),
+        # SystemAccounts.load reads these few rows among millions (migration 0027).
+        Index("ix_accounts_system", "code", "shard", postgresql_where=text("kind = 'system'")),
     )
 
 

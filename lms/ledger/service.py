@@ -104,10 +104,14 @@ class SystemAccounts:
     def loaded(self) -> bool:
         return bool(self._ids)
 
-    def pick(self, code: SystemAccount | str) -> int:
+    def pick(self, code: SystemAccount | str, *, lane: int | None = None) -> int:
+        """A shard at random, or the ``lane``'s: the same one for every call that gives
+        that lane."""
         shards = self._ids.get(str(code))
         if not shards:
             raise AccountNotFound(f"System account {code} does not exist; run `lms db upgrade`")
+        if lane is not None:
+            return shards[lane % len(shards)]
         return random.choice(shards)  # noqa: S311 - load spreading, not security
 
     def all(self, code: SystemAccount | str) -> list[int]:

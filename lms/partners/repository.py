@@ -69,31 +69,11 @@ CLEARING_SHARDS = """
     SELECT id FROM accounts WHERE kind = 'system' AND code = 'partner:' || $1::bigint
      ORDER BY shard"""
 
-# A partner accrual's whole unit of work in one statement (migration 0023), run in
-# autocommit: the key's claim, the facts, the entry, the accrual's row and the stored answer.
-ACCRUE = """
-    SELECT status_code, response_body, replayed
-      FROM partner_accrue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"""
-
-
-class AccrualRepository:
-    """The SQL of a partner accrual, on a bare connection (``Database.autocommit``)."""
-
-    def __init__(self, conn: RawConnection) -> None:
-        self.conn = conn
-
-    async def accrue(self, principal: str, key: str, fingerprint: str, *, partner_id: int,
-                     card_number: str, partner_txn_id: str, amount_minor: int, currency: str,
-                     category: str, occurred_at: datetime | None, occurred_text: str,
-                     minor_per_unit: int, not_before: datetime, not_after: datetime,
-                     lot_expires_at: datetime | None) -> asyncpg.Record:
-        """partner_accrue()'s one row: ``status_code``, ``response_body``, ``replayed``."""
-        row: asyncpg.Record | None = await self.conn.fetchrow(
-            ACCRUE, principal, key, fingerprint, partner_id, card_number, partner_txn_id,
-            amount_minor, currency, category, occurred_at, occurred_text, minor_per_unit,
-            not_before, not_after, lot_expires_at)
-        assert row is not None  # a function with OUT parameters returns one row
-        return row
+# A partner accrual's whole unit of work is one call of partner_accrue() (migration 0023),
+# sent with the other accruals that arrive meanwhile as one call of partner_accrue_batch()
+# (0026, lms.group_commit): the key's claim, the facts, the entry, the accrual's row and the
+# stored answer.
+ACCRUE_FUNCTION = "partner_accrue"
 
 
 class KeyRepository:

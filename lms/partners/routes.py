@@ -18,7 +18,7 @@ from lms.api.idempotency import (
     REPLAYED_HEADER,
     IdempotencyKeyHeader,
     idempotent,
-    idempotent_call,
+    idempotent_grouped,
 )
 from lms.api.openapi import problems
 from lms.auth.guards import InsufficientScope, admin_only, current_principal, requires_scope
@@ -244,8 +244,9 @@ class PartnerAccrualController(Controller):
                      ) -> Response[AccrualOut]:
         principal = current_principal(request)
         accrual = AccrualService(principal.id, data)
-        return await idempotent_call(request, principal, state.db, accrual.accrue,
-                                     key=idempotency_key, refusal=accrual.refusal)
+        return await idempotent_grouped(request, principal, state.db, accrual.function,
+                                        accrual.arguments, key=idempotency_key,
+                                        refusal=accrual.refusal)
 
     @get("/{partner_txn_id:str}", operation_id="getPartnerAccrual",
          summary="One of the partner's accruals, with what has been reversed of it",

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -53,7 +54,7 @@ from lms.partners.errors import (
 )
 from lms.partners.models import ApiKey, Partner, PartnerAccrual, PartnerEarnRate
 from lms.partners.repository import (
-    AccrualRepository,
+    ACCRUE_FUNCTION,
     KeyRepository,
     PartnerRepository,
 )
@@ -350,26 +351,23 @@ class AccrualService:
         self.partner_id = partner_id
         self.data = data
 
-    async def accrue(self, conn: RawConnection, principal: str, key: str, fingerprint: str
-                     ) -> asyncpg.Record:
-        """The function's row (``status_code``, ``response_body``, ``replayed``) for the
-        request under its Idempotency-Key (``lms.api.idempotency.idempotent_call``)."""
+    function = ACCRUE_FUNCTION
+
+    async def arguments(self, principal: str, key: str, fingerprint: str) -> tuple[Any, ...]:
+        """partner_accrue()'s arguments for the request under its Idempotency-Key
+        (``lms.api.idempotency.idempotent_grouped``)."""
         data = self.data
         occurred = data.occurred_at
         # Without an offset the time is refused, after the key's claim (as every refusal).
         aware = occurred.tzinfo is not None
         now = utcnow()
-        return await AccrualRepository(conn).accrue(
-            principal, key, fingerprint, partner_id=self.partner_id,
-            card_number=data.card_number, partner_txn_id=data.partner_txn_id,
-            amount_minor=data.amount, currency=data.currency, category=data.category,
-            occurred_at=occurred if aware else None,
-            # The answer's occurredAt as the API's encoder writes a datetime.
-            occurred_text=msgspec.json.encode(occurred).decode()[1:-1],
-            minor_per_unit=minor_per_unit(data.currency),
-            not_before=now - MAX_ACCRUAL_AGE, not_after=now + CLOCK_SKEW,
-            lot_expires_at=(add_months(occurred, default_config().lot_validity_months)
-                            if aware else None))
+        return (principal, key, fingerprint, self.partner_id, data.card_number,
+                data.partner_txn_id, data.amount, data.currency, data.category,
+                occurred if aware else None,
+                # The answer's occurredAt as the API's encoder writes a datetime.
+                msgspec.json.encode(occurred).decode()[1:-1],
+                minor_per_unit(data.currency), now - MAX_ACCRUAL_AGE, now + CLOCK_SKEW,
+                add_months(occurred, default_config().lot_validity_months) if aware else None)
 
     def refusal(self, exc: asyncpg.PostgresError) -> Exception | None:
         """The problem for partner_accrue()'s refusals and ledger_post()'s errors; None for

@@ -24,7 +24,7 @@ from lms.clock import utcnow
 from lms.db import RawConnection
 from lms.errors import LmsError
 from lms.gifts.schemas import GiftCreate, GiftOut, GiftTermsOut
-from lms.gifts.service import GiftService, GiftTerms, gift_refusal
+from lms.gifts.service import GiftService, GiftTerms, gift_refusal, send_gift
 from lms.idempotency.service import request_hash, sql_refusal
 from lms.ledger.types import Unit
 from lms.web.context import MEMBER, page, redirect, signed_in
@@ -167,23 +167,22 @@ class PortalGiftsController(Controller):
         scope = ctx.principal.key
         fingerprint = request_hash(b"portal-gift", msgspec.json.encode(data))
 
-        async def work(conn: RawConnection) -> GiftReceipt:
+        state = request.app.state
+        try:
             try:
-                row = await gifts(conn, request).send(scope, f"portal-gift:{key}",
-                                                      fingerprint, member_id, data, utcnow())
+                row = await send_gift(state.db, state.system_accounts, scope,
+                                      f"portal-gift:{key}", fingerprint, member_id, data,
+                                      utcnow())
             except asyncpg.PostgresError as exc:
                 problem = sql_refusal(exc) or gift_refusal(exc)
                 if problem is None:
                     raise
                 raise problem from exc
-            return msgspec.json.decode(bytes(row["response_body"]), type=GiftReceipt)
-
-        try:
-            receipt = await request.app.state.db.autocommit(work)
         except LmsError as exc:
             refusal(form, exc)
             return await self.render(request, form,
                                      status=exc.status if 400 <= exc.status < 500 else 400)
+        receipt = msgspec.json.decode(bytes(row["response_body"]), type=GiftReceipt)
         return redirect(request, f"/gifts?sent={receipt.miles}&fee={receipt.fee}")
 
     @staticmethod

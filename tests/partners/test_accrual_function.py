@@ -183,8 +183,8 @@ async def direct(db: Database, partner_id: int, body: dict[str, Any]) -> Excepti
     request = msgspec.json.decode(msgspec.json.encode(body), type=AccrualRequest)
     service = AccrualService(partner_id, request)
     try:
-        await db.autocommit(lambda conn: service.accrue(
-            conn, f"partner:{partner_id}", str(uuid.uuid4()), "fingerprint"))
+        await db.call_grouped(service.function, await service.arguments(
+            f"partner:{partner_id}", str(uuid.uuid4()), "fingerprint"))
     except asyncpg.PostgresError as exc:
         return service.refusal(exc)
     return None
