@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 
 from lms.db import Database, RawConnection
@@ -21,10 +22,7 @@ from lms.ledger.repository import (
 from lms.ledger.service import Ledger, SystemAccounts, credit_totals
 from lms.ledger.types import AccountKind, SystemAccount, Unit
 from tests.factories import TEST_ACTOR
-
-
-class RolledBack(Exception):
-    pass
+from tests.ledger.support import plan_among_many_accounts
 
 
 def credit_rows(ref: str, account: int, n: int, miles: int = 100) -> list[tuple[Any, ...]]:
@@ -142,30 +140,14 @@ async def test_the_batch_update_finds_rows_by_key_one_by_one_in_ledger_order(
     accounts' rows is a nested loop over the sorted keys, each row by its primary key: no
     table read whole, and rows updated (so locked) in (account, unit) order, the order of
     every other posting, so concurrent batches and postings queue instead of deadlocking."""
-    plan: list[str] = []
+    async def explain(conn: RawConnection, ids: list[int]) -> list[asyncpg.Record]:
+        await conn.execute(BATCH_PLAN_SETTINGS)
+        totals = {(a, u): 1 for a in ids for u in ("SEGMENTS", "MILES")}
+        rows: list[asyncpg.Record] = await conn.fetch(
+            "EXPLAIN (COSTS OFF) " + CREDIT_BATCH_BALANCES, *key_columns(totals))
+        return rows
 
-    async def work(conn: RawConnection) -> None:
-        try:
-            async with conn.transaction():  # a savepoint, rolled back below
-                ids = [r["id"] for r in await conn.fetch("""
-                    WITH a AS (INSERT INTO accounts (kind, allow_negative)
-                               SELECT 'member', false FROM generate_series(1, 50000)
-                               RETURNING id),
-                    b AS (INSERT INTO balances (account_id, unit, allow_negative)
-                          SELECT a.id, u, false FROM a,
-                                 unnest(ARRAY['MILES', 'STATUS_MILES', 'SEGMENTS']) AS u)
-                    SELECT id FROM a ORDER BY id DESC LIMIT 1000""")]
-                await conn.execute(BATCH_PLAN_SETTINGS)
-                totals = {(a, u): 1 for a in ids for u in ("SEGMENTS", "MILES")}
-                rows = await conn.fetch("EXPLAIN (COSTS OFF) " + CREDIT_BATCH_BALANCES,
-                                        *key_columns(totals))
-                plan.extend(r[0] for r in rows)
-                raise RolledBack
-        except RolledBack:
-            pass
-
-    await db.raw_transaction(work)
-    text = "\n".join(plan)
+    text = await plan_among_many_accounts(db, explain)
     start = text.index("Update on balances")
     ends = [i for i in (text.find(e, start) for e in ("InitPlan", "CTE Scan on credited"))
             if i >= 0]

@@ -7,36 +7,14 @@ from lms.db import Database, RawConnection
 from lms.ledger.repository import LOCK_BATCH_BALANCES_ARRAYS, LedgerRepository, packed
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import AccountKind
-
-
-class RolledBack(Exception):
-    pass
+from tests.ledger.support import plan_among_many_accounts
 
 
 async def test_the_batch_lock_reads_accounts_and_balances_by_key_only(db: Database) -> None:
     """Among 50,000 more accounts (added and rolled back), a batch's thousand keys are
     looked up one by one: the plan scans neither table whole."""
-    plan: list[str] = []
-
-    async def work(conn: RawConnection) -> None:
-        try:
-            async with conn.transaction():  # a savepoint, rolled back below
-                await conn.execute("""
-                    WITH a AS (INSERT INTO accounts (kind, allow_negative)
-                               SELECT 'member', false FROM generate_series(1, 50000)
-                               RETURNING id)
-                    INSERT INTO balances (account_id, unit, allow_negative)
-                    SELECT a.id, u, false FROM a,
-                           unnest(ARRAY['MILES', 'STATUS_MILES', 'SEGMENTS']) AS u""")
-                rows = await conn.fetch("EXPLAIN (COSTS OFF) " + LOCK_BATCH_BALANCES_ARRAYS,
-                                        packed(range(1, 1001)))
-                plan.extend(r[0] for r in rows)
-                raise RolledBack
-        except RolledBack:
-            pass
-
-    await db.raw_transaction(work)
-    text = "\n".join(plan)
+    text = await plan_among_many_accounts(db, lambda conn, ids: conn.fetch(
+        "EXPLAIN (COSTS OFF) " + LOCK_BATCH_BALANCES_ARRAYS, packed(ids)))
     assert "Seq Scan on accounts" not in text and "Seq Scan on balances" not in text, text
     assert "Index Scan using pk_accounts" in text and "Index Scan using pk_balances" in text
 
