@@ -97,6 +97,11 @@ class GroupCommit:
             for _, future in batch:
                 _settle(future, error=asyncio.CancelledError())
             raise exc
+        if len(rows) != len(batch):  # never left waiting, whatever the function answered
+            short = RuntimeError(f"{len(rows)} rows from {self.statement} for {len(batch)} calls")
+            for _, future in batch:
+                _settle(future, error=short)
+            return
         for (_, future), row in zip(batch, rows, strict=True):
             if row["error_code"] is None:
                 _settle(future, result=row)

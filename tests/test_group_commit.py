@@ -156,3 +156,20 @@ async def test_a_shared_argument_must_be_the_same_for_every_call(db: Database) -
     results = await asyncio.gather(first, second, return_exceptions=True)
     assert all(isinstance(r, ValueError) for r in results), results
     assert group.batches == 0
+
+
+async def test_a_batch_answered_with_too_few_rows_fails_its_calls_instead_of_leaving_them(
+        db: Database) -> None:
+    await db.autocommit(lambda conn: conn.execute("""
+        CREATE FUNCTION test_rowless_batch(a integer[])
+        RETURNS TABLE (status_code integer, response_body bytea, replayed boolean,
+                       error_code text, error_message text, error_detail text)
+        LANGUAGE sql AS 'SELECT NULL::integer, NULL::bytea, NULL::boolean, NULL::text,
+                                NULL::text, NULL::text WHERE false'"""))
+    try:
+        group = GroupCommit(db.autocommit, "test_rowless", 1)
+        results = await asyncio.wait_for(asyncio.gather(
+            group.call((1,)), group.call((2,)), return_exceptions=True), timeout=10)
+        assert all(isinstance(r, RuntimeError) for r in results), results
+    finally:
+        await db.autocommit(lambda conn: conn.execute("DROP FUNCTION test_rowless_batch"))
