@@ -5,8 +5,9 @@ account, every concurrent accrual of a partner queued on that account's one bala
 clearing account is therefore a set of system accounts with the code ``partner:<id>``, shards
 0 to CLEARING_SHARDS - 1; ``partners.clearing_account_id`` names shard 0 (the id the API shows).
 
-Writers post to one shard, chosen by the member so that concurrent requests spread over the
-shards; readers (settlement statements and their verification) sum every account with the
+Writers post to one shard so that concurrent requests spread over the shards: an accrual
+the serving backend's (``partner_accrue()``, migration 0026: the accruals of a group-commit
+batch then lock one), the other writes the member's (``clearing_shard``); readers (settlement statements and their verification) sum every account with the
 partner's code, so they stay exact whatever the number of shards and whichever shard a
 posting went to.
 """
