@@ -7,9 +7,9 @@ clearing account is therefore a set of system accounts with the code ``partner:<
 
 Writers post to one shard so that concurrent requests spread over the shards: an accrual
 the serving backend's (``partner_accrue()``, migration 0026: the accruals of a group-commit
-batch then lock one), the other writes the member's (``clearing_shard``); readers (settlement statements and their verification) sum every account with the
-partner's code, so they stay exact whatever the number of shards and whichever shard a
-posting went to.
+batch then lock one), the other writes the member's (``clearing_shard``); readers
+(settlement statements and their verification) sum every account with the partner's code, so
+they stay exact whatever the number of shards and whichever shard a posting went to.
 """
 
 from __future__ import annotations
