@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.accounts.repository import MemberRepository
-from lms.db import Database
+from lms.db import Database, RawConnection
 from lms.ledger.service import Ledger, SystemAccounts
 from lms.ledger.types import Actor, EntryKind
 from tests.factories import bearer, register_member
@@ -106,3 +107,23 @@ async def scalar(db: Database, sql: str, **params: Any) -> Any:
         return (await session.execute(text(sql), params)).scalar()
 
     return await db.transaction(work)
+
+
+async def hold_for(client: httpx.AsyncClient, shop: dict[str, Any], member: dict[str, Any],
+                   **overrides: Any) -> dict[str, Any]:
+    code = await new_code(client, member)
+    response = await open_hold(client, shop["key"], hold_body(member["card"], code,
+                                                              **overrides))
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def fetchrow(db: Database, sql: str, *args: Any) -> asyncpg.Record:
+    async def run(conn: RawConnection) -> asyncpg.Record:
+        row: asyncpg.Record | None = await conn.fetchrow(sql, *args)
+        assert row is not None
+        return row
+
+    result: asyncpg.Record = await db.autocommit(run)
+    return result

@@ -26,34 +26,13 @@ from tests.factories import bearer
 from tests.partners.support import assert_problem
 from tests.redemption.support import (
     capture,
+    fetchrow,
     funded_member,
-    hold_body,
+    hold_for,
     miles_of,
-    new_code,
-    open_hold,
     redeeming_partner,
     void,
 )
-
-
-async def hold_for(client: httpx.AsyncClient, shop: dict[str, Any], member: dict[str, Any],
-                   **overrides: Any) -> dict[str, Any]:
-    code = await new_code(client, member)
-    response = await open_hold(client, shop["key"], hold_body(member["card"], code,
-                                                              **overrides))
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def fetchrow(db: Database, sql: str, *args: Any) -> asyncpg.Record:
-    async def run(conn: RawConnection) -> asyncpg.Record:
-        row: asyncpg.Record | None = await conn.fetchrow(sql, *args)
-        assert row is not None
-        return row
-
-    result: asyncpg.Record = await db.autocommit(run)
-    return result
 
 
 async def execute(db: Database, sql: str, *args: Any) -> None:

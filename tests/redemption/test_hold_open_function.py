@@ -25,6 +25,7 @@ from lms.settings import Settings
 from tests.factories import bearer
 from tests.partners.support import assert_problem
 from tests.redemption.support import (
+    fetchrow,
     funded_member,
     hold_body,
     miles_of,
@@ -33,16 +34,6 @@ from tests.redemption.support import (
     redeeming_partner,
     scalar,
 )
-
-
-async def fetchrow(db: Database, sql: str, *args: Any) -> asyncpg.Record:
-    async def run(conn: RawConnection) -> asyncpg.Record:
-        row: asyncpg.Record | None = await conn.fetchrow(sql, *args)
-        assert row is not None
-        return row
-
-    result: asyncpg.Record = await db.autocommit(run)
-    return result
 
 
 async def test_the_hold_answers_what_hold_out_encodes_and_writes_its_rows(

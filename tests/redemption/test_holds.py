@@ -22,6 +22,7 @@ from tests.redemption.support import (
     capture,
     funded_member,
     hold_body,
+    hold_for,
     idem,
     miles_of,
     new_code,
@@ -44,16 +45,6 @@ async def clearing_miles(in_ledger: LedgerRunner[Any], shop: dict[str, Any]) -> 
 
     result: int = await in_ledger(read)
     return result
-
-
-async def hold_for(client: httpx.AsyncClient, shop: dict[str, Any], member: dict[str, Any],
-                   **overrides: Any) -> dict[str, Any]:
-    code = await new_code(client, member)
-    response = await open_hold(client, shop["key"], hold_body(member["card"], code,
-                                                              **overrides))
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def test_hold_partial_capture_refund(
