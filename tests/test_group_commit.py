@@ -173,3 +173,18 @@ async def test_a_batch_answered_with_too_few_rows_fails_its_calls_instead_of_lea
         assert all(isinstance(r, RuntimeError) for r in results), results
     finally:
         await db.autocommit(lambda conn: conn.execute("DROP FUNCTION test_rowless_batch"))
+
+
+async def test_the_batches_and_the_stored_answer_plan_once_per_session(db: Database) -> None:
+    # Migration 0028: planned at every call, the batches' lock statements cost twice their
+    # run time and idempotency_answer() (as a SQL function) more than its UPDATE.
+    rows = await db.autocommit(lambda conn: conn.fetch(
+        "SELECT p.proname, l.lanname, p.proconfig FROM pg_proc p"
+        " JOIN pg_language l ON l.oid = p.prolang"
+        " WHERE p.proname IN ('partner_accrue_batch', 'gift_send_batch', 'idempotency_answer')"))
+    found = {r["proname"]: (r["lanname"], r["proconfig"]) for r in rows}
+    assert found == {
+        "partner_accrue_batch": ("plpgsql", ["plan_cache_mode=force_generic_plan"]),
+        "gift_send_batch": ("plpgsql", ["plan_cache_mode=force_generic_plan"]),
+        "idempotency_answer": ("plpgsql", None),
+    }
