@@ -14,6 +14,7 @@ supervisor does), and stops them all on SIGINT or SIGTERM. One worker, or a syst
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import signal
@@ -62,7 +63,11 @@ def run_worker(host: str, port: int, options: dict[str, Any]) -> None:
     sock = bound_socket(host, port)
     config = uvicorn.Config(APP, factory=True, host=host, port=port, backlog=BACKLOG,
                             **options)
-    uvicorn.Server(config).run(sockets=[sock])
+    # Ctrl-C reaches every process of the group: uvicorn shuts down as it does on SIGTERM,
+    # then raises the SIGINT it caught again, which would end the worker with a traceback and
+    # a failure status for a stop that went as asked.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 class Supervisor:

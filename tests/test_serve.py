@@ -141,3 +141,15 @@ def test_a_worker_that_dies_is_replaced_and_sigterm_stops_them_all(server: ApiSe
     assert server.proc.returncode == 0
     # Joined (and so reaped) by the supervisor before it exits.
     assert [pid for pid in workers if os.path.exists(f"/proc/{pid}")] == []
+
+
+def test_ctrl_c_stops_every_worker_quietly(server: ApiServer) -> None:
+    assert server.proc is not None
+    parent = server.proc.pid
+    workers = children(parent)
+    # What Ctrl-C in a terminal does: SIGINT to the whole foreground process group.
+    os.killpg(parent, signal.SIGINT)
+    server.proc.wait(timeout=30)
+    assert server.proc.returncode == 0
+    assert [pid for pid in workers if os.path.exists(f"/proc/{pid}")] == []
+    assert "Traceback" not in server.output(), server.output()
