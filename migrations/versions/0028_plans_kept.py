@@ -3,10 +3,10 @@ statements planned once per session
 
 Revision ID: 0028
 Revises: 0027
-Create Date: 2026-11-25 09:00:00
+Create Date: 2026-11-24 16:00:00
 
 pg_stat_statements with ``track_planning`` on, under the HTTP benchmark's transfers on
-1,000,000 members (2026-11-25), showed three statements planned at every call, costing more
+1,000,000 members (2026-11-24), showed three statements planned at every call, costing more
 to plan than to run:
 
 - ``idempotency_answer()`` (0022) is a SQL function that is not inlined (it is called as a
