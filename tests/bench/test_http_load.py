@@ -4,17 +4,21 @@ nothing it did was refused unexpectedly."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
+import psycopg
 import pytest
 
 from lms.generator.load import Options, generate
 from lms.settings import Settings
+from tests import conftest
 from tests.conftest import drop_database, migrated_database
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "http_load.py"
@@ -68,3 +72,37 @@ def test_the_api_alone_reads_and_its_floor_without_pgbench(small_population: str
     assert re.search(r"^health +[\d.]+ .* 0$", out, re.M), out
     assert "unexpected errors 0" in out, out
     assert out.strip().splitlines()[-1] == "ratio n/a"
+
+
+def load_bench_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("http_load", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # Its dataclasses look their module up by name.
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_freshly_loaded_table_is_vacuumed_before_the_phases_and_only_then(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    url = conftest.recreate_database(conftest.server_url(), f"lms_test_{os.getpid()}_settle")
+    try:
+        with psycopg.connect(conftest.plain(url), autocommit=True) as conn:
+            conn.execute("CREATE TABLE loaded (i int)")
+            conn.execute("CREATE TABLE small (i int)")
+            conn.execute("INSERT INTO loaded SELECT generate_series(1, 150000)")
+            conn.execute("INSERT INTO small SELECT generate_series(1, 500)")
+            conn.execute("SELECT pg_stat_force_next_flush()")
+        settle = load_bench_module().settle
+        settle(url)
+        assert re.search(r"^vacuumed loaded, which autovacuum was due to visit, in \d+ s",
+                         capsys.readouterr().out, re.M)
+        with psycopg.connect(conftest.plain(url)) as conn:
+            vacuumed: dict[str, bool] = dict(conn.execute(
+                "SELECT relname, last_vacuum IS NOT NULL FROM pg_stat_user_tables").fetchall())
+        assert vacuumed == {"loaded": True, "small": False}
+        settle(url)
+        assert capsys.readouterr().out == ""
+    finally:
+        drop_database(url)
