@@ -351,3 +351,60 @@ async def test_the_same_key_racing_with_another_request_is_refused_or_replayed(
                for r in responses if r.status_code != 201)
     assert len(won) == 3
     assert await written(db, a) == (1, 1, 1)
+
+
+async def test_only_a_gift_near_a_limit_finds_the_local_starts_and_only_a_replay_reads_its_key(
+        db: Database, system: SystemAccounts, settings: Settings) -> None:
+    """Migration 0029: a gift far from every limit neither looks up its members' local day
+    and year nor calls the Idempotency-Key's functions (its own statements claim and answer
+    the key); its replay reads the stored answer through idempotency_claim(); a gift whose
+    last 367 days come near a limit looks the starts up, and passes when they leave room."""
+    a, b = await pair(db, system, settings)
+    await fund(db, system, a.account_id, 100_000)
+    entry = (await fetch(db, "SELECT min(id) AS id FROM journal_entries"))[0]["id"]
+
+    async def work(conn: RawConnection) -> list[tuple[int, dict[str, int]]]:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            await conn.execute("DELETE FROM gift_rules")
+            await conn.execute("SET LOCAL track_functions = 'pl'")
+            # No fee, 1,000 a day, 100,000 a year, no caps on receiving.
+            defaults: list[int | None] = [0, 0, 1, 1000, 100_000, None, None]
+            seen: dict[str, int] = {}
+            outcomes: list[tuple[int, dict[str, int]]] = []
+            for key, amount in (("far", 400), ("far", 400), ("near", 500)):
+                if key == "near":
+                    # Two days ago: in the last 367 days and this year, not today.
+                    await conn.execute(
+                        "INSERT INTO gifts (sender_id, recipient_id, miles, fee, entry_id, "
+                        "created_at) VALUES ($1, $2, 900, 0, $3, now() - interval '2 days')",
+                        a.id, b.id, entry)
+                now = datetime.now(UTC)
+                row = await conn.fetchrow(
+                    "SELECT * FROM gift_send($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+                    "$12, $13)", f"member:{a.id}", key, "test", a.id, b.card, "muller nunez",
+                    amount, "", now, msgspec.json.encode(now).decode()[1:-1], defaults,
+                    system.pick(SystemAccount.FEES), add_months(now, 36))
+                assert row is not None
+                calls = {r["funcname"]: r["calls"] for r in await conn.fetch(
+                    "SELECT funcname, calls FROM pg_stat_xact_user_functions")}
+                outcomes.append((row["status_code"], {
+                    name: calls.get(name, 0) - seen.get(name, 0)
+                    for name in ("gift_send", "gift_local_starts", "idempotency_claim",
+                                 "idempotency_answer")}))
+                seen = calls
+            return outcomes
+        finally:
+            await transaction.rollback()
+
+    far, replay, near = await db.autocommit(work)
+    assert far == (201, {"gift_send": 1, "gift_local_starts": 0, "idempotency_claim": 0,
+                         "idempotency_answer": 0})
+    assert replay == (201, {"gift_send": 1, "gift_local_starts": 0, "idempotency_claim": 1,
+                            "idempotency_answer": 0})
+    # 400 today and 900 two days ago: 1,800 with this gift in the last 367 days, over the
+    # daily 1,000, so the day is looked up (both members count in UTC: one look-up), and
+    # today's 900 passes.
+    assert near == (201, {"gift_send": 1, "gift_local_starts": 1, "idempotency_claim": 0,
+                          "idempotency_answer": 0})
