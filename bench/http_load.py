@@ -517,9 +517,9 @@ def stop_server(server: subprocess.Popen[bytes]) -> None:
 def settle(url: str) -> None:
     """VACUUM (ANALYZE) the tables that autovacuum is due to visit for their inserts: those
     of a database that ``lms demo generate`` has just loaded. Otherwise autovacuum reads the
-    whole loaded history (tens of GB) during the phases and they measure it: right after a
-    generation, autovacuum running beside the load once halved the transfers' rate (520/s
-    against 1,377/s a run later)."""
+    whole loaded history (tens of GB) during the phases and they measure it: a VACUUM of a
+    fresh generation running beside the load once cut the transfers' rate to 520/s, against
+    1,377/s a run later (docs/performance.md)."""
     with psycopg.connect(plain(url), autocommit=True) as conn:
         due = [str(r[0]) for r in conn.execute("""
             SELECT s.relname FROM pg_stat_user_tables s
