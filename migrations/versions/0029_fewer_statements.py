@@ -51,30 +51,17 @@ depends_on: str | Sequence[str] | None = None
 WRITES = ("partner_accrue", "gift_send", "partner_hold_open", "partner_hold_capture",
           "partner_hold_void")
 
-CLAIM = """
-  SELECT * INTO claim FROM idempotency_claim(p_principal, p_key, p_request_hash);
-  IF NOT claim.claimed THEN
-    status_code := claim.status_code;
-    response_body := claim.response_body;
-    replayed := true;
-    RETURN;
-  END IF;
-"""
+# The claim as every write has it (0023-0025), from its call to the replay's END IF.
+CLAIM_FROM = "  SELECT * INTO claim FROM idempotency_claim(p_principal, p_key, p_request_hash);\n"
+CLAIM_TO = "  END IF;\n"
 
-CLAIM_INLINE = """
+CLAIM_INLINE = """\
   -- The key's claim, idempotency_claim()'s own INSERT: the function is called only for a key
   -- already there, to answer it or refuse it.
   INSERT INTO idempotency_keys (principal, key, request_hash)
   VALUES (p_principal, p_key, p_request_hash) ON CONFLICT (principal, key) DO NOTHING;
   IF NOT FOUND THEN
-    SELECT * INTO claim FROM idempotency_claim(p_principal, p_key, p_request_hash);
-    IF NOT claim.claimed THEN
-      status_code := claim.status_code;
-      response_body := claim.response_body;
-      replayed := true;
-      RETURN;
-    END IF;
-  END IF;
+{claim}  END IF;
 """
 
 ANSWER = """
@@ -135,19 +122,20 @@ def module(revision_id: str) -> ModuleType:
     return script.module
 
 
-def gift_limits() -> str:
-    """The limits' part of gift_send() as 0024 wrote it."""
-    source: str = module("0024").GIFT_SEND
-    start = source.index(GIFT_LIMITS_FROM)
-    return source[start:source.index(GIFT_LIMITS_TO, start) + len(GIFT_LIMITS_TO)]
+def between(source: str, first: str, last: str) -> str:
+    """``source`` from the line ``first`` to the first ``last`` after it, both included."""
+    start = source.index(first)
+    return source[start:source.index(last, start) + len(last)]
 
 
 def edits() -> dict[str, list[tuple[str, str]]]:
     """Per function, the texts replaced and what replaces them."""
+    claim = between(module("0023").PARTNER_ACCRUE, CLAIM_FROM, CLAIM_TO)
+    inline = CLAIM_INLINE.format(claim=textwrap.indent(claim, "  "))
     by_name: dict[str, list[tuple[str, str]]] = {
-        name: [(CLAIM, CLAIM_INLINE), (ANSWER, ANSWER_INLINE.format(name=name))]
+        name: [(claim, inline), (ANSWER, ANSWER_INLINE.format(name=name))]
         for name in WRITES}
-    limits = gift_limits()
+    limits = between(module("0024").GIFT_SEND, GIFT_LIMITS_FROM, GIFT_LIMITS_TO)
     by_name["gift_send"] += [
         (GIFT_DECLARE, GIFT_DECLARE_NEAR),
         (limits, GIFT_NEAR.format(limits=textwrap.indent(limits, "  ")))]
