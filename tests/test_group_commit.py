@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -188,3 +189,45 @@ async def test_the_batches_and_the_stored_answer_plan_once_per_session(db: Datab
         "gift_send_batch": ("plpgsql", ["plan_cache_mode=force_generic_plan"]),
         "idempotency_answer": ("plpgsql", None),
     }
+
+
+async def test_a_batch_of_one_reads_the_balances_as_its_call_alone_does(
+        db: Database, system: SystemAccounts, members: list[M]) -> None:
+    # Migration 0029: a batch of one call skips the batch's up-front locks, which read the
+    # balance rows once more; a batch of two takes them.
+    sender, recipient, *_ = members
+    data = GiftCreate(recipient_card_number=recipient.card,
+                      recipient_last_name=recipient.last_name, miles=1000)
+    calls = [await gift_arguments(db, system, f"member:{sender.id}", f"scans-{n}", "h",
+                                  sender.id, data, utcnow()) for n in range(4)]
+    placeholders = ", ".join(f"${n}" for n in range(1, len(calls[0]) + 1))
+
+    def batch_of(*args: tuple[Any, ...]) -> list[Any]:
+        return [column[0] if n in GIFT_SHARED_ARGUMENTS else list(column)
+                for n, column in enumerate(zip(*args, strict=True))]
+
+    async def work(conn: Any) -> tuple[int, int, int]:
+        async def scans(statement: str, arguments: Sequence[Any]) -> int:
+            counted = ("SELECT COALESCE(sum(idx_scan + seq_scan), 0) FROM pg_stat_xact_user_tables"
+                       " WHERE relname = 'balances'")
+            before = await conn.fetchval(counted)
+            rows = await conn.fetch(statement, *arguments)
+            assert [r["status_code"] for r in rows] == [201] * len(rows)
+            return int(await conn.fetchval(counted) - before)
+
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            alone = await scans(f"SELECT * FROM gift_send({placeholders})", calls[0])
+            one = await scans(f"SELECT * FROM gift_send_batch({placeholders})",
+                              batch_of(calls[1]))
+            two = await scans(f"SELECT * FROM gift_send_batch({placeholders})",
+                              batch_of(calls[2], calls[3]))
+            return alone, one, two
+        finally:
+            await transaction.rollback()
+
+    alone, one, two = await db.autocommit(work)
+    assert alone > 0
+    assert one == alone
+    assert two > 2 * alone
