@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -206,11 +207,12 @@ def card_of(row: Coupon | Invalid) -> str:
 
 def split_by_member(chunk: list[Coupon | Invalid], lanes: int
                     ) -> dict[int, list[Coupon | Invalid]]:
-    """The chunk's rows by lane (the card number's hash: the same lane for a card all
-    through one run, which is all that matters), in file order within each."""
+    """The chunk's rows by lane (the card number's CRC-32: the same lane for a card in
+    every run; Python's own string hash changes from one process to the next, so the lanes
+    did too), in file order within each."""
     parts: dict[int, list[Coupon | Invalid]] = {}
     for row in chunk:
-        parts.setdefault(hash(card_of(row)) % lanes, []).append(row)
+        parts.setdefault(zlib.crc32(card_of(row).encode()) % lanes, []).append(row)
     return parts
 
 
