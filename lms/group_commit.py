@@ -21,7 +21,7 @@ once either way.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 import asyncpg
@@ -74,17 +74,12 @@ class GroupCommit:
 
     async def _send(self, batch: list[tuple[Sequence[Any], asyncio.Future[asyncpg.Record]]]
                     ) -> None:
-        columns: list[Any] = []
-        for n, column in enumerate(zip(*(args for args, _ in batch), strict=True)):
-            if n in self._shared:
-                if any(value != column[0] for value in column):
-                    error = ValueError(f"argument {n + 1} differs between calls of a batch")
-                    for _, future in batch:
-                        _settle(future, error=error)
-                    return
-                columns.append(column[0])
-            else:
-                columns.append(list(column))
+        try:
+            columns = batch_arguments([args for args, _ in batch], self._shared)
+        except ValueError as error:
+            for _, future in batch:
+                _settle(future, error=error)
+            return
         self.batches += 1
         self.calls += len(batch)
         try:
@@ -110,6 +105,21 @@ class GroupCommit:
                 if row["error_detail"]:
                     fields["D"] = row["error_detail"]
                 _settle(future, error=asyncpg.PostgresError.new(fields, query=self.statement))
+
+
+def batch_arguments(calls: Sequence[Sequence[Any]], shared: Collection[int]) -> list[Any]:
+    """A ``_batch`` function's arguments for these calls: each argument as the array of the
+    calls' values, but those at the ``shared`` positions once (ValueError when the calls do
+    not all pass the same)."""
+    columns: list[Any] = []
+    for n, column in enumerate(zip(*calls, strict=True)):
+        if n in shared:
+            if any(value != column[0] for value in column):
+                raise ValueError(f"argument {n + 1} differs between calls of a batch")
+            columns.append(column[0])
+        else:
+            columns.append(list(column))
+    return columns
 
 
 def _settle(future: asyncio.Future[asyncpg.Record], *, result: asyncpg.Record | None = None,

@@ -17,7 +17,7 @@ from lms.clock import utcnow
 from lms.db import Database
 from lms.gifts.schemas import GiftCreate
 from lms.gifts.service import GIFT_SHARED_ARGUMENTS, gift_arguments
-from lms.group_commit import GroupCommit
+from lms.group_commit import GroupCommit, batch_arguments
 from lms.ledger.service import SystemAccounts
 from lms.settings import Settings
 from tests.family.support import M, fund, make_member
@@ -201,15 +201,13 @@ async def test_a_batch_of_one_reads_the_balances_as_its_call_alone_does(
     calls = [await gift_arguments(db, system, f"member:{sender.id}", f"scans-{n}", "h",
                                   sender.id, data, utcnow()) for n in range(4)]
     placeholders = ", ".join(f"${n}" for n in range(1, len(calls[0]) + 1))
-
-    def batch_of(*args: tuple[Any, ...]) -> list[Any]:
-        return [column[0] if n in GIFT_SHARED_ARGUMENTS else list(column)
-                for n, column in enumerate(zip(*args, strict=True))]
+    batched = GroupCommit(db.autocommit, "gift_send", len(calls[0]),
+                          shared=GIFT_SHARED_ARGUMENTS).statement
+    counted = ("SELECT COALESCE(sum(idx_scan + seq_scan), 0) FROM pg_stat_xact_user_tables"
+               " WHERE relname = 'balances'")
 
     async def work(conn: Any) -> tuple[int, int, int]:
         async def scans(statement: str, arguments: Sequence[Any]) -> int:
-            counted = ("SELECT COALESCE(sum(idx_scan + seq_scan), 0) FROM pg_stat_xact_user_tables"
-                       " WHERE relname = 'balances'")
             before = await conn.fetchval(counted)
             rows = await conn.fetch(statement, *arguments)
             assert [r["status_code"] for r in rows] == [201] * len(rows)
@@ -219,10 +217,8 @@ async def test_a_batch_of_one_reads_the_balances_as_its_call_alone_does(
         await transaction.start()
         try:
             alone = await scans(f"SELECT * FROM gift_send({placeholders})", calls[0])
-            one = await scans(f"SELECT * FROM gift_send_batch({placeholders})",
-                              batch_of(calls[1]))
-            two = await scans(f"SELECT * FROM gift_send_batch({placeholders})",
-                              batch_of(calls[2], calls[3]))
+            one = await scans(batched, batch_arguments(calls[1:2], GIFT_SHARED_ARGUMENTS))
+            two = await scans(batched, batch_arguments(calls[2:4], GIFT_SHARED_ARGUMENTS))
             return alone, one, two
         finally:
             await transaction.rollback()
