@@ -112,13 +112,11 @@ class ApiKey(Base):
 
 
 class ApiKeyWindow(Base):
-    """The current fixed one-minute window of a key's request counter (one row per key): when
-    it began, and ``base``, the value of the key's sequence ``api_key_requests_<key id>`` then.
-    A request's number in the window is the sequence's next value minus ``base``
-    (api_key_request_number(), migration 0030), so requests do not update this row; the first
-    request of each minute does.
+    """The current fixed one-minute window of a key's request counter (one row per key).
 
-    UNLOGGED (migration 0020), as the sequences are: a crash empties the table, which only
+    UNLOGGED (migration 0020): every partner request updates its key's row, and a logged
+    commit would hold that row locked until the WAL reached the disk, so that one key's
+    concurrent requests queued on an fsync each. A crash empties the table, which only
     restarts the current windows' counts.
     """
 
@@ -128,7 +126,7 @@ class ApiKeyWindow(Base):
     key_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("api_keys.id"),
                                         primary_key=True)
     window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    base: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(Integer)
 
 
 class PartnerAccrual(Base):

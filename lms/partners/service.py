@@ -304,9 +304,9 @@ class ApiKeyService:
         """A partner principal, nothing (unknown, revoked, expired key: the guard answers
         401 without saying which), or a refusal (403 ip_not_allowed, 429 rate_limited).
 
-        The rate limit is a fixed one-minute window per key, counted in PostgreSQL by the
-        key's own sequence (migration 0030), so it holds across every API process; at the
-        edge of two windows a client can send up to twice its limit within a minute.
+        The rate limit is a fixed one-minute window per key, counted in PostgreSQL by one
+        UPSERT, so it holds across every API process; at the edge of two windows a client
+        can send up to twice its limit within a minute.
         """
         now = now or utcnow()
         prefix = keys.key_prefix(token)

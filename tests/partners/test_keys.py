@@ -8,15 +8,13 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms.audit.models import AuditRecord
-from lms.db import Database, asyncpg_dsn
-from lms.partners import keys
+from lms.db import Database
 from lms.partners.errors import RateLimited
 from lms.partners.models import ApiKey
 from lms.partners.service import ApiKeyService, KeyCheck
@@ -203,35 +201,6 @@ async def test_a_request_stamped_before_the_minute_turned_counts_in_the_new_wind
         assert check.refusal is None or isinstance(check.refusal, RateLimited)
     # The first call opens 11:59's window, the second 12:00's; all others count in 12:00's.
     assert passed == 1 + 5
-
-
-async def test_a_keys_requests_are_counted_without_waiting_for_its_window_row(
-        client: httpx.AsyncClient, admin: dict[str, str], db: Database) -> None:
-    """A key's requests draw their numbers from the key's own sequence (migration 0030): they
-    read its window's row and update it only to open a new window. So a transaction holding
-    that row locked (as each request's count did, when every request updated it) holds up
-    none of them, and they are still counted against the limit."""
-    partner = await make_partner(client, admin)
-    key = await issue_key(client, admin, partner["code"], rateLimitPerMinute=3)
-    at = datetime(2031, 5, 1, 12, 0, 30, tzinfo=UTC)
-
-    async def call() -> KeyCheck:
-        return await asyncio.wait_for(db.autocommit(
-            lambda conn: ApiKeyService(conn).authenticate(key, "127.0.0.1", now=at)), 5)
-
-    assert (await call()).refusal is None  # the first request opens 12:00's window
-    holder = await asyncpg.connect(asyncpg_dsn(db.url))
-    try:
-        async with holder.transaction():
-            locked = await holder.fetch(
-                "SELECT w.key_id FROM api_key_windows w JOIN api_keys k ON k.id = w.key_id"
-                " WHERE k.prefix = $1 FOR UPDATE OF w", keys.key_prefix(key))
-            assert len(locked) == 1
-            checks = [await call() for _ in range(3)]
-    finally:
-        await holder.close()
-    assert [check.refusal is None for check in checks] == [True, True, False]
-    assert isinstance(checks[2].refusal, RateLimited)
 
 
 async def test_admin_api_is_for_admins_only(client: httpx.AsyncClient,
