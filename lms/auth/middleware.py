@@ -12,9 +12,8 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 
 from lms.auth.principal import Principal
 from lms.auth.service import principal_for_token
-from lms.db import RawConnection
+from lms.partners.key_gate import GATE
 from lms.partners.keys import is_api_key
-from lms.partners.service import ApiKeyService, KeyCheck
 
 
 def bearer_token(authorization: str) -> str | None:
@@ -50,9 +49,5 @@ async def authenticate_partner(connection: ASGIConnection[Any, Any, Any, Any], t
     """A partner's API key (``lms_<prefix>_<secret>``). Its refusals (address, rate limit)
     are raised after the commit, so that refused requests are counted too."""
     host = connection.client.host if connection.client else None
-
-    async def check(conn: RawConnection) -> KeyCheck:
-        return await ApiKeyService(conn).authenticate(token, host)
-
-    checked: KeyCheck = await connection.app.state.db.autocommit(check)
+    checked = await GATE.check(connection.app.state.db, token, host)
     return checked.result()

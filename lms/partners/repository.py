@@ -28,27 +28,33 @@ from lms.partners.models import (
 # request was not counted). $2 is the SHA-256 of the whole key, $5 the caller's address or
 # NULL. The table is UNLOGGED (migration 0020), so this commit waits for no WAL flush. The
 # window only moves forward (COUNT_REQUEST says why).
+#
+# $6 is the most request numbers the caller may reserve at once (lms.partners.key_gate): the
+# statement counts ``reserve`` requests, a thousandth of the key's limit within 1..$6, and
+# ``count`` is the last of the numbers reserved; ``counted_window`` is the window they are in.
 CHECK_KEY = """
     WITH k AS (
         SELECT k.id, k.partner_id, k.key_hash, k.scopes, k.status, k.ip_allow_list,
                k.rate_limit_per_minute, k.expires_at, k.revoked_at,
-               p.status AS partner_status
+               p.status AS partner_status,
+               LEAST($6::int, GREATEST(1, k.rate_limit_per_minute / 1000)) AS reserve
           FROM api_keys k JOIN partners p ON p.id = k.partner_id
          WHERE k.prefix = $1),
     counted AS (
         INSERT INTO api_key_windows AS w (key_id, window_start, count)
-        SELECT k.id, $3, 1 FROM k
+        SELECT k.id, $3, k.reserve FROM k
          WHERE k.key_hash = $2 AND k.status = 'active' AND k.revoked_at IS NULL
            AND (k.expires_at IS NULL OR k.expires_at > $4) AND k.partner_status = 'active'
            AND (COALESCE(cardinality(k.ip_allow_list), 0) = 0
                 OR EXISTS (SELECT FROM unnest(k.ip_allow_list) AS n
                             WHERE $5::inet <<= n::cidr))
         ON CONFLICT (key_id) DO UPDATE
-           SET count = CASE WHEN excluded.window_start > w.window_start THEN 1
-                            ELSE w.count + 1 END,
+           SET count = CASE WHEN excluded.window_start > w.window_start THEN excluded.count
+                            ELSE w.count + excluded.count END,
                window_start = GREATEST(w.window_start, excluded.window_start)
-        RETURNING count)
-    SELECT k.*, (SELECT count FROM counted) AS count FROM k"""
+        RETURNING count, window_start)
+    SELECT k.*, c.count, c.window_start AS counted_window
+      FROM k LEFT JOIN counted c ON true"""
 
 # One row per key: a new window resets the count, so the table never grows. A window only
 # moves forward: a request that read the clock just before the minute turned, but is counted
@@ -84,12 +90,12 @@ class KeyRepository:
         self.conn = conn
 
     async def check(self, prefix: str, key_hash: str, window_start: datetime,
-                    now: datetime, address: IPv4Address | IPv6Address | None
-                    ) -> asyncpg.Record | None:
-        """The key's row with ``count``: the request's number in its window, or None when
-        it was not counted (see CHECK_KEY)."""
+                    now: datetime, address: IPv4Address | IPv6Address | None,
+                    reserve_at_most: int = 1) -> asyncpg.Record | None:
+        """The key's row with ``count``: the last of the ``reserve`` request numbers taken
+        in ``counted_window``, or None when it was not counted (see CHECK_KEY)."""
         row: asyncpg.Record | None = await self.conn.fetchrow(
-            CHECK_KEY, prefix, key_hash, window_start, now, address)
+            CHECK_KEY, prefix, key_hash, window_start, now, address, reserve_at_most)
         return row
 
     async def count_request(self, key_id: int, window_start: datetime) -> int:

@@ -41,6 +41,7 @@ from lms.partners.errors import (
     RateLimited,
     ReversalExceedsAccrual,
 )
+from lms.partners.key_gate import GATE
 from lms.partners.models import ApiKey, Partner, PartnerEarnRate
 from lms.partners.schemas import (
     AccrualOut,
@@ -208,6 +209,7 @@ class PartnerAdminController(Controller):
                               .rotate_key(code, overlap))
 
         result: IssuedApiKeyOut = await state.db.transaction(work)
+        GATE.forget_all()  # the replaced keys' expiry changed: check them again (rare)
         return result
 
     @post("/api-keys/{prefix:str}/revoke", operation_id="revokeApiKey", status_code=200,
@@ -221,6 +223,7 @@ class PartnerAdminController(Controller):
             return key_out(key, code)
 
         result: ApiKeyOut = await state.db.transaction(work)
+        GATE.forget([prefix])
         return result
 
 

@@ -137,6 +137,11 @@ class KeyCheck:
 
     principal: Principal | None = None
     refusal: LmsError | None = None
+    # A passed check's key row, and the request numbers it reserved beyond this request's
+    # own in ``window``, for lms.partners.key_gate to hand out (empty unless asked for).
+    key: asyncpg.Record | None = None
+    spare: range = range(0)
+    window: datetime | None = None
 
     def result(self) -> Principal | None:
         if self.refusal is not None:
@@ -300,13 +305,15 @@ class ApiKeyService:
         self.repo = KeyRepository(conn)
 
     async def authenticate(self, token: str, client_host: str | None,
-                           now: datetime | None = None) -> KeyCheck:
+                           now: datetime | None = None, reserve_at_most: int = 1) -> KeyCheck:
         """A partner principal, nothing (unknown, revoked, expired key: the guard answers
         401 without saying which), or a refusal (403 ip_not_allowed, 429 rate_limited).
 
         The rate limit is a fixed one-minute window per key, counted in PostgreSQL by one
         UPSERT, so it holds across every API process; at the edge of two windows a client
-        can send up to twice its limit within a minute.
+        can send up to twice its limit within a minute. ``reserve_at_most`` > 1 reserves the
+        key's next request numbers with this one (lms.partners.key_gate): a passed check's
+        ``spare``.
         """
         now = now or utcnow()
         prefix = keys.key_prefix(token)
@@ -314,7 +321,7 @@ class ApiKeyService:
             return KeyCheck()
         window = now.replace(second=0, microsecond=0)
         key = await self.repo.check(prefix, keys.key_hash(token), window, now,
-                                    ip_address_or_none(client_host))
+                                    ip_address_or_none(client_host), reserve_at_most)
         if key is None:
             return KeyCheck()
         if (not keys.matches(token, key["key_hash"]) or key["status"] != "active"
@@ -325,15 +332,22 @@ class ApiKeyService:
             return KeyCheck(refusal=PartnerSuspended())
         if key["ip_allow_list"] and not address_allowed(client_host, key["ip_allow_list"]):
             return KeyCheck(refusal=IpNotAllowed())
-        count = key["count"]
-        if count is None:  # pragma: no cover - the statement's rules are these rules
-            count = await self.repo.count_request(key["id"], window)
+        last, reserved = key["count"], key["reserve"]
+        if last is None:  # pragma: no cover - the statement's rules are these rules
+            last, reserved = await self.repo.count_request(key["id"], window), 1
+        number = last - reserved + 1  # this request's
         limit = key["rate_limit_per_minute"]
-        if count > limit:
-            retry_after = int((window + RATE_WINDOW - now).total_seconds()) + 1
-            return KeyCheck(refusal=RateLimited(retry_after=retry_after, limit=limit))
+        if number > limit:
+            return KeyCheck(refusal=rate_limited(window, now, limit))
         return KeyCheck(Principal("partner", key["partner_id"], Role.PARTNER,
-                                  scopes=frozenset(key["scopes"]), key_id=key["id"]))
+                                  scopes=frozenset(key["scopes"]), key_id=key["id"]),
+                        key=key, spare=range(number + 1, min(last, limit) + 1),
+                        window=key["counted_window"] or window)
+
+
+def rate_limited(window: datetime, now: datetime, limit: int) -> RateLimited:
+    retry_after = int((window + RATE_WINDOW - now).total_seconds()) + 1
+    return RateLimited(retry_after=retry_after, limit=limit)
 
 
 class AccrualService:

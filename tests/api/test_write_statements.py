@@ -28,6 +28,7 @@ import lms.partners.repository
 import lms.redemption.repository
 from lms.db import Database
 from lms.ledger.service import SystemAccounts
+from lms.partners.key_gate import GATE
 from lms.settings import Settings
 from tests.factories import bearer
 from tests.family.support import fund, make_member
@@ -110,27 +111,52 @@ async def sent(db: Database) -> AsyncIterator[Sent]:
 
 
 async def test_a_partner_accrual(client: httpx.AsyncClient, db: Database, settings: Settings,
-                                 sent: Sent) -> None:
+                                 sent: Sent, monkeypatch: pytest.MonkeyPatch) -> None:
+    # However slow this machine, the key's reservation (lms.partners.key_gate) stays fresh.
+    monkeypatch.setattr(GATE, "fresh_for", 3600.0)
     admin = await admin_headers(db, settings)
     partner = await make_partner(client, admin)
+    # 6,000 requests a minute (the default): each check reserves six request numbers.
     key = await issue_key(client, admin, partner["code"])
     member = await make_member(db, SystemAccounts(settings.system_account_shards), settings)
     # The first call of a statement on a connection also prepares it: count a later one.
-    assert (await accrue(client, key, accrual_body(member.card))).status_code == 201
+    first, statements = await sent.during(
+        lambda: accrue(client, key, accrual_body(member.card)))
+    assert first.status_code == 201
+    assert "CHECK_KEY" in statements
 
     response, statements = await sent.during(
         lambda: accrue(client, key, accrual_body(member.card)))
     assert response.status_code == 201, response.text
-    # The whole unit of work is one function call (partner_accrue(), migration 0023), sent
+    # The key's check took one of the numbers the first check reserved, without a statement;
+    # the whole unit of work is one function call (partner_accrue(), migration 0023), sent
     # with the accruals that arrive meanwhile (none here) in one call of its batch (0026).
-    assert statements == ["CHECK_KEY", "partner_accrue_batch"]
+    assert statements == ["partner_accrue_batch"]
 
     replay_key = "replay-" + response.json()["partnerTxnId"]
     body = accrual_body(member.card)
     assert (await accrue(client, key, body, replay_key)).status_code == 201
     replay, statements = await sent.during(lambda: accrue(client, key, body, replay_key))
     assert replay.headers["Idempotency-Replayed"] == "true"
+    assert statements == ["partner_accrue_batch"]
+
+    for _ in range(2):  # the fifth and sixth numbers
+        response, statements = await sent.during(
+            lambda: accrue(client, key, accrual_body(member.card)))
+        assert statements == ["partner_accrue_batch"]
+    # The six numbers are used up: the next request is checked, and counted, by the database.
+    response, statements = await sent.during(
+        lambda: accrue(client, key, accrual_body(member.card)))
+    assert response.status_code == 201, response.text
     assert statements == ["CHECK_KEY", "partner_accrue_batch"]
+
+    # A key of fewer than 2,000 requests a minute reserves nothing: every request is checked.
+    slow_key = await issue_key(client, admin, partner["code"], rateLimitPerMinute=1999)
+    for _ in range(2):
+        response, statements = await sent.during(
+            lambda: accrue(client, slow_key, accrual_body(member.card)))
+        assert response.status_code == 201, response.text
+        assert statements == ["CHECK_KEY", "partner_accrue_batch"]
 
 
 async def test_a_gift(client: httpx.AsyncClient, db: Database, system: SystemAccounts,
@@ -164,7 +190,10 @@ async def test_a_gift(client: httpx.AsyncClient, db: Database, system: SystemAcc
 
 async def test_the_redemption_flow(client: httpx.AsyncClient, db: Database,
                                    system: SystemAccounts, settings: Settings,
-                                   sent: Sent) -> None:
+                                   sent: Sent, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every request's key checked by the database, as a key's first request is (a busy
+    # key's reserved numbers are shown with the accrual, above).
+    monkeypatch.setattr(GATE, "fresh_for", -1.0)
     admin = await admin_headers(db, settings)
     shop = await redeeming_partner(client, admin)
     member = await funded_member(client, db, system, 50_000)
