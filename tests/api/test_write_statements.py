@@ -32,7 +32,14 @@ from lms.partners.key_gate import GATE
 from lms.settings import Settings
 from tests.factories import bearer
 from tests.family.support import fund, make_member
-from tests.partners.support import accrual_body, accrue, admin_headers, issue_key, make_partner
+from tests.partners.support import (
+    accrual_body,
+    accrue,
+    admin_headers,
+    clear_of_the_minute_edge,
+    issue_key,
+    make_partner,
+)
 from tests.redemption.support import (
     capture,
     funded_member,
@@ -119,6 +126,7 @@ async def test_a_partner_accrual(client: httpx.AsyncClient, db: Database, settin
     # 6,000 requests a minute (the default): each check reserves six request numbers.
     key = await issue_key(client, admin, partner["code"])
     member = await make_member(db, SystemAccounts(settings.system_account_shards), settings)
+    await clear_of_the_minute_edge()  # a reservation is for its one-minute window
     # The first call of a statement on a connection also prepares it: count a later one.
     first, statements = await sent.during(
         lambda: accrue(client, key, accrual_body(member.card)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +26,15 @@ def now() -> datetime:
 
 def iso(moment: datetime) -> str:
     return moment.isoformat()
+
+
+async def clear_of_the_minute_edge(seconds: float = 5.0) -> None:
+    """Wait, if need be, until the current one-minute rate-limit window has ``seconds`` left,
+    so that a test's requests all fall in one window."""
+    moment = now()
+    left = 60 - moment.second - moment.microsecond / 1e6
+    if left < seconds:
+        await asyncio.sleep(left + 0.1)
 
 
 async def admin_headers(db: Database, settings: Settings) -> dict[str, str]:

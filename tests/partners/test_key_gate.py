@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import httpx
@@ -20,6 +19,7 @@ from tests.factories import bearer
 from tests.partners.support import (
     admin_headers,
     assert_problem,
+    clear_of_the_minute_edge,
     iso,
     issue_key,
     make_partner,
@@ -57,15 +57,6 @@ async def counted(db: Database, key: str) -> int:
             "SELECT w.count FROM api_key_windows w JOIN api_keys k ON k.id = w.key_id"
             " WHERE k.prefix = :p"), {"p": prefix})).scalar_one_or_none()
     return int(count or 0)
-
-
-async def clear_of_the_minute_edge(seconds: float = 5.0) -> None:
-    """Wait, if need be, until the current one-minute window has ``seconds`` left, so that a
-    test's requests all fall in one window."""
-    moment = utcnow()
-    left = 60 - moment.second - moment.microsecond / 1e6
-    if left < seconds:
-        await asyncio.sleep(left + 0.1)
 
 
 async def test_a_busy_keys_check_reserves_its_next_numbers_and_a_quiet_keys_does_not(
