@@ -28,6 +28,11 @@ def iso(moment: datetime) -> str:
     return moment.isoformat()
 
 
+async def probe(client: httpx.AsyncClient, key: str) -> httpx.Response:
+    """A cheap authenticated partner call (an unknown accrual: 404 once authenticated)."""
+    return await client.get("/v1/partner/accruals/no-such-txn", headers=bearer(key))
+
+
 async def clear_of_the_minute_edge(seconds: float = 5.0) -> None:
     """Wait, if need be, until the current one-minute rate-limit window has ``seconds`` left,
     so that a test's requests all fall in one window."""

@@ -15,7 +15,6 @@ from lms.partners.errors import IpNotAllowed
 from lms.partners.key_gate import FRESH_FOR, GATE, KeyGate
 from lms.partners.service import KeyCheck
 from lms.settings import Settings
-from tests.factories import bearer
 from tests.partners.support import (
     admin_headers,
     assert_problem,
@@ -23,6 +22,7 @@ from tests.partners.support import (
     iso,
     issue_key,
     make_partner,
+    probe,
 )
 
 
@@ -42,11 +42,6 @@ def fresh_gate(monkeypatch: pytest.MonkeyPatch) -> None:
     """A gate of this test's own, whose clock only the test moves."""
     monkeypatch.setattr("lms.partners.key_gate.GATE.reservations", {})
     monkeypatch.setattr("lms.partners.key_gate.GATE.clock", lambda: 0.0)
-
-
-async def probe(client: httpx.AsyncClient, key: str) -> httpx.Response:
-    """A cheap authenticated partner call (an unknown accrual: 404 once authenticated)."""
-    return await client.get("/v1/partner/accruals/no-such-txn", headers=bearer(key))
 
 
 async def counted(db: Database, key: str) -> int:

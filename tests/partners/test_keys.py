@@ -29,17 +29,13 @@ from tests.partners.support import (
     issue_key,
     make_partner,
     now,
+    probe,
 )
 
 
 @pytest.fixture
 async def admin(db: Database, settings: Settings) -> dict[str, str]:
     return await admin_headers(db, settings)
-
-
-async def probe(client: httpx.AsyncClient, key: str) -> httpx.Response:
-    """A cheap authenticated partner call (an unknown accrual: 404 once authenticated)."""
-    return await client.get("/v1/partner/accruals/no-such-txn", headers=bearer(key))
 
 
 async def key_rows(db: Database, partner_id: int) -> list[ApiKey]:
