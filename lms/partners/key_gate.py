@@ -14,12 +14,17 @@ What this gives up, and why it is bounded:
 - A key revoked, or expired early by a rotation, is refused at once by the process whose
   admin request changed it (its route calls ``forget``), and by every other process within
   ``FRESH_FOR`` seconds; so is a key whose partner was suspended.
-- Numbers reserved and not used still count: a key's window counts at most
-  ``RESERVE_AT_MOST - 1`` requests per process more than were made, and only for keys whose
-  limit is 64,000 a minute or more (a key of up to 1,999 a minute reserves nothing, so it is
-  counted exactly, as before). A partner near its limit is refused a little early, never late.
+- Numbers reserved and not used still count, so a partner may be refused a little early,
+  never late. A process drops a check's unused numbers when the check goes stale or the
+  window turns. For a key whose checks reserve ``n`` numbers that is at most ``60 * (n - 1)``
+  a minute per process (6% of the limit), and only while the key sends the process fewer
+  than ``n`` requests a second, far below its limit: a key sending near its limit uses each
+  check's numbers within the second. A key of up to 1,999 a minute reserves nothing and is
+  counted exactly, as before.
 
 A key with an empty reservation never enters the gate: its every request is one CHECK_KEY.
+A process holds at most one reservation per busy key it has served; a stale one is dropped
+when the key's next request finds it.
 """
 
 from __future__ import annotations
