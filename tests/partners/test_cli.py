@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
+from lms.partners.key_gate import FRESH_FOR, GATE
 from tests.factories import bearer
 from tests.partners.support import unique_code
 from tests.test_cli import lms
@@ -16,8 +18,13 @@ async def probe(client: httpx.AsyncClient, key: str) -> int:
     return response.status_code
 
 
-async def test_create_rotate_and_revoke(database_url: str,
-                                        client: httpx.AsyncClient) -> None:
+async def test_create_rotate_and_revoke(database_url: str, client: httpx.AsyncClient,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The command line is another process: the API's process sees its changes to a key once
+    # its own check of the key is FRESH_FOR old (lms.partners.key_gate), which this clock
+    # moves past after each change.
+    clock = [0.0]
+    monkeypatch.setattr(GATE, "clock", lambda: clock[0])
     code = unique_code("cli")
     created = lms(database_url, "partners", "create", "--code", code, "--name", "Cli Shop",
                   "--kind", "shop", "--currency", "EUR", "--scopes", "accrue,statements")
@@ -45,11 +52,13 @@ async def test_create_rotate_and_revoke(database_url: str,
     assert rotated.returncode == 0, rotated.stderr
     second = json.loads(rotated.stdout)
     assert second["scopes"] == ["accrue", "statements"]
+    clock[0] += FRESH_FOR + 0.1
     assert await probe(client, first["key"]) == 401
     assert await probe(client, second["key"]) == 404
 
     revoked = lms(database_url, "partners", "revoke", second["prefix"])
     assert revoked.returncode == 0 and json.loads(revoked.stdout)["status"] == "revoked"
+    clock[0] += FRESH_FOR + 0.1
     assert await probe(client, second["key"]) == 401
     missing = lms(database_url, "partners", "revoke", "ffffffff")
     assert missing.returncode == 1 and "api_key_not_found" in missing.stderr
