@@ -28,7 +28,6 @@ from tests.family.support import M, make_member
 from tests.partners.support import (
     accrual_body,
     accrue,
-    admin_headers,
     assert_problem,
     clearing_posted,
     issue_key,
@@ -36,17 +35,6 @@ from tests.partners.support import (
     now,
     set_rate,
 )
-
-
-@pytest.fixture
-async def admin(db: Database, settings: Settings) -> dict[str, str]:
-    return await admin_headers(db, settings)
-
-
-@pytest.fixture
-async def shop(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, Any]:
-    partner = await make_partner(client, admin)
-    return {"partner": partner, "key": await issue_key(client, admin, partner["code"])}
 
 
 @pytest.fixture

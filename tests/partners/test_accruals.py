@@ -17,13 +17,11 @@ from lms.db import Database
 from lms.ledger.errors import InsufficientMiles
 from lms.ledger.service import Ledger
 from lms.ledger.types import EntryKind
-from lms.settings import Settings
 from tests.conftest import LedgerRunner
 from tests.factories import TEST_ACTOR, bearer, register_member
 from tests.partners.support import (
     accrual_body,
     accrue,
-    admin_headers,
     assert_problem,
     clearing_posted,
     issue_key,
@@ -32,17 +30,6 @@ from tests.partners.support import (
     reverse,
     set_rate,
 )
-
-
-@pytest.fixture
-async def admin(db: Database, settings: Settings) -> dict[str, str]:
-    return await admin_headers(db, settings)
-
-
-@pytest.fixture
-async def shop(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, Any]:
-    partner = await make_partner(client, admin)
-    return {"partner": partner, "key": await issue_key(client, admin, partner["code"])}
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import asyncpg
 import httpx
 import msgspec
 import psycopg
-import pytest
 from alembic import command
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,17 +27,11 @@ from tests.factories import register_member
 from tests.partners.support import (
     accrual_body,
     accrue,
-    admin_headers,
     clearing_posted,
     issue_key,
     make_partner,
     reverse,
 )
-
-
-@pytest.fixture
-async def admin(db: Database, settings: Settings) -> dict[str, str]:
-    return await admin_headers(db, settings)
 
 
 async def shard_postings(db: Database, partner_id: int) -> dict[int, int]:

@@ -14,9 +14,7 @@ from lms.db import Database
 from lms.partners.errors import IpNotAllowed
 from lms.partners.key_gate import FRESH_FOR, GATE, KeyGate
 from lms.partners.service import KeyCheck
-from lms.settings import Settings
 from tests.partners.support import (
-    admin_headers,
     assert_problem,
     clear_of_the_minute_edge,
     iso,
@@ -24,11 +22,6 @@ from tests.partners.support import (
     make_partner,
     probe,
 )
-
-
-@pytest.fixture
-async def admin(db: Database, settings: Settings) -> dict[str, str]:
-    return await admin_headers(db, settings)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,12 +17,10 @@ from lms.db import Database
 from lms.partners.errors import RateLimited
 from lms.partners.models import ApiKey
 from lms.partners.service import ApiKeyService, KeyCheck
-from lms.settings import Settings
 from tests.factories import bearer, register_member
 from tests.partners.support import (
     accrual_body,
     accrue,
-    admin_headers,
     assert_problem,
     iso,
     issue_key,
@@ -31,11 +28,6 @@ from tests.partners.support import (
     now,
     probe,
 )
-
-
-@pytest.fixture
-async def admin(db: Database, settings: Settings) -> dict[str, str]:
-    return await admin_headers(db, settings)
 
 
 async def key_rows(db: Database, partner_id: int) -> list[ApiKey]:
