@@ -131,6 +131,6 @@ class KeyGate:
         self.reservations.clear()
 
 
-# One per process: its API workers' requests share it, and PartnerService forgets the keys it
-# changes in it, so that this process refuses them at once.
+# One per process, shared by its requests; the admin routes that revoke or rotate keys forget
+# them in it, so that this process refuses them at once.
 GATE = KeyGate()

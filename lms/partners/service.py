@@ -338,16 +338,12 @@ class ApiKeyService:
         number = last - reserved + 1  # this request's
         limit = key["rate_limit_per_minute"]
         if number > limit:
-            return KeyCheck(refusal=rate_limited(window, now, limit))
+            retry_after = int((window + RATE_WINDOW - now).total_seconds()) + 1
+            return KeyCheck(refusal=RateLimited(retry_after=retry_after, limit=limit))
         return KeyCheck(Principal("partner", key["partner_id"], Role.PARTNER,
                                   scopes=frozenset(key["scopes"]), key_id=key["id"]),
                         key=key, spare=range(number + 1, min(last, limit) + 1),
                         window=key["counted_window"] or window)
-
-
-def rate_limited(window: datetime, now: datetime, limit: int) -> RateLimited:
-    retry_after = int((window + RATE_WINDOW - now).total_seconds()) + 1
-    return RateLimited(retry_after=retry_after, limit=limit)
 
 
 class AccrualService:
