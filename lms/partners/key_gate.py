@@ -122,10 +122,9 @@ class KeyGate:
             window=checked.window, next=checked.spare.start, last=checked.spare.stop - 1,
             checked_at=self.clock())
 
-    def forget(self, prefixes: list[str]) -> None:
-        """Check these keys with the database again (revoked, expired or changed here)."""
-        for prefix in prefixes:
-            self.reservations.pop(prefix, None)
+    def forget(self, prefix: str) -> None:
+        """Check this key with the database again (revoked or changed here)."""
+        self.reservations.pop(prefix, None)
 
     def forget_all(self) -> None:
         self.reservations.clear()

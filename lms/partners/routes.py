@@ -223,7 +223,7 @@ class PartnerAdminController(Controller):
             return key_out(key, code)
 
         result: ApiKeyOut = await state.db.transaction(work)
-        GATE.forget([prefix])
+        GATE.forget(prefix)
         return result
 
 

@@ -33,8 +33,8 @@ async def partner(client: httpx.AsyncClient, admin: dict[str, str]) -> str:
 @pytest.fixture(autouse=True)
 def fresh_gate(monkeypatch: pytest.MonkeyPatch) -> None:
     """A gate of this test's own, whose clock only the test moves."""
-    monkeypatch.setattr("lms.partners.key_gate.GATE.reservations", {})
-    monkeypatch.setattr("lms.partners.key_gate.GATE.clock", lambda: 0.0)
+    monkeypatch.setattr(GATE, "reservations", {})
+    monkeypatch.setattr(GATE, "clock", lambda: 0.0)
 
 
 async def counted(db: Database, key: str) -> int:
