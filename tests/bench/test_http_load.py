@@ -44,6 +44,7 @@ def test_the_load_benchmark_prints_its_table_and_ratio_without_errors(
         capture_output=True, text=True, timeout=600)
     out = run.stdout
     assert run.returncode == 0, out + run.stderr
+    assert re.search(r"^read the sampled members' rows in [\d.]+ s", out, re.M), out
     for phase in ("mix", "transfers", "reads"):
         assert f"phase {phase}: 4 clients" in out
     rows = {m.group(1): m.groups()[1:] for m in re.finditer(
@@ -106,3 +107,21 @@ def test_a_freshly_loaded_table_is_vacuumed_before_the_phases_and_only_then(
         assert capsys.readouterr().out == ""
     finally:
         drop_database(url)
+
+
+def test_the_sample_is_read_once_before_the_phases(small_population: str) -> None:
+    with psycopg.connect(conftest.plain(small_population)) as conn:
+        cards = [r[0] for r in conn.execute(
+            "SELECT card_number FROM members ORDER BY id LIMIT 10").fetchall()]
+        truth = conn.execute("""
+            WITH m AS (SELECT account_id FROM members WHERE card_number = ANY(%(cards)s))
+            SELECT (SELECT count(*) FROM m),
+                   (SELECT count(*) FROM balances WHERE account_id IN (SELECT * FROM m)),
+                   (SELECT sum(remaining) FROM lots WHERE account_id IN (SELECT * FROM m)),
+                   (SELECT count(*) FROM holds WHERE account_id IN (SELECT * FROM m)),
+                   (SELECT count(*) FROM postings WHERE account_id IN (SELECT * FROM m))""",
+            {"cards": cards}).fetchone()
+    assert truth is not None
+    read = load_bench_module().warm(small_population, [*cards, "no such card"])
+    assert read == tuple(int(n or 0) for n in truth)
+    assert read[0] == 10 and read[2] > 0 and read[4] > 0
