@@ -559,7 +559,7 @@ def sample_members(url: str, n: int) -> list[tuple[int, str, str, str]]:
 # What the operations read of a member, by the member's card number (accruals, gifts) or
 # account; postings only by the index that each posting of theirs adds an entry to.
 WARM = """
-    WITH m AS (SELECT id, account_id FROM members WHERE card_number = ANY(%(cards)s))
+    WITH m AS (SELECT account_id FROM members WHERE card_number = ANY(%(cards)s))
     SELECT (SELECT count(*) FROM m),
            (SELECT count(*) FROM balances b JOIN m ON b.account_id = m.account_id),
            (SELECT sum(l.remaining) FROM lots l JOIN m ON l.account_id = m.account_id),
