@@ -38,7 +38,7 @@ from lms.web.context import (
     session_cookie,
 )
 from lms.web.forms import Form, read
-from lms.web.portal import open_session, refusal_status
+from lms.web.portal import end_session, open_session, refusal_status
 from lms.web.service import WebSessionService
 
 Q = Annotated[str | None, QueryParameter(max_length=500)]
@@ -92,23 +92,13 @@ class ConsoleController(Controller):
 
     @post("/sign-out")
     async def sign_out(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        ctx = context(request)
-        token = ctx.session_token
-        if token:
-            await request.app.state.db.transaction(
-                lambda s: WebSessionService(s, ctx.settings).close(token))
-        ctx.forget(session_cookie(ctx.settings, STAFF))
-        return redirect(request, "/console/sign-in?done=signed-out")
+        return await end_session(request, context(request), STAFF, "/console/sign-in",
+                                 everywhere=False)
 
     @post("/sign-out-everywhere")
     async def sign_out_everywhere(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        ctx = staff_signed_in(request)
-        principal = ctx.principal
-        assert principal is not None
-        await request.app.state.db.transaction(
-            lambda s: WebSessionService(s, ctx.settings).close_all(principal))
-        ctx.forget(session_cookie(ctx.settings, STAFF))
-        return redirect(request, "/console/sign-in?done=signed-out-everywhere")
+        return await end_session(request, staff_signed_in(request), STAFF,
+                                 "/console/sign-in", everywhere=True)
 
     @post("/language")
     async def language(self, request: Request[Any, Any, Any]) -> Response[Any]:

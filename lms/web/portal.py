@@ -128,6 +128,24 @@ def start_session(request: Request[Any, Any, Any], token: str, realm: str, to: s
     return redirect(request, to)
 
 
+async def end_session(request: Request[Any, Any, Any], ctx: WebContext, realm: str,
+                      sign_in: str, *, everywhere: bool) -> Response[Any]:
+    """Sign-out: this browser's session closed (or, ``everywhere``, every session of its
+    signed-in principal), its cookie forgotten, and the realm's sign-in page saying so."""
+    settings = ctx.settings
+    if everywhere:
+        principal = ctx.principal
+        assert principal is not None
+        await request.app.state.db.transaction(
+            lambda s: WebSessionService(s, settings).close_all(principal))
+    elif token := ctx.session_token:
+        await request.app.state.db.transaction(
+            lambda s: WebSessionService(s, settings).close(token))
+    ctx.forget(session_cookie(settings, realm))
+    done = "signed-out-everywhere" if everywhere else "signed-out"
+    return redirect(request, f"{sign_in}?done={done}")
+
+
 def refusal_status(exc: LmsError) -> int:
     return exc.status if 400 <= exc.status < 500 else 400
 
@@ -536,23 +554,13 @@ class PortalController(Controller):
 
     @post("/sign-out")
     async def sign_out(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        ctx = context(request)
-        token = ctx.session_token
-        if token:
-            await request.app.state.db.transaction(
-                lambda s: WebSessionService(s, ctx.settings).close(token))
-        ctx.forget(session_cookie(ctx.settings, MEMBER))
-        return redirect(request, "/sign-in?done=signed-out")
+        return await end_session(request, context(request), MEMBER, "/sign-in",
+                                 everywhere=False)
 
     @post("/sign-out-everywhere")
     async def sign_out_everywhere(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        ctx = signed_in(request)
-        principal = ctx.principal
-        assert principal is not None
-        await request.app.state.db.transaction(
-            lambda s: WebSessionService(s, ctx.settings).close_all(principal))
-        ctx.forget(session_cookie(ctx.settings, MEMBER))
-        return redirect(request, "/sign-in?done=signed-out-everywhere")
+        return await end_session(request, signed_in(request), MEMBER, "/sign-in",
+                                 everywhere=True)
 
 
 def csv_row(line: StatementLine, zone: str) -> list[str]:
