@@ -82,7 +82,22 @@ async def test_console_sign_out_and_csrf(web: httpx.AsyncClient, db: Database,
     assert (await web.get("/console")).status_code == 200
     out = await submit(web, "/console", "/console/sign-out", {})
     assert out.status_code == 303
+    assert out.headers["location"] == "/console/sign-in?done=signed-out"
     assert (await web.get("/console")).status_code == 303
+
+
+async def test_console_sign_out_everywhere_ends_the_agents_other_sessions(
+        app: Litestar, db: Database, settings: Settings) -> None:
+    agent = await create_staff(db, settings, "agent")
+    async with browser(app) as desk, browser(app) as laptop:
+        await staff_sign_in(desk, agent)
+        await staff_sign_in(laptop, agent)
+        assert (await laptop.get("/console")).status_code == 200
+        out = await submit(desk, "/console", "/console/sign-out-everywhere", {})
+        assert out.status_code == 303
+        assert out.headers["location"] == "/console/sign-in?done=signed-out-everywhere"
+        assert (await laptop.get("/console")).status_code == 303
+        assert (await desk.get("/console")).status_code == 303
 
 
 async def test_agent_finds_members_by_name_and_phone(web: httpx.AsyncClient, app: Litestar,
