@@ -39,7 +39,6 @@ from lms.web.context import (
 )
 from lms.web.forms import Form, read
 from lms.web.portal import end_session, open_session, refusal_status
-from lms.web.service import WebSessionService
 
 Q = Annotated[str | None, QueryParameter(max_length=500)]
 NextQ = Annotated[str | None, QueryParameter(name="next", max_length=500)]
